@@ -1,0 +1,194 @@
+//! Which requests get the token.
+//!
+//! By default every request through the layer carries the token. A [`Scope`]
+//! narrows that to the origins the token is meant for, so that a redirect or a
+//! misrouted request never hands it to another host.
+//!
+//! ```
+//! use tower_bearer::{BearerAuthLayer, Scope, Token, source::StaticSource};
+//!
+//! let scope = Scope::origins(["https://api.example.com"]).unwrap();
+//! let layer = BearerAuthLayer::new(StaticSource::new(Token::bearer("t"))).scope(scope);
+//! # drop(layer);
+//! ```
+//!
+//! # Redirects
+//!
+//! Put tower-http's `FollowRedirect` **outside** this layer: each hop then
+//! passes through the layer again and the scope decides afresh for the new
+//! URI. With an origin allow-list, a redirect to another origin goes out
+//! without the token. Without a scope, every hop carries it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::request::Target;
+
+type Predicate = Arc<dyn Fn(&Target<'_>) -> bool + Send + Sync>;
+
+/// Decides whether a request gets the token. Cheap to clone.
+#[derive(Clone)]
+pub struct Scope(Option<Predicate>);
+
+impl Scope {
+    /// Every request gets the token (the default).
+    pub fn any() -> Self {
+        Self(None)
+    }
+
+    /// Requests for which `f` returns `true` get the token.
+    pub fn from_fn(f: impl Fn(&Target<'_>) -> bool + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(f)))
+    }
+
+    /// Only requests to these origins (`scheme://host[:port]`) get the token.
+    /// Scheme and host compare case-insensitively; a missing port is the
+    /// scheme's default. A request with a relative URI matches no origin.
+    pub fn origins<I>(origins: I) -> Result<Self, InvalidOrigin>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let allowed = origins
+            .into_iter()
+            .map(|o| Origin::parse(o.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::from_fn(move |target| {
+            allowed.iter().any(|origin| origin.matches(target))
+        }))
+    }
+
+    /// Only `https` requests get the token.
+    pub fn https_only() -> Self {
+        Self::from_fn(|target| {
+            target
+                .scheme()
+                .is_some_and(|s| s.eq_ignore_ascii_case("https"))
+        })
+    }
+
+    /// Requests both scopes accept.
+    pub fn and(self, other: Scope) -> Self {
+        match (self.0, other.0) {
+            (None, b) => Self(b),
+            (a, None) => Self(a),
+            (Some(a), Some(b)) => Self::from_fn(move |t| a(t) && b(t)),
+        }
+    }
+
+    /// Whether a request to `target` gets the token.
+    pub fn allows(&self, target: &Target<'_>) -> bool {
+        self.0.as_ref().is_none_or(|f| f(target))
+    }
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Self::any()
+    }
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Scope(restricted)"
+        } else {
+            "Scope(any)"
+        })
+    }
+}
+
+struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    fn parse(text: &str) -> Result<Self, InvalidOrigin> {
+        let invalid = || InvalidOrigin(text.to_owned());
+        let uri: http::Uri = text.parse().map_err(|_| invalid())?;
+        let path_ok = matches!(uri.path(), "" | "/") && uri.query().is_none();
+        let (Some(scheme), Some(host), true) = (uri.scheme_str(), uri.host(), path_ok) else {
+            return Err(invalid());
+        };
+        let target = Target::new(Some(scheme), Some(host), uri.port_u16());
+        Ok(Self {
+            scheme: scheme.to_ascii_lowercase(),
+            host: host.to_ascii_lowercase(),
+            port: target.port().ok_or_else(invalid)?,
+        })
+    }
+
+    fn matches(&self, target: &Target<'_>) -> bool {
+        target
+            .scheme()
+            .is_some_and(|s| s.eq_ignore_ascii_case(&self.scheme))
+            && target
+                .host()
+                .is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+            && target.port() == Some(self.port)
+    }
+}
+
+/// An origin given to [`Scope::origins`] that is not `scheme://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidOrigin(String);
+
+impl fmt::Display for InvalidOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid origin {:?}: expected scheme://host[:port] (http or https)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InvalidOrigin {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allows(scope: &Scope, uri: &str) -> bool {
+        let req = http::Request::get(uri).body(()).unwrap();
+        scope.allows(&crate::request::AuthRequest::target(&req))
+    }
+
+    #[test]
+    fn origins_match_scheme_host_and_port() {
+        let scope = Scope::origins(["https://API.example.com", "http://127.0.0.1:8080"]).unwrap();
+        assert!(allows(&scope, "https://api.example.com/v1?x=1"));
+        assert!(allows(&scope, "https://api.example.com:443/v1"));
+        assert!(allows(&scope, "http://127.0.0.1:8080/"));
+        assert!(!allows(&scope, "http://api.example.com/v1"));
+        assert!(!allows(&scope, "https://api.example.com:8443/v1"));
+        assert!(!allows(&scope, "https://evil.example.com/v1"));
+        assert!(!allows(&scope, "https://api.example.com.evil.net/v1"));
+        assert!(!allows(&scope, "http://127.0.0.1:8081/"));
+        assert!(!allows(&scope, "/relative"));
+    }
+
+    #[test]
+    fn bad_origins_are_refused() {
+        for bad in [
+            "api.example.com",
+            "https://",
+            "ftp://x",
+            "https://a.com/path",
+            "::",
+        ] {
+            assert!(Scope::origins([bad]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn https_only_and_combination() {
+        let scope = Scope::https_only().and(Scope::origins(["https://a.test"]).unwrap());
+        assert!(allows(&scope, "https://a.test/x"));
+        assert!(!allows(&scope, "http://a.test/x"));
+        assert!(!allows(&scope, "https://b.test/x"));
+        assert!(allows(&Scope::any(), "/anything"));
+    }
+}

@@ -1,0 +1,122 @@
+//! The access token a [`TokenSource`](crate::TokenSource) yields.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_bearer::Token;
+//!
+//! let token = Token::bearer("opaque-value").with_lifetime(Duration::from_secs(3600));
+//! assert_eq!(token.token_type(), "Bearer");
+//! assert_eq!(token.access_token().secret(), "opaque-value");
+//! // The secret never shows in Debug output.
+//! assert!(!format!("{token:?}").contains("opaque-value"));
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An access token value: a secret.
+///
+/// Its `Debug` prints `[redacted]`; it has no `Display`. Read the value with
+/// [`AccessToken::secret`], on purpose and in one place.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(Arc<str>);
+
+impl AccessToken {
+    /// Wraps a token value.
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Self(value.into())
+    }
+
+    /// The token value itself. Keep it out of logs.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// A token as a source yields it: the value, its type and how long it lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token {
+    access_token: AccessToken,
+    token_type: Arc<str>,
+    lifetime: Option<Duration>,
+}
+
+impl Token {
+    /// A token of the given type. `bearer`, in any letter case, becomes
+    /// `Bearer` (RFC 6750 spells it so, and some servers compare it
+    /// case-sensitively); any other type passes through unchanged.
+    pub fn new(access_token: impl Into<Arc<str>>, token_type: &str) -> Self {
+        let token_type: Arc<str> = if token_type.eq_ignore_ascii_case("bearer") {
+            Arc::from("Bearer")
+        } else {
+            Arc::from(token_type)
+        };
+        Self {
+            access_token: AccessToken::new(access_token),
+            token_type,
+            lifetime: None,
+        }
+    }
+
+    /// A `Bearer` token.
+    pub fn bearer(access_token: impl Into<Arc<str>>) -> Self {
+        Self::new(access_token, "Bearer")
+    }
+
+    /// Sets how long the token lives, counted from when it was requested.
+    ///
+    /// Without a lifetime the cache uses its default lifetime
+    /// ([`TokenCacheBuilder::default_lifetime`](crate::TokenCacheBuilder::default_lifetime)).
+    pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = Some(lifetime);
+        self
+    }
+
+    /// The token value.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+
+    /// The token type, such as `Bearer`.
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    /// How long the token lives, if the source said.
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.lifetime
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_in_any_case_is_normalized() {
+        for ty in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+            assert_eq!(Token::new("t", ty).token_type(), "Bearer");
+        }
+    }
+
+    #[test]
+    fn other_types_pass_through() {
+        assert_eq!(Token::new("t", "DPoP").token_type(), "DPoP");
+        assert_eq!(Token::new("t", "mac").token_type(), "mac");
+    }
+
+    #[test]
+    fn debug_redacts_the_value() {
+        let token = Token::bearer("s3cr3t-value").with_lifetime(Duration::from_secs(5));
+        let printed = format!("{token:?} {:?}", token.access_token());
+        assert!(!printed.contains("s3cr3t-value"), "{printed}");
+        assert!(printed.contains("[redacted]"));
+    }
+}
