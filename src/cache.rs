@@ -561,13 +561,21 @@ impl TokenCache {
         bump(&self.shared.counters.fetches_started);
         let source = Arc::clone(&self.shared.source);
         let timeout = self.shared.config.fetch_timeout;
+        let span = tracing::info_span!(
+            "token_fetch",
+            source = source.kind_dyn(),
+            reason,
+            outcome = tracing::field::Empty,
+            duration_ms = tracing::field::Empty,
+        );
+        tracing::debug!(parent: &span, "token fetch started");
         let guard = FlightGuard {
             shared: Arc::downgrade(&self.shared),
             started: Instant::now(),
             reason,
+            span: span.clone(),
             done: false,
         };
-        let span = tracing::info_span!("token_fetch", source = source.kind_dyn(), reason);
         let task = runtime.spawn(tracing::Instrument::instrument(
             async move {
                 let mut guard = guard;
@@ -594,13 +602,25 @@ struct FlightGuard {
     shared: Weak<Shared>,
     started: Instant,
     reason: &'static str,
+    span: tracing::Span,
     done: bool,
 }
 
 impl FlightGuard {
     fn finish(&mut self, result: Result<Token, TokenError>) {
         self.done = true;
+        let elapsed = Instant::now().saturating_duration_since(self.started);
+        self.span.record("duration_ms", elapsed.as_millis() as u64);
+        self.span.record(
+            "outcome",
+            match &result {
+                Ok(_) => "ok",
+                Err(e) if e.is_transient() => "transient_error",
+                Err(_) => "permanent_error",
+            },
+        );
         if let Some(shared) = self.shared.upgrade() {
+            let _entered = self.span.enter();
             shared.complete(result, self.started, self.reason);
         }
     }
@@ -616,9 +636,7 @@ impl Drop for FlightGuard {
         } else {
             TokenError::cancelled()
         };
-        if let Some(shared) = self.shared.upgrade() {
-            shared.complete(Err(error), self.started, self.reason);
-        }
+        self.finish(Err(error));
     }
 }
 
