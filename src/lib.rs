@@ -34,19 +34,67 @@
 //!
 //! # How the cache behaves
 //!
-//! See [`cache`] for the whole story. In short: lazy (nothing is fetched
-//! until a request needs a token), single-flight (one fetch however many
-//! requests wait, and a dropped request does not cancel it), refresh-ahead
-//! (no request waits while the token is usable), backoff after failures (the
-//! provider sees about one request per backoff step during an outage), and a
-//! 401 throws away only the token that request carried.
+//! One [`TokenCache`] holds one token; clone it (or the layer) to share it
+//! between stacks. See the [`cache`] module for the full story.
+//!
+//! - **Lazy.** Building the layer fetches nothing and needs no runtime. The
+//!   first request that needs a token starts the fetch.
+//! - **Single flight.** However many requests find no usable token, the
+//!   source is called once and every waiter gets its result, success or
+//!   error. The fetch runs on its own task: a dropped request cancels
+//!   nothing.
+//! - **Hot path.** While the token is fresh, a request costs one atomic load,
+//!   a header clone and an insert: no lock, no await before the inner call.
+//! - **Refresh ahead.** Past its refresh point (a window before expiry, with
+//!   jitter) the first request starts one background refresh and goes on
+//!   with the still-valid token. No request waits while a token is usable.
+//! - **Failures.** A failed refresh keeps the usable token. After a failure
+//!   the cache backs off (exponentially, with jitter, honouring
+//!   `Retry-After`); meanwhile requests with no usable token fail at once with
+//!   the last error, so an outage costs the provider one request per backoff
+//!   step. A request is never sent without its token.
+//! - **401.** A `401` (or gRPC `UNAUTHENTICATED`) throws away the token that
+//!   request carried, only if it is still current, and starts one refresh.
+//!   [`RetryOnUnauthorized`] re-sends a replayable request once.
+//! - **Scope.** [`Scope`] keeps the token to the origins it is meant for.
+//!
+//! # Choosing settings
+//!
+//! | setting | default | change it when |
+//! |---|---|---|
+//! | [`expiry_margin`](TokenCacheBuilder::expiry_margin) | 30 s | requests spend long in flight, or clocks are skewed |
+//! | [`refresh_ahead`](TokenCacheBuilder::refresh_ahead) | 5 min | the provider is slow; `ZERO` turns it off |
+//! | [`refresh_jitter`](TokenCacheBuilder::refresh_jitter) | 0.2 | many processes share one provider |
+//! | [`default_lifetime`](TokenCacheBuilder::default_lifetime) | 5 min | the provider omits `expires_in` and documents a lifetime |
+//! | [`fetch_timeout`](TokenCacheBuilder::fetch_timeout) | 30 s | the provider is known to be fast or slow |
+//! | [`backoff`](TokenCacheBuilder::backoff) | 1 s doubling to 60 s | the provider asks for gentler retries |
+//! | [`BearerAuthLayer::overwrite_existing`] | `false` | requests carry stale credentials you want replaced |
+//! | [`BearerAuthLayer::scope`] | every request | the client talks to more than one origin |
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `client-credentials` | yes | the OAuth2 client-credentials source (reqwest, serde) |
+//! | `rustls` | yes | TLS for the default reqwest client |
+//! | `reqwest` | with `client-credentials` | the layer over `reqwest::Client` |
+//! | `tonic` | no | token failures as `tonic::Status` (`UNAVAILABLE` / `UNAUTHENTICATED`) |
+//! | `redis` | no | a fleet-wide shared token store: one fetch per lifetime across processes |
+//!
+//! # Observability
+//!
+//! [`TokenCache::stats`] returns monotonic counters (fetches started and
+//! failed, refreshes ahead, requests served from cache, requests that waited,
+//! requests failed fast, invalidations): export them as metrics counters.
+//! Every fetch runs in a `token_fetch` tracing span with its source kind,
+//! reason, outcome and duration; failures, backoffs and invalidations are
+//! events. No token or secret is ever logged.
 //!
 //! # Errors
 //!
 //! The service's error is [`Error`]: [`Error::Token`] when no token could be
 //! had (the request was not sent), [`Error::Service`] for the inner service's
-//! own error. A request is never sent without its token because a fetch
-//! failed.
+//! own error. Both convert into [`BoxError`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -9,7 +9,7 @@
 //! use std::time::Duration;
 //! use tower_bearer::{Token, TokenSource, source::FnSource};
 //!
-//! # async fn run() -> Result<(), std::io::Error> {
+//! # async fn run() -> Result<(), tower_bearer::BoxError> {
 //! // An async closure as a source, for tokens from anywhere.
 //! let source = FnSource::new(|| async {
 //!     Ok::<_, std::io::Error>(Token::bearer("from-vault").with_lifetime(Duration::from_secs(600)))
