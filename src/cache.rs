@@ -77,6 +77,8 @@ pub const DEFAULT_REFRESH_JITTER: f64 = 0.2;
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// Default for [`TokenCacheBuilder::fetch_timeout`]: 30 seconds.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`TokenCacheBuilder::invalidation_cooldown`]: 5 seconds.
+pub const DEFAULT_INVALIDATION_COOLDOWN: Duration = Duration::from_secs(5);
 /// Lifetimes above this (about a year) are treated as this long.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
@@ -195,6 +197,7 @@ struct Config {
     default_lifetime: Duration,
     fetch_timeout: Duration,
     backoff: Backoff,
+    invalidation_cooldown: Duration,
 }
 
 /// Builds a [`TokenCache`]. Every setting has a documented default.
@@ -252,6 +255,17 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// After a token is thrown away because the API rejected it, how long
+    /// further rejections are not acted on: if fresh tokens are rejected too,
+    /// the cause is configuration (audience, scope), and refetching on every
+    /// 401 would only flood the provider.
+    ///
+    /// Defaults to [`DEFAULT_INVALIDATION_COOLDOWN`] (5 seconds).
+    pub fn invalidation_cooldown(mut self, cooldown: Duration) -> Self {
+        self.config.invalidation_cooldown = cooldown;
+        self
+    }
+
     /// How to back off after failures. Defaults to [`Backoff::default`].
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.config.backoff = backoff;
@@ -303,6 +317,7 @@ struct Shared {
 struct State {
     flight: Option<Flight>,
     failure: Option<Failure>,
+    last_rejection: Option<Instant>,
 }
 
 struct Flight {
@@ -394,6 +409,7 @@ impl TokenCache {
                 default_lifetime: DEFAULT_LIFETIME,
                 fetch_timeout: DEFAULT_FETCH_TIMEOUT,
                 backoff: Backoff::default(),
+                invalidation_cooldown: DEFAULT_INVALIDATION_COOLDOWN,
             },
         }
     }
@@ -424,6 +440,7 @@ impl TokenCache {
 
     /// Throws the cached token away: the next request fetches a new one.
     pub fn invalidate(&self) {
+        let _state = self.shared.lock();
         if self.shared.current.swap(None).is_some() {
             bump(&self.shared.counters.invalidations);
             tracing::debug!(reason = "requested", "token invalidated");
@@ -530,24 +547,33 @@ impl TokenCache {
     /// is still the current one, and starts the one fetch that replaces it.
     pub(crate) fn invalidate_if_current(&self, id: TokenId, reason: &'static str) {
         let shared = &self.shared;
-        let current = shared.current.load();
-        let Some(entry) = &*current else { return };
-        if entry.id != id.0 {
+        let is_current =
+            |shared: &Shared| shared.current.load().as_ref().is_some_and(|e| e.id == id.0);
+        if !is_current(shared) {
             // A newer token is already in place: keep it.
             return;
         }
-        let previous = shared.current.compare_and_swap(&current, None);
-        let swapped = previous.as_ref().is_some_and(|p| p.id == id.0);
-        if !swapped {
+        let now = Instant::now();
+        // Fetches publish under this lock, so the check and the removal
+        // below cannot straddle a new token's arrival.
+        let mut state = shared.lock();
+        if !is_current(shared) {
             return;
         }
+        if let Some(last) = state.last_rejection
+            && now < last + shared.config.invalidation_cooldown
+        {
+            // Fresh tokens rejected again and again point at configuration
+            // (audience, scope), not at a stale token: do not hammer the
+            // provider with a fetch per rejection.
+            tracing::debug!(reason, "token rejected again within the cooldown; kept");
+            return;
+        }
+        shared.current.store(None);
+        state.last_rejection = Some(now);
         bump(&shared.counters.invalidations);
         tracing::info!(reason, "token rejected by the API; invalidated");
-        let mut state = shared.lock();
-        let backing_off = state
-            .failure
-            .as_ref()
-            .is_some_and(|f| Instant::now() < f.retry_at);
+        let backing_off = state.failure.as_ref().is_some_and(|f| now < f.retry_at);
         if state.flight.is_none() && !backing_off {
             let _ = self.start_flight(&mut state, reason);
         }

@@ -538,3 +538,26 @@ async fn a_streaming_request_is_not_retried_but_its_401_still_invalidates() {
         assert_eq!(cache.stats().invalidations, 1);
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_api_that_rejects_every_token_does_not_cause_a_fetch_storm() {
+    // A wrong audience: every token is rejected. 100 requests a second for
+    // 10 s cost one refetch per 5 s cooldown, not one per round trip.
+    let counting = Counting::tokens(Duration::from_millis(5), Some(Duration::from_secs(3600)));
+    let cache = TokenCache::new(counting.source());
+    let svc = ServiceBuilder::new()
+        .layer(BearerAuthLayer::with_cache(cache.clone()))
+        .service_fn(|_req: Request<String>| async {
+            let mut res = Response::new(String::new());
+            *res.status_mut() = StatusCode::UNAUTHORIZED;
+            Ok::<_, Infallible>(res)
+        });
+    for _ in 0..1000 {
+        let res = svc.clone().oneshot(request()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        advance(Duration::from_millis(10)).await;
+    }
+    // The first fetch, then one each at about 0, 5 and 10 s.
+    assert!(counting.count() <= 4, "{} fetches", counting.count());
+    assert_eq!(cache.stats().invalidations as usize, counting.count() - 1);
+}
