@@ -58,7 +58,9 @@ pub fn router(upstream: &Uri, layer: BearerAuthLayer) -> Router {
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let rest = path_and_query.strip_prefix("/api").unwrap_or(path_and_query);
+    let rest = path_and_query
+        .strip_prefix("/api")
+        .unwrap_or(path_and_query);
     parts.uri = match format!("{}{rest}", proxy.upstream).parse() {
         Ok(uri) => uri,
         Err(_) => return (StatusCode::BAD_REQUEST, "unroutable path").into_response(),
@@ -122,7 +124,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     });
     let layer = BearerAuthLayer::new(source)
         // The token is for the upstream only, whatever a path might resolve to.
-        .scope(Scope::origins([upstream.to_string().trim_end_matches('/')])?);
+        .scope(Scope::origins([upstream
+            .to_string()
+            .trim_end_matches('/')])?);
     let cache = layer.cache().clone();
 
     let proxy_listener = TcpListener::bind("127.0.0.1:0").await?;

@@ -67,7 +67,11 @@ async fn a_401_throws_the_token_away_and_the_next_request_fetches_a_new_one() {
     let cache = layer.cache().clone();
     let mut client = ServiceBuilder::new().layer(layer).service(hyper_client());
 
-    let get = || Request::get(server.url("/v1/me")).body(Full::default()).unwrap();
+    let get = || {
+        Request::get(server.url("/v1/me"))
+            .body(Full::default())
+            .unwrap()
+    };
 
     let rejected = client.ready().await.unwrap().call(get()).await.unwrap();
     assert_eq!(rejected.status(), StatusCode::UNAUTHORIZED);

@@ -28,7 +28,9 @@ async fn upstream() -> (TestServer, Seen) {
     let seen = Seen::default();
     let log = seen.clone();
     let server = TestServer::start(move |req| {
-        log.lock().unwrap().push((authorization(&req), req.uri().to_string()));
+        log.lock()
+            .unwrap()
+            .push((authorization(&req), req.uri().to_string()));
         async move { respond(200, "from upstream") }
     })
     .await;
@@ -121,17 +123,17 @@ async fn without_a_token_the_proxy_answers_itself_and_sends_nothing_upstream() {
     let proxy = ProxyServer::start(&upstream, BearerAuthLayer::new(transient)).await;
 
     let (status, body) = proxy
-        .get("/api/v1/me", &[(AUTHORIZATION.as_str(), "Bearer browser-session")])
+        .get(
+            "/api/v1/me",
+            &[(AUTHORIZATION.as_str(), "Bearer browser-session")],
+        )
         .await;
 
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, "upstream credentials unavailable");
     assert!(seen.lock().unwrap().is_empty());
 
-    let permanent = failing_source(SourceError::new(
-        "invalid_client",
-        ErrorClass::Permanent,
-    ));
+    let permanent = failing_source(SourceError::new("invalid_client", ErrorClass::Permanent));
     let proxy = ProxyServer::start(&upstream, BearerAuthLayer::new(permanent)).await;
     let (status, _) = proxy.get("/api/v1/me", &[]).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);

@@ -107,9 +107,7 @@ pub fn counting_source(tokens: &[&str]) -> (impl TokenSource + use<>, Arc<Atomic
     let source = FnSource::new(move || {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         let token = tokens[n.min(tokens.len() - 1)].clone();
-        async move {
-            Ok::<_, Infallible>(Token::bearer(token).with_lifetime(Duration::from_secs(3600)))
-        }
+        async move { Ok::<_, Infallible>(Token::bearer(token).with_lifetime(Duration::from_secs(3600))) }
     });
     (source, fetches)
 }
