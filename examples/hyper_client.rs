@@ -41,8 +41,7 @@ async fn api(State(revoked): State<Revoked>, request: Request) -> impl IntoRespo
     if token.is_empty() || revoked.lock().unwrap().contains(token) {
         return (StatusCode::UNAUTHORIZED, "invalid token".to_owned());
     }
-    // The demo tokens name themselves (`token-1`, ...): real ones are secret.
-    (StatusCode::OK, format!("hello, holder of {token}"))
+    (StatusCode::OK, "order accepted".to_owned())
 }
 
 #[tokio::main]
@@ -76,7 +75,7 @@ async fn main() -> Result<(), tower::BoxError> {
 
     for round in 1..=4 {
         if round == 4 {
-            println!("-- the API revokes token-1 --");
+            println!("-- the API revokes the first token --");
             revoked.lock().unwrap().insert("token-1".to_owned());
         }
         // A body in memory can be replayed, so a 401 can be retried.
@@ -86,8 +85,9 @@ async fn main() -> Result<(), tower::BoxError> {
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         println!(
-            "POST /v1/orders -> {status}: {}",
-            String::from_utf8_lossy(&body)
+            "POST /v1/orders -> {status}: {} (token fetches so far: {})",
+            String::from_utf8_lossy(&body),
+            cache.stats().fetches_started
         );
     }
 
