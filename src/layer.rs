@@ -68,6 +68,10 @@ impl BearerAuthLayer {
     }
 
     /// The header the token goes in. Defaults to `authorization`.
+    ///
+    /// With `reqwest::Client` and a custom name, turn off reqwest's own
+    /// redirects: it strips only `authorization` on a cross-origin hop (see
+    /// [`Scope`]).
     pub fn header_name(mut self, name: HeaderName) -> Self {
         self.settings.header_name = name;
         self
@@ -76,6 +80,10 @@ impl BearerAuthLayer {
     /// Whether to replace a header the request already carries. Defaults to
     /// `false`: a request that brings its own credentials keeps them and is
     /// sent as it is.
+    ///
+    /// In a proxy that forwards inbound requests, strip the caller's
+    /// `Authorization` before this layer (or set this to `true`): otherwise
+    /// the caller's credentials go upstream instead of the service's token.
     pub fn overwrite_existing(mut self, overwrite: bool) -> Self {
         self.settings.overwrite_existing = overwrite;
         self

@@ -78,7 +78,7 @@
 //! | `client-credentials` | yes | the OAuth2 client-credentials source (reqwest, serde) |
 //! | `rustls` | yes | TLS for the default reqwest client |
 //! | `reqwest` | with `client-credentials` | the layer over `reqwest::Client` |
-//! | `tonic` | no | token failures as `tonic::Status` (`UNAVAILABLE` / `UNAUTHENTICATED`) |
+//! | `tonic` | no | token failures as `tonic::Status` with code `UNAVAILABLE` (transient) or `UNAUTHENTICATED` (permanent); without it gRPC callers get `UNKNOWN` with the same message |
 //! | `redis` | no | a fleet-wide shared token store: one fetch per lifetime across processes |
 //!
 //! # Observability

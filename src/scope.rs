@@ -18,6 +18,13 @@
 //! passes through the layer again and the scope decides afresh for the new
 //! URI. With an origin allow-list, a redirect to another origin goes out
 //! without the token. Without a scope, every hop carries it.
+//!
+//! `reqwest::Client` follows redirects *inside* the layer, so a scope sees
+//! only the first URI. reqwest drops `authorization` itself on a
+//! cross-origin hop, but no other header: with a custom
+//! [`header_name`](crate::BearerAuthLayer::header_name), build the client
+//! with `reqwest::redirect::Policy::none()` (and follow redirects outside the
+//! layer), or the token follows the redirect.
 
 use std::fmt;
 use std::sync::Arc;
