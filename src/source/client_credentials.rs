@@ -52,7 +52,7 @@
 //!   "unknown": a zero lifetime would make every request fetch a new token,
 //!   and a provider that sends one means "no expiry stated" far more often
 //!   than "already dead"; a token that dies sooner is dropped on its first
-//!   401. Values above [`MAX_LIFETIME`](crate::cache::MAX_LIFETIME) (about a
+//!   401. Values above [`crate::cache::MAX_LIFETIME`] (about a
 //!   year) are clamped to it.
 //! - `token_type` is compared without regard to case (`bearer` becomes
 //!   `Bearer`); missing, it is `Bearer`.
@@ -902,11 +902,11 @@ fn redact_url_text(url: &str) -> String {
             parsed.set_fragment(None);
             parsed.to_string()
         }
+        // Unparsable: user info could be anywhere before an `@`.
+        Err(_) if url.contains('@') => "[not shown: it may hold credentials]".to_owned(),
         Err(_) => {
-            // Unparsable: keep only what cannot be a password.
-            let end = url.find(['@', '?', '#']).unwrap_or(url.len());
-            let kept: String = url[..end].chars().take(200).collect();
-            kept
+            let end = url.find(['?', '#']).unwrap_or(url.len());
+            url[..end].chars().take(200).collect()
         }
     }
 }
@@ -953,7 +953,7 @@ fn interpret(
             .as_ref()
             .and_then(|f| f.get(name))
             .and_then(Value::as_str)
-            .map(|s| provider_text(s))
+            .map(provider_text)
     };
     let access_token = fields
         .as_ref()
@@ -1230,5 +1230,6 @@ mod tests {
         let shown = redact_url_text("https://user:pw@example.com/token?key=abc#frag");
         assert_eq!(shown, "https://example.com/token");
         assert_eq!(redact_url_text("not a url?key=abc"), "not a url");
+        assert!(!redact_url_text("https://user:pw word@exa mple").contains("pw"));
     }
 }
