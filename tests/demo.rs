@@ -139,3 +139,102 @@ fn bad_arguments_exit_2_with_a_usage_line() {
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// A token endpoint and an API on 127.0.0.1 for the demo's remote mode:
+/// the endpoint answers only Basic credentials with the extra header, the
+/// API only the token it issued with the API header.
+async fn start_provider() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let header = |name: &str| {
+                        req.headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let (status, body) = match req.uri().path() {
+                        // base64("id:s3cret")
+                        "/token"
+                            if header("authorization") == "Basic aWQ6czNjcmV0"
+                                && header("x-extra") == "yes" =>
+                        {
+                            (200, r#"{"access_token":"remote-token","expires_in":3600}"#)
+                        }
+                        "/token" => (401, r#"{"error":"invalid_client"}"#),
+                        "/api"
+                            if header("authorization") == "Bearer remote-token"
+                                && header("x-api-header") == "on" =>
+                        {
+                            (200, "{}")
+                        }
+                        _ => (401, "{}"),
+                    };
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(status)
+                            .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+                            .unwrap(),
+                    )
+                },
+            );
+            connections.spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn remote_mode_sends_the_given_credentials_and_headers() {
+    let (addr, server) = start_provider().await;
+    let token_url = format!("http://{addr}/token");
+    let api_url = format!("http://{addr}/api");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(demo_binary())
+            .args([
+                "--token-url",
+                &token_url,
+                "--client-id",
+                "id",
+                "--auth",
+                "basic",
+                "--token-header",
+                "x-extra: yes",
+                "--api-header",
+                "x-api-header: on",
+                "--url",
+                &api_url,
+                "--requests",
+                "10",
+            ])
+            .env("CLIENT_SECRET", "s3cret")
+            .output()
+            .expect("the demo runs")
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = summary(&output);
+    assert_eq!(json["requests"], 10);
+    assert_eq!(json["ok"], 10);
+    assert_eq!(json["token_fetches"], 1);
+}
