@@ -116,4 +116,10 @@ pub use retry::RetryOnUnauthorized;
 pub use scope::Scope;
 pub use service::BearerAuth;
 pub use source::TokenSource;
+#[cfg(feature = "client-credentials")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
+pub use source::client_credentials::{
+    AuthStyle, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsError,
+    ClientCredentialsSource, ClientSecret,
+};
 pub use token::{AccessToken, Token};

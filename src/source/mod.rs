@@ -20,6 +20,10 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(run()).unwrap();
 //! ```
 
+#[cfg(feature = "client-credentials")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
+pub mod client_credentials;
+
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;

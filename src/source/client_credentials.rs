@@ -1,0 +1,1235 @@
+//! The OAuth2 client-credentials grant (RFC 6749 section 4.4) as a
+//! [`TokenSource`], with a preset for Avionté's partner authorization API.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_bearer::BearerAuthLayer;
+//! use tower_bearer::source::client_credentials::{AuthStyle, ClientCredentials};
+//!
+//! # fn main() -> Result<(), tower_bearer::source::client_credentials::BuildError> {
+//! let source = ClientCredentials::builder("https://login.example.com/oauth2/token", "my-client")
+//!     .client_secret("s3cret")
+//!     .scope("orders.read")
+//!     .auth_style(AuthStyle::Basic) // the default
+//!     .param("audience", "https://api.example.com")
+//!     .timeout(Duration::from_secs(5))
+//!     .build()?;
+//!
+//! let client = ServiceBuilder::new()
+//!     .layer(BearerAuthLayer::new(source))
+//!     .service(reqwest::Client::new());
+//! # drop(client);
+//! # Ok(()) }
+//! ```
+//!
+//! # The request
+//!
+//! `POST` to the token URL with `content-type: application/x-www-form-urlencoded`,
+//! `accept: application/json`, any extra headers, and the form
+//! `grant_type=client_credentials`, `scope` (the scopes joined by spaces,
+//! left out when there are none), and the extra parameters. The client
+//! authenticates with HTTP Basic ([`AuthStyle::Basic`], the default; id and
+//! secret are form-urlencoded before base64, RFC 6749 section 2.3.1) or with
+//! `client_id` and `client_secret` in the form ([`AuthStyle::RequestBody`]).
+//!
+//! The token URL must be `https`, except on a loopback host (`127.0.0.0/8`,
+//! `::1`, `localhost`); [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)
+//! lifts the rule. The default HTTP client follows no redirects, so the
+//! credentials go to that URL and nowhere else.
+//!
+//! # The response
+//!
+//! Parsing is tolerant where real providers differ:
+//!
+//! - The body is JSON whatever the `content-type` says; a body that is not
+//!   JSON is read as a form (`application/x-www-form-urlencoded` or
+//!   `text/plain`). At most [`MAX_RESPONSE_BYTES`] are read.
+//! - `expires_in` may be a number, a numeric string or a fraction. Missing or
+//!   `null`, the token has no lifetime and the cache's
+//!   [`default_lifetime`](crate::TokenCacheBuilder::default_lifetime) applies.
+//!   **Zero, negative or non-numeric** values are treated the same way, as
+//!   "unknown": a zero lifetime would make every request fetch a new token,
+//!   and a provider that sends one means "no expiry stated" far more often
+//!   than "already dead"; a token that dies sooner is dropped on its first
+//!   401. Values above [`crate::cache::MAX_LIFETIME`] (about a
+//!   year) are clamped to it.
+//! - `token_type` is compared without regard to case (`bearer` becomes
+//!   `Bearer`); missing, it is `Bearer`.
+//! - A missing or empty `access_token` is an error.
+//!
+//! # Errors
+//!
+//! [`ClientCredentialsError`] says what went wrong in words a user can act
+//! on, with the provider's `error` and `error_description` when it sent them.
+//! Transport failures, timeouts, `408`, `429` and `5xx` answers, and bodies
+//! that are not a token response at all are transient (a `Retry-After` is
+//! kept); other `4xx` answers and OAuth2 errors such as `invalid_client` are
+//! permanent, even when sent with status `200`. The client secret and the
+//! token never appear in `Debug`, `Display` or logs: kept bodies are cut to
+//! [`MAX_BODY_EXCERPT_BYTES`] and stripped of token values.
+//!
+//! # Avionté
+//!
+//! [`ClientCredentials::avionte`] gives the builder for Avionté's partner
+//! authorization API. Calls to the BOLD API itself also carry the
+//! `x-api-key` and `Tenant` headers; tower-http's `SetRequestHeader` puts
+//! them on every request, beside [`BearerAuthLayer`](crate::BearerAuthLayer):
+//!
+//! ```
+//! use http::{HeaderValue, header::HeaderName};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use tower_bearer::{BearerAuthLayer, TokenCache};
+//! use tower_bearer::source::client_credentials::ClientCredentials;
+//! use tower_http::set_header::SetRequestHeaderLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let source = ClientCredentials::avionte("api-key", "client-id", "client-secret").build()?;
+//! let mut api_key = HeaderValue::from_static("api-key");
+//! api_key.set_sensitive(true);
+//!
+//! let mut bold = ServiceBuilder::new()
+//!     .layer(SetRequestHeaderLayer::overriding(HeaderName::from_static("x-api-key"), api_key))
+//!     .layer(SetRequestHeaderLayer::overriding(
+//!         HeaderName::from_static("tenant"),
+//!         HeaderValue::from_static("mytenant"),
+//!     ))
+//!     .layer(BearerAuthLayer::new(source))
+//!     // Your HTTP client goes here: a hyper-util client, or reqwest through
+//!     // `reqwest::Request::try_from` (see `examples/avionte.rs`).
+//!     .service_fn(|req: http::Request<String>| async move {
+//!         Ok::<_, tower::BoxError>(http::Response::new(format!("{:?}", req.headers().keys().collect::<Vec<_>>())))
+//!     });
+//! # let _ = &mut bold;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use reqwest::Url;
+use serde_json::{Map, Value};
+
+use crate::cache::MAX_LIFETIME;
+use crate::error::ErrorClass;
+use crate::source::TokenSource;
+use crate::token::Token;
+
+/// Default for [`ClientCredentialsBuilder::timeout`]: 10 seconds, for the
+/// whole exchange (connect, send, read the answer).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most of a response body that is read: 64 KiB. A token response is a
+/// few hundred bytes; a longer body is refused, never buffered without bound.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The most of a body kept in an error for diagnosis: 512 bytes.
+pub const MAX_BODY_EXCERPT_BYTES: usize = 512;
+
+/// The token URL of Avionté's partner authorization API.
+pub const AVIONTE_TOKEN_URL: &str = "https://api.avionte.com/authorize/token";
+
+/// The scope Avionté's BOLD Front Office API (and its Partner Additions API)
+/// asks for; [`ClientCredentials::avionte`] requests it.
+pub const AVIONTE_FRONT_OFFICE_SCOPE: &str = "avionte.aero.compasintegrationservice";
+
+/// Form parameters the source sets itself, which
+/// [`param`](ClientCredentialsBuilder::param) may not overwrite.
+pub const RESERVED_PARAMS: [&str; 4] = ["grant_type", "client_id", "client_secret", "scope"];
+
+/// The longest provider-supplied text (`error`, `error_description`,
+/// `error_uri`) kept in an error.
+const MAX_PROVIDER_TEXT: usize = 512;
+
+/// The client secret: its `Debug` prints `[redacted]`, and it has no
+/// `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(Arc<str>);
+
+impl ClientSecret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<Arc<str>>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself. Keep it out of logs.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret([redacted])")
+    }
+}
+
+impl<S: Into<Arc<str>>> From<S> for ClientSecret {
+    fn from(secret: S) -> Self {
+        Self::new(secret)
+    }
+}
+
+/// How the client authenticates to the token endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthStyle {
+    /// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))`,
+    /// RFC 6749 section 2.3.1; the form carries neither. The default, and
+    /// what the RFC asks every server to support.
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` in the form (`client_secret_post`),
+    /// as Avionté and some other providers require.
+    RequestBody,
+}
+
+/// The entry point: [`ClientCredentials::builder`] and
+/// [`ClientCredentials::avionte`]. Another name for
+/// [`ClientCredentialsSource`].
+pub type ClientCredentials = ClientCredentialsSource;
+
+/// Builds a [`ClientCredentialsSource`]; from [`ClientCredentials::builder`].
+#[derive(Clone)]
+pub struct ClientCredentialsBuilder {
+    token_url: String,
+    client_id: String,
+    client_secret: Option<ClientSecret>,
+    scopes: Vec<String>,
+    auth_style: AuthStyle,
+    extra_params: Vec<(String, String)>,
+    headers: Vec<(String, ClientSecret)>,
+    timeout: Duration,
+    http_client: Option<reqwest::Client>,
+    allow_insecure_http: bool,
+}
+
+impl ClientCredentialsBuilder {
+    /// The client secret. Without one the client authenticates by its id
+    /// alone (a public client): `client_id` goes in the form.
+    pub fn client_secret(mut self, secret: impl Into<ClientSecret>) -> Self {
+        self.client_secret = Some(secret.into());
+        self
+    }
+
+    /// Adds a scope to request. Scopes are joined by spaces; with none, the
+    /// `scope` parameter is left out.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Replaces the scopes to request.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// How the client authenticates. Defaults to [`AuthStyle::Basic`].
+    pub fn auth_style(mut self, style: AuthStyle) -> Self {
+        self.auth_style = style;
+        self
+    }
+
+    /// Adds a form parameter, such as `audience` or `resource`. A parameter
+    /// the source sets itself ([`RESERVED_PARAMS`]) makes
+    /// [`build`](Self::build) fail rather than be overwritten silently.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_params.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a header to the token request, such as Avionté's `x-api-key`.
+    /// Its value is treated as a secret: marked sensitive, never printed.
+    /// An invalid name or value makes [`build`](Self::build) fail.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<ClientSecret>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// How long the whole exchange with the token endpoint may take.
+    ///
+    /// Defaults to [`DEFAULT_TIMEOUT`] (10 seconds).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The HTTP client to use (for a proxy, custom TLS roots, connection
+    /// settings). Consider turning its redirects off, as the default client
+    /// does: a redirect would carry the credentials elsewhere.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
+    /// Allows an `http` token URL on a host that is not loopback. Defaults
+    /// to `false`: the credentials would cross the network in clear text.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Checks the settings and builds the source. Sends nothing.
+    pub fn build(self) -> Result<ClientCredentialsSource, BuildError> {
+        let token_url = Url::parse(&self.token_url).map_err(|_| BuildError::InvalidUrl {
+            url: redact_url_text(&self.token_url),
+        })?;
+        check_scheme(&token_url, self.allow_insecure_http)?;
+        if let Some((name, _)) = self
+            .extra_params
+            .iter()
+            .find(|(name, _)| RESERVED_PARAMS.contains(&name.as_str()))
+        {
+            return Err(BuildError::ReservedParam { name: name.clone() });
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        for (name, value) in &self.headers {
+            let header_name = HeaderName::try_from(name.as_str())
+                .map_err(|_| BuildError::InvalidHeader { name: name.clone() })?;
+            let mut header_value = HeaderValue::try_from(value.secret())
+                .map_err(|_| BuildError::InvalidHeader { name: name.clone() })?;
+            header_value.set_sensitive(true);
+            headers.append(header_name, header_value);
+        }
+        let client_auth = match (&self.client_secret, self.auth_style) {
+            (Some(secret), AuthStyle::Basic) => {
+                let pair = format!(
+                    "{}:{}",
+                    form_urlencode(&self.client_id),
+                    form_urlencode(secret.secret())
+                );
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
+                    .expect("base64 is a valid header value");
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+                Vec::new()
+            }
+            (Some(secret), AuthStyle::RequestBody) => vec![
+                ("client_id", self.client_id.clone()),
+                ("client_secret", secret.secret().to_owned()),
+            ],
+            (None, _) => vec![("client_id", self.client_id.clone())],
+        };
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        form.extend(client_auth.iter().map(|(k, v)| (*k, v.as_str())));
+        let scope = self.scopes.join(" ");
+        if !self.scopes.is_empty() {
+            form.push(("scope", &scope));
+        }
+        form.extend(
+            self.extra_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let body = serde_urlencoded::to_string(&form).expect("pairs of strings always encode");
+        let http_client = match self.http_client {
+            Some(client) => client,
+            None => reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| BuildError::HttpClient {
+                    reason: e.to_string(),
+                })?,
+        };
+        Ok(ClientCredentialsSource {
+            inner: Arc::new(Inner {
+                token_url,
+                client_id: self.client_id,
+                scopes: self.scopes,
+                auth_style: self.auth_style,
+                extra_params: self.extra_params,
+                headers,
+                body: ClientSecret::new(body),
+                timeout: self.timeout,
+                http_client,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for ClientCredentialsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentialsBuilder")
+            .field("token_url", &redact_url_text(&self.token_url))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("scopes", &self.scopes)
+            .field("auth_style", &self.auth_style)
+            .field("extra_params", &self.extra_params)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a [`ClientCredentialsBuilder`] could not build its source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The token URL does not parse.
+    InvalidUrl {
+        /// The URL, with any password left out.
+        url: String,
+    },
+    /// The token URL is `http` on a host that is not loopback, and
+    /// [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)
+    /// is off.
+    InsecureUrl {
+        /// The URL's host.
+        host: String,
+    },
+    /// The token URL's scheme is neither `https` nor `http`.
+    UnsupportedScheme {
+        /// The scheme.
+        scheme: String,
+    },
+    /// An extra parameter would overwrite one the source sets itself.
+    ReservedParam {
+        /// The parameter's name.
+        name: String,
+    },
+    /// An extra header's name or value is not valid in HTTP.
+    InvalidHeader {
+        /// The header's name.
+        name: String,
+    },
+    /// The default HTTP client could not be built.
+    HttpClient {
+        /// What the HTTP client said.
+        reason: String,
+    },
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidUrl { url } => write!(f, "the token URL {url:?} is not a valid URL"),
+            BuildError::InsecureUrl { host } => write!(
+                f,
+                "the token URL must use https (plain http to {host} would send the credentials in clear text; \
+                 only loopback hosts are exempt unless insecure http is allowed explicitly)"
+            ),
+            BuildError::UnsupportedScheme { scheme } => {
+                write!(f, "the token URL must use https, not {scheme:?}")
+            }
+            BuildError::ReservedParam { name } => write!(
+                f,
+                "the extra parameter {name:?} would overwrite one the client-credentials grant sets itself"
+            ),
+            BuildError::InvalidHeader { name } => {
+                write!(f, "the extra header {name:?} has an invalid name or value")
+            }
+            BuildError::HttpClient { reason } => {
+                write!(f, "the HTTP client could not be built: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// A [`TokenSource`] that asks an OAuth2 token endpoint for tokens with the
+/// client-credentials grant. Cheap to clone.
+///
+/// Build it with [`ClientCredentials::builder`] or
+/// [`ClientCredentials::avionte`]. See the [module docs](self).
+#[derive(Clone)]
+pub struct ClientCredentialsSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    token_url: Url,
+    client_id: String,
+    scopes: Vec<String>,
+    auth_style: AuthStyle,
+    extra_params: Vec<(String, String)>,
+    // Content type, accept, extra headers, Basic credentials: all ready.
+    headers: HeaderMap,
+    // The encoded form; it may hold the client secret.
+    body: ClientSecret,
+    timeout: Duration,
+    http_client: reqwest::Client,
+}
+
+impl ClientCredentialsSource {
+    /// A builder for a source that asks `token_url` for tokens as
+    /// `client_id`.
+    pub fn builder(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder {
+            token_url: token_url.into(),
+            client_id: client_id.into(),
+            client_secret: None,
+            scopes: Vec::new(),
+            auth_style: AuthStyle::Basic,
+            extra_params: Vec::new(),
+            headers: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            http_client: None,
+            allow_insecure_http: false,
+        }
+    }
+
+    /// A builder for Avionté's partner authorization API
+    /// ([`AVIONTE_TOKEN_URL`]): the API key in the `x-api-key` header, the
+    /// client id and secret in the form, and the BOLD Front Office scope
+    /// ([`AVIONTE_FRONT_OFFICE_SCOPE`]; replace it with
+    /// [`scopes`](ClientCredentialsBuilder::scopes) if Avionté gave you
+    /// another).
+    ///
+    /// ```
+    /// use tower_bearer::source::client_credentials::ClientCredentials;
+    ///
+    /// let source = ClientCredentials::avionte("api-key", "client-id", "client-secret").build().unwrap();
+    /// assert_eq!(source.token_url().as_str(), "https://api.avionte.com/authorize/token");
+    /// assert_eq!(source.scopes(), ["avionte.aero.compasintegrationservice"]);
+    /// ```
+    pub fn avionte(
+        api_key: impl Into<ClientSecret>,
+        client_id: impl Into<String>,
+        client_secret: impl Into<ClientSecret>,
+    ) -> ClientCredentialsBuilder {
+        Self::builder(AVIONTE_TOKEN_URL, client_id)
+            .client_secret(client_secret)
+            .auth_style(AuthStyle::RequestBody)
+            .header("x-api-key", api_key)
+            .scope(AVIONTE_FRONT_OFFICE_SCOPE)
+    }
+
+    /// The token endpoint's URL.
+    pub fn token_url(&self) -> &Url {
+        &self.inner.token_url
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// The scopes requested, in order.
+    pub fn scopes(&self) -> &[String] {
+        &self.inner.scopes
+    }
+
+    /// How the client authenticates.
+    pub fn auth_style(&self) -> AuthStyle {
+        self.inner.auth_style
+    }
+
+    /// The extra form parameters, in order.
+    pub fn extra_params(&self) -> &[(String, String)] {
+        &self.inner.extra_params
+    }
+
+    /// The request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Asks the token endpoint for a token, once.
+    pub async fn fetch_token(&self) -> Result<Token, ClientCredentialsError> {
+        let timeout = self.inner.timeout;
+        match tokio::time::timeout(timeout, self.exchange()).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientCredentialsError::Timeout { after: timeout }),
+        }
+    }
+
+    async fn exchange(&self) -> Result<Token, ClientCredentialsError> {
+        let inner = &*self.inner;
+        let mut response = inner
+            .http_client
+            .post(inner.token_url.clone())
+            .headers(inner.headers.clone())
+            .body(inner.body.secret().to_owned())
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let content_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.to_ascii_lowercase())
+            .unwrap_or_default();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(ClientCredentialsError::BodyTooLarge {
+                    status,
+                    limit: MAX_RESPONSE_BYTES,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        interpret(status, &content_type, &body, retry_after)
+    }
+}
+
+impl fmt::Debug for ClientCredentialsSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("ClientCredentialsSource")
+            .field("token_url", &redact_url_text(inner.token_url.as_str()))
+            .field("client_id", &inner.client_id)
+            .field("scopes", &inner.scopes)
+            .field("auth_style", &inner.auth_style)
+            .field("extra_params", &inner.extra_params)
+            .field(
+                "extra_headers",
+                &inner
+                    .headers
+                    .keys()
+                    .filter(|k| ![CONTENT_TYPE, ACCEPT, AUTHORIZATION].contains(k))
+                    .collect::<Vec<_>>(),
+            )
+            .field("timeout", &inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource for ClientCredentialsSource {
+    type Error = ClientCredentialsError;
+
+    fn fetch(&self) -> impl Future<Output = Result<Token, ClientCredentialsError>> + Send {
+        self.fetch_token()
+    }
+
+    fn classify(&self, error: &ClientCredentialsError) -> ErrorClass {
+        error.class()
+    }
+
+    fn kind(&self) -> &'static str {
+        "client_credentials"
+    }
+}
+
+/// Why the token endpoint gave no token.
+///
+/// Its `Display` is one line a user can act on, such as
+/// `the token endpoint refused the request: invalid_client: Invalid client secret (HTTP 400)`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientCredentialsError {
+    /// The token endpoint could not be reached, or the connection failed.
+    Transport {
+        /// The HTTP client's error.
+        source: reqwest::Error,
+    },
+    /// The exchange took longer than the timeout.
+    Timeout {
+        /// The timeout.
+        after: Duration,
+    },
+    /// An OAuth2 error response (RFC 6749 section 5.2), whatever its status,
+    /// `200` included.
+    ErrorResponse {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The `error` code, such as `invalid_client`.
+        error: String,
+        /// The `error_description`, if any.
+        error_description: Option<String>,
+        /// The `error_uri`, if any.
+        error_uri: Option<String>,
+        /// The `Retry-After` delay, if the provider sent one.
+        retry_after: Option<Duration>,
+    },
+    /// A status other than success, without an OAuth2 error in the body.
+    HttpStatus {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The start of the body, token values removed.
+        body: String,
+        /// The `Retry-After` delay, if the provider sent one.
+        retry_after: Option<Duration>,
+    },
+    /// A success status with a body that is not a token response.
+    InvalidResponse {
+        /// The HTTP status.
+        status: StatusCode,
+        /// What is wrong with it.
+        reason: &'static str,
+        /// The start of the body, token values removed.
+        body: String,
+    },
+    /// The body is longer than [`MAX_RESPONSE_BYTES`]; reading stopped there.
+    BodyTooLarge {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl ClientCredentialsError {
+    /// How the cache should retry: see the [module docs](self#errors).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ClientCredentialsError::Transport { .. } | ClientCredentialsError::Timeout { .. } => {
+                ErrorClass::TRANSIENT
+            }
+            ClientCredentialsError::ErrorResponse {
+                status,
+                error,
+                retry_after,
+                ..
+            } => {
+                // Authorization-endpoint codes some providers also use here.
+                let transient_code = matches!(
+                    error.as_str(),
+                    "temporarily_unavailable" | "server_error" | "slow_down"
+                );
+                if transient_status(*status) || transient_code {
+                    ErrorClass::Transient {
+                        retry_after: *retry_after,
+                    }
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            ClientCredentialsError::HttpStatus {
+                status,
+                retry_after,
+                ..
+            } => {
+                if transient_status(*status) {
+                    ErrorClass::Transient {
+                        retry_after: *retry_after,
+                    }
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            // Proxies and maintenance pages answer 200 with HTML: try again later.
+            ClientCredentialsError::InvalidResponse { reason, .. } => {
+                if *reason == NOT_A_TOKEN_RESPONSE {
+                    ErrorClass::TRANSIENT
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            ClientCredentialsError::BodyTooLarge { .. } => ErrorClass::Permanent,
+        }
+    }
+
+    /// The HTTP status, when the endpoint answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientCredentialsError::ErrorResponse { status, .. }
+            | ClientCredentialsError::HttpStatus { status, .. }
+            | ClientCredentialsError::InvalidResponse { status, .. }
+            | ClientCredentialsError::BodyTooLarge { status, .. } => Some(*status),
+            ClientCredentialsError::Transport { .. } | ClientCredentialsError::Timeout { .. } => {
+                None
+            }
+        }
+    }
+
+    /// The OAuth2 `error` code, such as `invalid_client`, when the provider
+    /// sent one.
+    pub fn oauth_error(&self) -> Option<&str> {
+        match self {
+            ClientCredentialsError::ErrorResponse { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The `Retry-After` delay, when the provider sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientCredentialsError::ErrorResponse { retry_after, .. }
+            | ClientCredentialsError::HttpStatus { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ClientCredentialsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientCredentialsError::Transport { source } => {
+                write!(f, "the token endpoint could not be reached: {source}")?;
+                // reqwest's Display stops at its own layer; the cause says why.
+                let mut cause = std::error::Error::source(source);
+                while let Some(c) = cause {
+                    write!(f, ": {c}")?;
+                    cause = c.source();
+                }
+                Ok(())
+            }
+            ClientCredentialsError::Timeout { after } => {
+                write!(f, "the token endpoint did not answer within {after:?}")
+            }
+            ClientCredentialsError::ErrorResponse {
+                status,
+                error,
+                error_description,
+                error_uri,
+                ..
+            } => {
+                write!(f, "the token endpoint refused the request: {error}")?;
+                if let Some(description) = error_description {
+                    write!(f, ": {description}")?;
+                }
+                if let Some(uri) = error_uri {
+                    write!(f, " (see {uri})")?;
+                }
+                write!(f, " (HTTP {})", status.as_u16())
+            }
+            ClientCredentialsError::HttpStatus { status, body, .. } => {
+                write!(f, "the token endpoint answered HTTP {status}")?;
+                if !body.is_empty() {
+                    write!(f, ": {body}")?;
+                }
+                Ok(())
+            }
+            ClientCredentialsError::InvalidResponse {
+                status,
+                reason,
+                body,
+            } => {
+                write!(
+                    f,
+                    "the token endpoint's answer (HTTP {}) is not usable: {reason}",
+                    status.as_u16()
+                )?;
+                if !body.is_empty() {
+                    write!(f, "; body: {body}")?;
+                }
+                Ok(())
+            }
+            ClientCredentialsError::BodyTooLarge { status, limit } => write!(
+                f,
+                "the token endpoint's answer (HTTP {}) is longer than {limit} bytes; reading stopped there",
+                status.as_u16()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClientCredentialsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Display already prints the transport error and its causes.
+        None
+    }
+}
+
+const NOT_A_TOKEN_RESPONSE: &str = "the body is neither JSON nor a form";
+
+fn transient_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+}
+
+fn transport_error(error: reqwest::Error) -> ClientCredentialsError {
+    ClientCredentialsError::Transport {
+        // The URL is in the source's Debug already, and the chain says what failed.
+        source: error.without_url(),
+    }
+}
+
+fn check_scheme(url: &Url, allow_insecure_http: bool) -> Result<(), BuildError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" => {
+            let host = url.host_str().unwrap_or_default();
+            if allow_insecure_http || is_loopback_host(host) {
+                Ok(())
+            } else {
+                Err(BuildError::InsecureUrl {
+                    host: host.to_owned(),
+                })
+            }
+        }
+        other => Err(BuildError::UnsupportedScheme {
+            scheme: other.to_owned(),
+        }),
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return ip.is_loopback();
+    }
+    // RFC 6761: `localhost` and its subdomains resolve to loopback.
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
+}
+
+/// A URL for messages: without its user info, query or fragment, which may
+/// hold credentials.
+fn redact_url_text(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("");
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        // Unparsable: user info could be anywhere before an `@`.
+        Err(_) if url.contains('@') => "[not shown: it may hold credentials]".to_owned(),
+        Err(_) => {
+            let end = url.find(['?', '#']).unwrap_or(url.len());
+            url[..end].chars().take(200).collect()
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` byte serialization (WHATWG URL), as
+/// RFC 6749 section 2.3.1 asks for the id and secret before Basic.
+fn form_urlencode(input: &str) -> String {
+    let mut out = String::with_capacity(input.len());
+    for &byte in input.as_bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(byte as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+/// `Retry-After` as delay-seconds or an HTTP-date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Turns the endpoint's answer into a token or an error.
+fn interpret(
+    status: StatusCode,
+    content_type: &str,
+    body: &[u8],
+    retry_after: Option<Duration>,
+) -> Result<Token, ClientCredentialsError> {
+    let fields = parse_fields(content_type, body);
+    let text_field = |name: &str| {
+        fields
+            .as_ref()
+            .and_then(|f| f.get(name))
+            .and_then(Value::as_str)
+            .map(provider_text)
+    };
+    let access_token = fields
+        .as_ref()
+        .and_then(|f| f.get("access_token"))
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty());
+    let error_code = text_field("error").filter(|e| !e.is_empty());
+
+    if let Some(error) = error_code
+        && (!status.is_success() || access_token.is_none())
+    {
+        return Err(ClientCredentialsError::ErrorResponse {
+            status,
+            error,
+            error_description: text_field("error_description"),
+            error_uri: text_field("error_uri"),
+            retry_after,
+        });
+    }
+    if !status.is_success() {
+        return Err(ClientCredentialsError::HttpStatus {
+            status,
+            body: body_excerpt(body),
+            retry_after,
+        });
+    }
+    let Some(fields) = &fields else {
+        return Err(ClientCredentialsError::InvalidResponse {
+            status,
+            reason: NOT_A_TOKEN_RESPONSE,
+            body: body_excerpt(body),
+        });
+    };
+    let Some(access_token) = access_token else {
+        let reason = match fields.get("access_token") {
+            Some(Value::String(_)) => "the access_token is empty",
+            Some(_) => "the access_token is not a string",
+            None => "there is no access_token",
+        };
+        return Err(ClientCredentialsError::InvalidResponse {
+            status,
+            reason,
+            body: body_excerpt(body),
+        });
+    };
+    let token_type = match fields.get("token_type") {
+        None | Some(Value::Null) => "Bearer",
+        Some(Value::String(t)) if !t.is_empty() => t.as_str(),
+        Some(_) => {
+            return Err(ClientCredentialsError::InvalidResponse {
+                status,
+                reason: "the token_type is not a string",
+                body: body_excerpt(body),
+            });
+        }
+    };
+    let token = Token::new(access_token, token_type);
+    Ok(match lifetime(fields.get("expires_in")) {
+        Some(lifetime) => token.with_lifetime(lifetime),
+        None => token,
+    })
+}
+
+/// The body's fields: a JSON object, whatever the content type says, or a
+/// form when the body is not JSON and the content type allows one.
+fn parse_fields(content_type: &str, body: &[u8]) -> Option<Map<String, Value>> {
+    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
+        return Some(map);
+    }
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    let form_allowed = matches!(
+        media_type,
+        "application/x-www-form-urlencoded" | "text/plain" | ""
+    );
+    if !form_allowed {
+        return None;
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
+    // A form must at least name a field we know: garbage decodes as a form too.
+    if !pairs
+        .iter()
+        .any(|(k, _)| k == "access_token" || k == "error")
+    {
+        return None;
+    }
+    Some(
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
+/// `expires_in` as a lifetime: see the module docs for the choices.
+fn lifetime(expires_in: Option<&Value>) -> Option<Duration> {
+    let seconds = match expires_in? {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => None?,
+    };
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(seconds).map_or(MAX_LIFETIME, |d| d.min(MAX_LIFETIME)))
+}
+
+/// Provider text for an error message: bounded, on one line.
+fn provider_text(text: &str) -> String {
+    one_line(&truncate(text, MAX_PROVIDER_TEXT))
+}
+
+/// The start of a body for an error message: token values removed, bounded,
+/// on one line.
+fn body_excerpt(body: &[u8]) -> String {
+    let text = match serde_json::from_slice::<Value>(body) {
+        Ok(mut value) => {
+            redact_tokens(&mut value);
+            value.to_string()
+        }
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(MAX_RESPONSE_BYTES)]);
+            // Not JSON: cut before anything that may be a token value.
+            match find_ascii_case_insensitive(&text, "token") {
+                Some(at) => format!("{} [rest redacted]", &text[..at + "token".len()]),
+                None => text.into_owned(),
+            }
+        }
+    };
+    one_line(&truncate(&text, MAX_BODY_EXCERPT_BYTES))
+}
+
+fn redact_tokens(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if key.to_ascii_lowercase().contains("token")
+                    && !key.eq_ignore_ascii_case("token_type")
+                {
+                    *v = Value::String("[redacted]".to_owned());
+                } else {
+                    redact_tokens(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_tokens),
+        _ => {}
+    }
+}
+
+fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
+}
+
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(body: &str) -> Result<Token, ClientCredentialsError> {
+        interpret(StatusCode::OK, "application/json", body.as_bytes(), None)
+    }
+
+    #[test]
+    fn form_urlencode_follows_the_form_rules() {
+        assert_eq!(form_urlencode("my client"), "my+client");
+        assert_eq!(form_urlencode("p+ss w%rd:x/y"), "p%2Bss+w%25rd%3Ax%2Fy");
+        assert_eq!(form_urlencode("a-b_c.d*é"), "a-b_c.d*%C3%A9");
+    }
+
+    #[test]
+    fn expires_in_variants() {
+        let life = |v: &str| {
+            ok(&format!(r#"{{"access_token":"t","expires_in":{v}}}"#))
+                .unwrap()
+                .lifetime()
+        };
+        assert_eq!(life("3600"), Some(Duration::from_secs(3600)));
+        assert_eq!(life("\"3600\""), Some(Duration::from_secs(3600)));
+        assert_eq!(life("3599.5"), Some(Duration::from_millis(3_599_500)));
+        assert_eq!(life("\" 60 \""), Some(Duration::from_secs(60)));
+        assert_eq!(life("null"), None);
+        assert_eq!(life("0"), None);
+        assert_eq!(life("-5"), None);
+        assert_eq!(life("\"soon\""), None);
+        assert_eq!(life("true"), None);
+        assert_eq!(life("1e300"), Some(MAX_LIFETIME));
+        assert_eq!(life("99999999999999999999"), Some(MAX_LIFETIME));
+        assert_eq!(ok(r#"{"access_token":"t"}"#).unwrap().lifetime(), None);
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(61));
+        let d = parse_retry_after(&in_a_minute).unwrap();
+        assert!(
+            d > Duration::from_secs(55) && d <= Duration::from_secs(61),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("later"), None);
+    }
+
+    #[test]
+    fn excerpts_never_keep_token_values() {
+        let json = br#"{"access_token":"SECRET1","nested":{"refresh_token":"SECRET2"},"token_type":"bearer"}"#;
+        let kept = body_excerpt(json);
+        assert!(!kept.contains("SECRET"), "{kept}");
+        assert!(kept.contains("bearer"), "{kept}");
+        let broken = br#"{"access_token": "SECRET3", "expires_in": "#;
+        let kept = body_excerpt(broken);
+        assert!(!kept.contains("SECRET"), "{kept}");
+        let form = b"x=1&access_token=SECRET4";
+        assert!(!body_excerpt(form).contains("SECRET"));
+    }
+
+    #[test]
+    fn excerpts_are_bounded_and_on_one_line() {
+        let long = "é\n".repeat(10_000);
+        let kept = body_excerpt(long.as_bytes());
+        assert!(kept.len() < MAX_BODY_EXCERPT_BYTES + 64, "{}", kept.len());
+        assert!(!kept.contains('\n'));
+        assert!(kept.ends_with("(30000 bytes in all)"), "{kept}");
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "[::1]",
+            "localhost",
+            "LOCALHOST",
+            "a.localhost",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "10.0.0.1",
+            "[::2]",
+            "localhost.example.com",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn redacted_urls_lose_credentials() {
+        let shown = redact_url_text("https://user:pw@example.com/token?key=abc#frag");
+        assert_eq!(shown, "https://example.com/token");
+        assert_eq!(redact_url_text("not a url?key=abc"), "not a url");
+        assert!(!redact_url_text("https://user:pw word@exa mple").contains("pw"));
+    }
+}

@@ -1,0 +1,688 @@
+//! The client-credentials source against real token endpoints served
+//! in-process on 127.0.0.1.
+#![cfg(feature = "client-credentials")]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bearer::source::client_credentials::{
+    AuthStyle, BuildError, ClientCredentials, ClientCredentialsError, MAX_BODY_EXCERPT_BYTES,
+    MAX_RESPONSE_BYTES,
+};
+use tower_bearer::{BearerAuthLayer, Error, ErrorClass, TokenSource};
+
+type Body = BoxBody<Bytes, Infallible>;
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Handler = Arc<dyn Fn() -> BoxFuture<http::Response<Body>> + Send + Sync>;
+
+/// One request as the token endpoint saw it.
+#[derive(Clone, Debug)]
+struct Recorded {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Recorded {
+    fn form(&self) -> HashMap<String, String> {
+        serde_urlencoded::from_str(&self.body).expect("the body is a form")
+    }
+}
+
+/// A token endpoint on 127.0.0.1 that records every request; stopped on drop.
+struct Endpoint {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        // Dropping the accept loop drops its JoinSet, which ends every connection.
+        self.task.abort();
+    }
+}
+
+impl Endpoint {
+    async fn start(handler: Handler) -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = Arc::clone(&requests);
+        let task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let handler = Arc::clone(&handler);
+                let recorded = Arc::clone(&recorded);
+                let service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                    let handler = Arc::clone(&handler);
+                    let recorded = Arc::clone(&recorded);
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.unwrap().to_bytes();
+                        recorded.lock().unwrap().push(Recorded {
+                            method: parts.method,
+                            path: parts.uri.path().to_owned(),
+                            headers: parts.headers,
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        });
+                        Ok::<_, Infallible>(handler().await)
+                    }
+                });
+                connections.spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Endpoint {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// An endpoint that always gives the same answer.
+    async fn answering(status: u16, headers: &[(&str, &str)], body: &str) -> Endpoint {
+        let status = StatusCode::from_u16(status).unwrap();
+        let headers: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let body = body.to_owned();
+        Endpoint::start(Arc::new(move || {
+            let mut res = http::Response::builder().status(status);
+            for (n, v) in &headers {
+                res = res.header(n, v);
+            }
+            let res = res.body(full(&body)).unwrap();
+            Box::pin(async move { res })
+        }))
+        .await
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/oauth/token", self.addr)
+    }
+
+    fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn full(body: &str) -> Body {
+    Full::new(Bytes::from(body.to_owned())).boxed()
+}
+
+const TOKEN_JSON: &str =
+    r#"{"access_token":"tok-SECRET-value","token_type":"Bearer","expires_in":3600}"#;
+const ID: &str = "my client";
+const SECRET: &str = "p+ss w%rd:x/y";
+
+async fn fetch_from(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<tower_bearer::Token, ClientCredentialsError> {
+    let endpoint = Endpoint::answering(status, headers, body).await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .client_secret(SECRET)
+        .build()
+        .unwrap();
+    source.fetch().await
+}
+
+#[tokio::test]
+async fn basic_auth_request_is_exact() {
+    let endpoint =
+        Endpoint::answering(200, &[("content-type", "application/json")], TOKEN_JSON).await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .client_secret(SECRET)
+        .scope("orders.read")
+        .scope("orders.write")
+        .param("audience", "https://api.example.com")
+        .header("x-api-key", "key-SECRET-value")
+        .build()
+        .unwrap();
+
+    let token = source.fetch().await.unwrap();
+    assert_eq!(token.access_token().secret(), "tok-SECRET-value");
+    assert_eq!(token.token_type(), "Bearer");
+    assert_eq!(token.lifetime(), Some(Duration::from_secs(3600)));
+
+    let requests = endpoint.requests();
+    assert_eq!(requests.len(), 1);
+    let req = &requests[0];
+    assert_eq!(req.method, Method::POST);
+    assert_eq!(req.path, "/oauth/token");
+    assert_eq!(
+        req.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(req.headers["accept"], "application/json");
+    assert_eq!(req.headers["x-api-key"], "key-SECRET-value");
+    // base64("my+client:p%2Bss+w%25rd%3Ax%2Fy"): each part form-encoded first (RFC 6749 2.3.1).
+    assert_eq!(
+        req.headers["authorization"],
+        "Basic bXkrY2xpZW50OnAlMkJzcyt3JTI1cmQlM0F4JTJGeQ=="
+    );
+    let form = req.form();
+    assert_eq!(form.len(), 3, "{form:?}");
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["scope"], "orders.read orders.write");
+    assert_eq!(form["audience"], "https://api.example.com");
+}
+
+#[tokio::test]
+async fn request_body_style_puts_the_credentials_in_the_form_and_omits_an_empty_scope() {
+    let endpoint = Endpoint::answering(200, &[], TOKEN_JSON).await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .client_secret(SECRET)
+        .auth_style(AuthStyle::RequestBody)
+        .build()
+        .unwrap();
+    source.fetch().await.unwrap();
+
+    let req = &endpoint.requests()[0];
+    assert!(!req.headers.contains_key("authorization"));
+    let form = req.form();
+    assert_eq!(form.len(), 3, "{form:?}");
+    assert_eq!(form["grant_type"], "client_credentials");
+    assert_eq!(form["client_id"], ID);
+    assert_eq!(form["client_secret"], SECRET);
+    assert!(!form.contains_key("scope"));
+}
+
+#[tokio::test]
+async fn a_client_without_a_secret_sends_its_id_in_the_form() {
+    let endpoint = Endpoint::answering(200, &[], TOKEN_JSON).await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .build()
+        .unwrap();
+    source.fetch().await.unwrap();
+    let req = &endpoint.requests()[0];
+    assert!(!req.headers.contains_key("authorization"));
+    assert_eq!(req.form()["client_id"], ID);
+    assert!(!req.form().contains_key("client_secret"));
+}
+
+#[test]
+fn extra_params_cannot_overwrite_the_standard_ones() {
+    for name in ["grant_type", "client_id", "client_secret", "scope"] {
+        let err = ClientCredentials::builder("https://login.example.com/token", ID)
+            .param("audience", "a")
+            .param(name, "sneaky")
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BuildError::ReservedParam {
+                name: name.to_owned()
+            }
+        );
+        assert!(err.to_string().contains(name), "{err}");
+    }
+}
+
+#[test]
+fn invalid_extra_headers_are_refused_without_showing_their_value() {
+    let err = ClientCredentials::builder("https://login.example.com/token", ID)
+        .header("x-api-key", "bad\r\nvalue-SECRET")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::InvalidHeader { .. }));
+    assert!(!format!("{err} {err:?}").contains("SECRET"));
+    let err = ClientCredentials::builder("https://login.example.com/token", ID)
+        .header("bad name", "v")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, BuildError::InvalidHeader { .. }));
+}
+
+#[test]
+fn the_token_url_must_be_https_except_on_loopback() {
+    let build = |url: &str| ClientCredentials::builder(url, ID).build();
+    assert!(build("https://example.com/token").is_ok());
+    for url in [
+        "http://127.0.0.1:8080/token",
+        "http://[::1]:8080/token",
+        "http://localhost/token",
+    ] {
+        assert!(build(url).is_ok(), "{url}");
+    }
+    let err = build("http://example.com/token").unwrap_err();
+    assert_eq!(
+        err,
+        BuildError::InsecureUrl {
+            host: "example.com".into()
+        }
+    );
+    assert!(err.to_string().contains("https"), "{err}");
+    assert!(
+        ClientCredentials::builder("http://example.com/token", ID)
+            .allow_insecure_http(true)
+            .build()
+            .is_ok()
+    );
+    assert!(matches!(
+        build("ftp://example.com/token").unwrap_err(),
+        BuildError::UnsupportedScheme { .. }
+    ));
+    assert!(matches!(
+        build("not a url").unwrap_err(),
+        BuildError::InvalidUrl { .. }
+    ));
+}
+
+#[tokio::test]
+async fn json_is_read_whatever_the_content_type() {
+    let token = fetch_from(200, &[("content-type", "text/plain")], TOKEN_JSON)
+        .await
+        .unwrap();
+    assert_eq!(token.access_token().secret(), "tok-SECRET-value");
+    assert_eq!(token.lifetime(), Some(Duration::from_secs(3600)));
+}
+
+#[tokio::test]
+async fn form_encoded_answers_are_read() {
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "text/plain; charset=utf-8",
+    ] {
+        let token = fetch_from(
+            200,
+            &[("content-type", content_type)],
+            "access_token=form-tok&token_type=bearer&expires_in=60",
+        )
+        .await
+        .unwrap();
+        assert_eq!(token.access_token().secret(), "form-tok");
+        assert_eq!(token.token_type(), "Bearer");
+        assert_eq!(token.lifetime(), Some(Duration::from_secs(60)));
+    }
+}
+
+#[tokio::test]
+async fn expires_in_shapes() {
+    let cases = [
+        (r#""expires_in":3600"#, Some(Duration::from_secs(3600))),
+        (r#""expires_in":"3600""#, Some(Duration::from_secs(3600))),
+        (r#""expires_in":1.5"#, Some(Duration::from_millis(1500))),
+        (r#""expires_in":null"#, None),
+        (r#""unrelated":1"#, None),
+        // Zero, negative and non-numeric mean "unknown": the cache's default applies.
+        (r#""expires_in":0"#, None),
+        (r#""expires_in":-30"#, None),
+        (r#""expires_in":"an hour""#, None),
+        // Absurd values are clamped to about a year.
+        (
+            r#""expires_in":1e18"#,
+            Some(tower_bearer::cache::MAX_LIFETIME),
+        ),
+    ];
+    for (field, expected) in cases {
+        let body = format!(r#"{{"access_token":"t",{field}}}"#);
+        let token = fetch_from(200, &[], &body).await.unwrap();
+        assert_eq!(token.lifetime(), expected, "{field}");
+    }
+}
+
+#[tokio::test]
+async fn token_type_is_case_insensitive_and_defaults_to_bearer() {
+    let token = fetch_from(200, &[], r#"{"access_token":"t","token_type":"BEARER"}"#)
+        .await
+        .unwrap();
+    assert_eq!(token.token_type(), "Bearer");
+    let token = fetch_from(200, &[], r#"{"access_token":"t"}"#)
+        .await
+        .unwrap();
+    assert_eq!(token.token_type(), "Bearer");
+}
+
+#[tokio::test]
+async fn an_empty_or_missing_access_token_is_an_error() {
+    for body in [
+        r#"{"access_token":"","token_type":"Bearer"}"#,
+        r#"{"token_type":"Bearer","expires_in":3600}"#,
+        r#"{"access_token":42}"#,
+    ] {
+        let err = fetch_from(200, &[], body).await.unwrap_err();
+        assert!(
+            matches!(err, ClientCredentialsError::InvalidResponse { .. }),
+            "{body}: {err:?}"
+        );
+        assert_eq!(err.class(), ErrorClass::Permanent, "{body}");
+        assert!(err.to_string().contains("access_token"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn an_oauth_error_response_says_what_the_provider_said() {
+    let err = fetch_from(
+        400,
+        &[("content-type", "application/json")],
+        r#"{"error":"invalid_client","error_description":"Invalid client secret","error_uri":"https://docs.example.com/e"}"#,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the token endpoint refused the request: invalid_client: Invalid client secret \
+         (see https://docs.example.com/e) (HTTP 400)"
+    );
+    assert_eq!(err.oauth_error(), Some("invalid_client"));
+    assert_eq!(err.status(), Some(StatusCode::BAD_REQUEST));
+    assert_eq!(err.class(), ErrorClass::Permanent);
+}
+
+#[tokio::test]
+async fn an_error_sent_with_status_200_is_an_error() {
+    let err = fetch_from(200, &[], r#"{"error":"invalid_scope"}"#)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the token endpoint refused the request: invalid_scope (HTTP 200)"
+    );
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let err = fetch_from(200, &[], "error=unauthorized_client&error_description=nope")
+        .await
+        .unwrap_err();
+    assert_eq!(err.oauth_error(), Some("unauthorized_client"));
+    assert_eq!(err.class(), ErrorClass::Permanent);
+}
+
+#[tokio::test]
+async fn server_errors_and_429_are_transient_and_keep_retry_after() {
+    let err = fetch_from(500, &[("retry-after", "7")], "upstream exploded")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientCredentialsError::HttpStatus { .. }));
+    assert_eq!(
+        err.class(),
+        ErrorClass::Transient {
+            retry_after: Some(Duration::from_secs(7))
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the token endpoint answered HTTP 500 Internal Server Error: upstream exploded"
+    );
+
+    let err = fetch_from(
+        429,
+        &[("retry-after", "30")],
+        r#"{"error":"rate_limited","error_description":"slow down"}"#,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.oauth_error(), Some("rate_limited"));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    assert!(err.class().is_transient());
+
+    // A date in the past means "now".
+    let err = fetch_from(503, &[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")], "")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.class(),
+        ErrorClass::Transient {
+            retry_after: Some(Duration::ZERO)
+        }
+    );
+}
+
+#[tokio::test]
+async fn other_client_errors_are_permanent() {
+    let err = fetch_from(404, &[("content-type", "text/html")], "<h1>Not Found</h1>")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert!(err.to_string().contains("<h1>Not Found</h1>"), "{err}");
+}
+
+#[tokio::test]
+async fn a_garbage_body_is_kept_truncated() {
+    let garbage = format!("<html>{}</html>", "maintenance ".repeat(500));
+    let err = fetch_from(200, &[("content-type", "text/html")], &garbage)
+        .await
+        .unwrap_err();
+    let ClientCredentialsError::InvalidResponse { body, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(body.starts_with("<html>maintenance"), "{body}");
+    assert!(body.len() <= MAX_BODY_EXCERPT_BYTES + 32, "{}", body.len());
+    assert!(
+        body.ends_with(&format!("({} bytes in all)", garbage.len())),
+        "{body}"
+    );
+    // Proxies and maintenance pages pass: try again later.
+    assert!(err.class().is_transient());
+}
+
+#[tokio::test]
+async fn a_broken_body_holding_a_token_never_shows_it() {
+    for body in [
+        r#"{"access_token":"tok-SECRET-value","token_type":17}"#,
+        r#"{"access_token":"tok-SECRET-value","#,
+    ] {
+        let err = fetch_from(200, &[], body).await.unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed() {
+    let endpoint = Endpoint::answering(302, &[("location", "/elsewhere")], "").await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .client_secret(SECRET)
+        .build()
+        .unwrap();
+    let err = source.fetch().await.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::FOUND));
+    assert_eq!(endpoint.requests().len(), 1);
+}
+
+/// A body that never ends: 16 KiB chunks, forever.
+struct Endless;
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
+            &[b'a'; 16 * 1024],
+        )))))
+    }
+}
+
+#[tokio::test]
+async fn an_endless_body_is_cut_at_the_cap() {
+    let endpoint = Endpoint::start(Arc::new(|| {
+        Box::pin(async { http::Response::new(Endless.boxed()) })
+    }))
+    .await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .build()
+        .unwrap();
+    let err = source.fetch().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientCredentialsError::BodyTooLarge { limit, .. } if limit == MAX_RESPONSE_BYTES
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("longer than 65536 bytes"), "{err}");
+}
+
+#[tokio::test]
+async fn a_silent_endpoint_times_out() {
+    let endpoint = Endpoint::start(Arc::new(|| Box::pin(std::future::pending()))).await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = source.fetch().await.unwrap_err();
+    assert!(
+        matches!(err, ClientCredentialsError::Timeout { .. }),
+        "{err:?}"
+    );
+    assert!(err.class().is_transient());
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_a_transient_transport_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let source = ClientCredentials::builder(format!("http://{addr}/token"), ID)
+        .build()
+        .unwrap();
+    let err = source.fetch().await.unwrap_err();
+    assert!(
+        matches!(err, ClientCredentialsError::Transport { .. }),
+        "{err:?}"
+    );
+    assert!(err.class().is_transient());
+    assert!(
+        err.to_string()
+            .starts_with("the token endpoint could not be reached"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn no_secret_shows_in_debug_or_display() {
+    let endpoint = Endpoint::answering(
+        401,
+        &[],
+        r#"{"error":"invalid_client","error_description":"bad credentials"}"#,
+    )
+    .await;
+    let builder = ClientCredentials::builder(endpoint.url(), ID)
+        .client_secret("client-SECRET-value")
+        .header("x-api-key", "key-SECRET-value");
+    let source = builder.clone().build().unwrap();
+    let body_style = builder
+        .clone()
+        .auth_style(AuthStyle::RequestBody)
+        .build()
+        .unwrap();
+    let err = source.fetch().await.unwrap_err();
+    let err_body_style = body_style.fetch().await.unwrap_err();
+    let token_err = fetch_from(
+        200,
+        &[],
+        r#"{"access_token":"tok-SECRET-value","token_type":[]}"#,
+    )
+    .await
+    .unwrap_err();
+    let shown = format!(
+        "{builder:?} {source:?} {body_style:?} {err} {err:?} {err_body_style} {err_body_style:?} {token_err} {token_err:?}"
+    );
+    assert!(!shown.contains("SECRET"), "{shown}");
+    assert!(shown.contains("[redacted]"), "{shown}");
+    assert!(shown.contains("x-api-key"), "{shown}");
+}
+
+#[tokio::test]
+async fn avionte_preset_sends_what_avionte_expects() {
+    // The preset, pointed at a local endpoint: same shape, loopback URL.
+    let endpoint = Endpoint::answering(200, &[], TOKEN_JSON).await;
+    let preset = ClientCredentials::avionte("api-key-1", "client-1", "secret-1")
+        .build()
+        .unwrap();
+    assert_eq!(
+        preset.token_url().as_str(),
+        "https://api.avionte.com/authorize/token"
+    );
+    assert_eq!(preset.auth_style(), AuthStyle::RequestBody);
+    let local = ClientCredentials::builder(endpoint.url(), preset.client_id())
+        .client_secret("secret-1")
+        .auth_style(preset.auth_style())
+        .scopes(preset.scopes().to_vec())
+        .header("x-api-key", "api-key-1")
+        .build()
+        .unwrap();
+    local.fetch().await.unwrap();
+    let req = &endpoint.requests()[0];
+    assert_eq!(req.headers["x-api-key"], "api-key-1");
+    let form = req.form();
+    assert_eq!(form["client_id"], "client-1");
+    assert_eq!(form["client_secret"], "secret-1");
+    assert_eq!(form["scope"], "avionte.aero.compasintegrationservice");
+    assert_eq!(local.kind(), "client_credentials");
+}
+
+#[tokio::test]
+async fn through_the_layer_the_token_reaches_the_api_and_refusals_stay_permanent() {
+    let endpoint = Endpoint::answering(200, &[], TOKEN_JSON).await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .client_secret(SECRET)
+        .build()
+        .unwrap();
+    let mut api = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(source))
+        .service_fn(|req: http::Request<()>| async move {
+            Ok::<_, Infallible>(http::Response::new(req.headers()["authorization"].clone()))
+        });
+    let res = api
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(res.body(), "Bearer tok-SECRET-value");
+
+    let refusing = Endpoint::answering(400, &[], r#"{"error":"invalid_client"}"#).await;
+    let source = ClientCredentials::builder(refusing.url(), ID)
+        .build()
+        .unwrap();
+    let mut api = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(source))
+        .service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(()))
+        });
+    let err = api
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap_err();
+    let Error::Token(token_err) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(!token_err.is_transient());
+    let source_err = token_err
+        .source_error()
+        .and_then(|e| e.downcast_ref::<ClientCredentialsError>())
+        .expect("the source's own error");
+    assert_eq!(source_err.oauth_error(), Some("invalid_client"));
+}

@@ -1,0 +1,240 @@
+//! The `demo` example, run end to end in its embedded mode: its own token
+//! endpoint and API on 127.0.0.1, nothing else.
+#![cfg(feature = "client-credentials")]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The compiled example: `cargo test` builds examples next to the test
+/// binaries (`<target>/<profile>/examples/`); when run alone, build it.
+fn demo_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from <target>/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+    if !binary.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "demo", "--all-features"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the demo failed");
+    }
+    binary
+}
+
+fn run_demo(args: &[&str]) -> Output {
+    Command::new(demo_binary())
+        .args(args)
+        .output()
+        .expect("the demo runs")
+}
+
+/// The last line of stdout, as JSON.
+fn summary(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().expect("some output");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last:?}"))
+}
+
+fn histogram_total(summary: &Value) -> u64 {
+    let histogram = summary["latency_histogram_ms"].as_object().unwrap();
+    let keys: Vec<&str> = histogram.keys().map(String::as_str).collect();
+    let mut expected = vec![
+        "1", "2", "5", "10", "20", "50", "100", "200", "500", "1000", "inf",
+    ];
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(sorted, expected);
+    histogram.values().map(|v| v.as_u64().unwrap()).sum()
+}
+
+#[test]
+fn a_counted_run_succeeds_with_one_token() {
+    let output = run_demo(&["--requests", "60", "--concurrency", "4"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = summary(&output);
+    assert_eq!(json["requests"], 60);
+    assert_eq!(json["ok"], 60);
+    assert_eq!(json["failed"], 0);
+    assert_eq!(json["status"]["200"], 60);
+    assert_eq!(json["token_fetches"], 1);
+    assert_eq!(histogram_total(&json), 60);
+    let latency = &json["latency_ms"];
+    assert!(latency["p50"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap());
+    assert!(latency["p99"].as_f64().unwrap() <= latency["max"].as_f64().unwrap());
+    assert!(
+        stdout.contains("Requests: 60 sent, 60 answered 2xx, 0 failed."),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn short_lived_tokens_are_refreshed_ahead_and_no_request_waits_after_the_first() {
+    // Tokens live 3 s, so the cache must renew them during a 4 s run.
+    let output = run_demo(&["--ttl", "3", "--duration", "4", "--concurrency", "4"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = summary(&output);
+    let requests = json["requests"].as_u64().unwrap();
+    assert!(requests > 0);
+    assert_eq!(json["ok"], requests);
+    assert_eq!(json["failed"], 0);
+    assert!(json["token_fetches"].as_u64().unwrap() >= 2, "{json}");
+    assert_eq!(histogram_total(&json), requests);
+    assert!(stdout.contains("none waited after that"), "{stdout}");
+    assert!(!stdout.contains(" 0 ahead of expiry"), "{stdout}");
+    assert!(stdout.contains("rejected 0."), "{stdout}");
+}
+
+#[test]
+fn wrong_credentials_say_why_once_and_cause_no_fetch_storm() {
+    let output = run_demo(&["--client-secret", "wrong", "--requests", "40"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "error: no token could be had: the token endpoint refused the request: \
+         invalid_client: Invalid client credentials (HTTP 400)"
+    );
+    let json = summary(&output);
+    assert_eq!(json["requests"], 40);
+    assert_eq!(json["ok"], 0);
+    assert_eq!(json["failed"], 40);
+    assert_eq!(json["token_fetches"], 1);
+    assert!(!stderr.contains("wrong"));
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_usage_line() {
+    for args in [
+        &["--requests", "zero"][..],
+        &["--bogus"],
+        &["--requests", "5", "--duration", "5"],
+        &["--url", "http://127.0.0.1:1/"],
+        &["--auth", "digest"],
+        &["--concurrency"],
+    ] {
+        let output = run_demo(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(stderr.contains("usage: demo"), "{stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// A token endpoint and an API on 127.0.0.1 for the demo's remote mode:
+/// the endpoint answers only Basic credentials with the extra header, the
+/// API only the token it issued with the API header.
+async fn start_provider() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let header = |name: &str| {
+                        req.headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let (status, body) = match req.uri().path() {
+                        // base64("id:s3cret")
+                        "/token"
+                            if header("authorization") == "Basic aWQ6czNjcmV0"
+                                && header("x-extra") == "yes" =>
+                        {
+                            (200, r#"{"access_token":"remote-token","expires_in":3600}"#)
+                        }
+                        "/token" => (401, r#"{"error":"invalid_client"}"#),
+                        "/api"
+                            if header("authorization") == "Bearer remote-token"
+                                && header("x-api-header") == "on" =>
+                        {
+                            (200, "{}")
+                        }
+                        _ => (401, "{}"),
+                    };
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .status(status)
+                            .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+                            .unwrap(),
+                    )
+                },
+            );
+            connections.spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn remote_mode_sends_the_given_credentials_and_headers() {
+    let (addr, server) = start_provider().await;
+    let token_url = format!("http://{addr}/token");
+    let api_url = format!("http://{addr}/api");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(demo_binary())
+            .args([
+                "--token-url",
+                &token_url,
+                "--client-id",
+                "id",
+                "--auth",
+                "basic",
+                "--token-header",
+                "x-extra: yes",
+                "--api-header",
+                "x-api-header: on",
+                "--url",
+                &api_url,
+                "--requests",
+                "10",
+            ])
+            .env("CLIENT_SECRET", "s3cret")
+            .output()
+            .expect("the demo runs")
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = summary(&output);
+    assert_eq!(json["requests"], 10);
+    assert_eq!(json["ok"], 10);
+    assert_eq!(json["token_fetches"], 1);
+}
