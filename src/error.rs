@@ -31,7 +31,12 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// The error of [`BearerAuth`](crate::BearerAuth)'s response future.
 ///
-/// Converts into [`BoxError`], so it fits any tower stack that erases errors.
+/// When the inner error is a concrete error type, `Error<E>` is a
+/// `std::error::Error` and converts into [`BoxError`] with `?` or `.into()`,
+/// so it fits any tower stack that erases errors. When the inner service
+/// already returns a `BoxError` (behind `Buffer` or `Timeout`), use
+/// [`Error::into_box_error`], for example with
+/// `ServiceBuilder::map_err(Error::into_box_error)` above the layer.
 #[derive(Debug)]
 pub enum Error<E> {
     /// No token could be had; the request was not sent.
@@ -46,6 +51,18 @@ impl<E> Error<E> {
         match self {
             Error::Token(e) => Some(e),
             Error::Service(_) => None,
+        }
+    }
+
+    /// Erases the type, whatever the inner error: the token error is boxed,
+    /// the inner service's error converted.
+    pub fn into_box_error(self) -> BoxError
+    where
+        E: Into<BoxError>,
+    {
+        match self {
+            Error::Token(e) => Box::new(e),
+            Error::Service(e) => e.into(),
         }
     }
 
@@ -394,6 +411,14 @@ mod tests {
                 .ends_with("backing off for another 2.5s)")
         );
         assert!(backing.same_failure(&err));
+    }
+
+    #[test]
+    fn a_boxed_inner_error_converts_too() {
+        let err: Error<BoxError> = Error::Service("timed out".into());
+        assert_eq!(err.into_box_error().to_string(), "timed out");
+        let err: Error<BoxError> = Error::Token(TokenError::no_runtime());
+        assert!(err.into_box_error().is::<TokenError>());
     }
 
     #[test]

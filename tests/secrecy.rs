@@ -1,6 +1,8 @@
 //! Nothing secret reaches a log: a whole run captured at TRACE level.
 
 mod common;
+#[allow(dead_code)]
+mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,8 @@ impl Captured {
 }
 
 fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    // reqwest logs through `log`: route it into tracing too.
+    let _ = tracing_log::LogTracer::init();
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -97,4 +101,78 @@ async fn a_whole_lifecycle_logs_no_token() {
         !log.contains("SECRET-TOKEN"),
         "a token leaked into the log:\n{log}"
     );
+}
+
+#[cfg(feature = "client-credentials")]
+#[tokio::test(flavor = "current_thread")]
+async fn a_client_credentials_run_logs_neither_secret_nor_token() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use support::{TestServer, respond};
+    use tower_bearer::source::client_credentials::{AuthStyle, ClientCredentials};
+
+    const SECRET: &str = "CLIENT-SECRET-d41d8cd9";
+    const API_KEY: &str = "API-KEY-8f00b204";
+    let (captured, _guard) = capture();
+
+    // The endpoint refuses the first request, then issues tokens.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let idp = TestServer::start(move |_req| {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n == 1 {
+                respond(400, r#"{"error":"invalid_client","error_description":"bad credentials"}"#)
+            } else {
+                respond(
+                    200,
+                    format!(r#"{{"access_token":"SECRET-TOKEN-{n}","token_type":"bearer","expires_in":3600}}"#),
+                )
+            }
+        }
+    })
+    .await;
+    let api = TestServer::start(|_req| async { respond(200, "ok") }).await;
+
+    for style in [AuthStyle::Basic, AuthStyle::RequestBody] {
+        let source = ClientCredentials::builder(idp.url("/token"), "client-1")
+            .client_secret(SECRET)
+            .header("x-api-key", API_KEY)
+            .auth_style(style)
+            .build()
+            .unwrap();
+        tracing::trace!(?source, "source");
+        let cache = TokenCache::builder(source)
+            .backoff(tower_bearer::Backoff::none())
+            .build();
+        let client = ServiceBuilder::new()
+            .layer(BearerAuthLayer::with_cache(cache.clone()))
+            .service(reqwest::Client::new());
+        for _ in 0..3 {
+            let req = reqwest::Request::new(reqwest::Method::GET, api.url("/v1").parse().unwrap());
+            let res = client.clone().oneshot(req).await;
+            tracing::trace!(?res, "response");
+            if let Err(e) = res {
+                tracing::error!(error = %e, debug = ?e, "request failed");
+            }
+        }
+        tracing::trace!(?cache, "cache");
+    }
+
+    assert!(calls.load(Ordering::SeqCst) >= 3);
+    let log = captured.text();
+    assert!(
+        log.contains("invalid_client"),
+        "the refusal is logged:\n{log}"
+    );
+    assert!(
+        log.contains("reqwest::connect"),
+        "the HTTP client's own logs are captured:\n{log}"
+    );
+    for secret in [SECRET, API_KEY, "SECRET-TOKEN"] {
+        assert!(
+            !log.contains(secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
 }
