@@ -1,7 +1,6 @@
 //! Nothing secret reaches a log: a whole run captured at TRACE level.
 
 mod common;
-#[allow(dead_code)]
 mod support;
 
 use std::io::Write;
