@@ -16,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::time::{Instant, timeout};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::store::{RedisStore, StoreKey};
-use tower_bearer::{BearerAuthLayer, Token, TokenCache, TokenSource};
+use tower_bearer::{BearerAuthLayer, ErrorClass, Token, TokenCache, TokenSource};
 
 const CLIENT_SECRET: &str = "client-secret-must-never-reach-redis";
 const FETCH_LATENCY: Duration = Duration::from_millis(100);
@@ -351,6 +351,99 @@ async fn a_redis_that_never_answers_costs_one_short_timeout() {
     );
     assert_eq!(source.calls(), 1);
     silent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_speaks_garbage_is_a_miss() {
+    // Answers every connection with bytes that are not the Redis protocol.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    let garbage = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n\xff\x00")
+                .await;
+        }
+    });
+
+    let source = CountingSource::default();
+    let cache = TokenCache::new(
+        RedisStore::builder(url.as_str())
+            .unwrap()
+            .build()
+            .share(source.clone(), key()),
+    );
+    let started = Instant::now();
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-1");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(source.calls(), 1);
+    garbage.abort();
+}
+
+/// A source that always fails, permanently.
+#[derive(Clone, Default)]
+struct RejectedSource;
+
+impl TokenSource for RejectedSource {
+    type Error = std::io::Error;
+
+    async fn fetch(&self) -> Result<Token, std::io::Error> {
+        Err(std::io::Error::other("invalid_client"))
+    }
+
+    fn classify(&self, _error: &std::io::Error) -> ErrorClass {
+        ErrorClass::Permanent
+    }
+
+    fn kind(&self) -> &'static str {
+        "rejected"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fetch_releases_the_lease_and_keeps_its_class() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    // The default lease lasts 10 s: only a prompt release lets B in quickly.
+    let shared = redis.store().share(RejectedSource, key());
+    assert_eq!(shared.kind(), "rejected");
+    let lease_key = format!("{}:lease", shared.redis_key());
+    let cache_a = TokenCache::new(shared);
+    let error = with_deadline(cache_a.refresh()).await.unwrap_err();
+    assert!(
+        !error.is_transient(),
+        "the wrapped source's class passes through"
+    );
+    assert!(
+        error
+            .source_error()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .is_some()
+    );
+
+    let mut conn = redis.connect().await.unwrap();
+    let held: bool = conn.exists(&lease_key).await.unwrap();
+    assert!(!held, "the lease was released");
+
+    let source_b = CountingSource::default();
+    let cache_b = TokenCache::new(redis.store().share(source_b.clone(), key()));
+    let started = Instant::now();
+    assert_eq!(
+        with_deadline(authorization(&cache_b)).await,
+        "Bearer token-1"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,7 +203,7 @@ impl RedisStore {
         let Some(value) = value else {
             return Ok(Read::Missing { lease_held });
         };
-        match StoredToken::parse(&value, pttl) {
+        match StoredToken::decode(&value, pttl) {
             Some(shared) => Ok(Read::Found { shared, lease_held }),
             None => Ok(Read::Garbage { lease_held }),
         }
@@ -577,7 +577,7 @@ impl<S: TokenSource> SharedSource<S> {
     async fn store_token(&self, token: &Token, started: Instant, lease: Option<(&str, &str)>) {
         let key = self.token_key.as_str();
         let config = &self.store.inner.config;
-        let stored = StoredToken::new(token, started.elapsed(), config);
+        let stored = StoredToken::encode(token, started.elapsed(), config);
         let result = match &stored {
             Some((value, id, ttl_ms)) => {
                 let result = self.store.write(key, value, *ttl_ms, lease).await;
@@ -709,7 +709,7 @@ struct StoredToken {
 impl StoredToken {
     /// The value to write, its id and the key's TTL in milliseconds; `None`
     /// when the token is too short-lived to share.
-    fn new(
+    fn encode(
         token: &Token,
         elapsed: Duration,
         config: &StoreConfig,
@@ -742,7 +742,7 @@ impl StoredToken {
     /// A usable token from a stored value and its key's TTL, or `None` for
     /// garbage: bad JSON, another version, a token that is not a valid header
     /// value, a key without a TTL.
-    fn parse(value: &[u8], pttl_ms: i64) -> Option<Shared> {
+    fn decode(value: &[u8], pttl_ms: i64) -> Option<Shared> {
         if value == GARBAGE_MARKER || value.len() > MAX_VALUE_LEN {
             return None;
         }
@@ -813,10 +813,10 @@ mod tests {
     fn stored_token_round_trips_with_its_remaining_life() {
         let token = Token::bearer("abc.def").with_lifetime(Duration::from_secs(3600));
         let (value, id, ttl_ms) =
-            StoredToken::new(&token, Duration::from_secs(2), &config()).unwrap();
+            StoredToken::encode(&token, Duration::from_secs(2), &config()).unwrap();
         // Lifetime less the time the fetch took, less the margin.
         assert_eq!(ttl_ms, (3600 - 2 - 30) * 1000);
-        let shared = StoredToken::parse(value.as_bytes(), 1_000_000).unwrap();
+        let shared = StoredToken::decode(value.as_bytes(), 1_000_000).unwrap();
         assert_eq!(shared.token.access_token().secret(), "abc.def");
         assert_eq!(shared.token.token_type(), "Bearer");
         assert_eq!(shared.id, id);
@@ -828,14 +828,14 @@ mod tests {
     fn short_and_unknown_lifetimes() {
         // A 3 s token keeps a 1 s margin, as the cache's own clamp does.
         let short = Token::bearer("t").with_lifetime(Duration::from_secs(3));
-        let (_, _, ttl_ms) = StoredToken::new(&short, Duration::ZERO, &config()).unwrap();
+        let (_, _, ttl_ms) = StoredToken::encode(&short, Duration::ZERO, &config()).unwrap();
         assert_eq!(ttl_ms, 2_000);
         // Too short-lived to be worth sharing.
         let gone = Token::bearer("t").with_lifetime(Duration::from_millis(500));
-        assert!(StoredToken::new(&gone, Duration::from_secs(1), &config()).is_none());
+        assert!(StoredToken::encode(&gone, Duration::from_secs(1), &config()).is_none());
         // No lifetime: the default lifetime.
         let unknown = Token::bearer("t");
-        let (_, _, ttl_ms) = StoredToken::new(&unknown, Duration::ZERO, &config()).unwrap();
+        let (_, _, ttl_ms) = StoredToken::encode(&unknown, Duration::ZERO, &config()).unwrap();
         assert_eq!(ttl_ms, (300 - 30) * 1000);
     }
 
@@ -846,7 +846,7 @@ mod tests {
                 r#"{{"v":1,"id":"ab","access_token":"{token}","token_type":"{ty}","margin_ms":5}}"#
             )
         };
-        assert!(StoredToken::parse(good("t", "Bearer").as_bytes(), 10).is_some());
+        assert!(StoredToken::decode(good("t", "Bearer").as_bytes(), 10).is_some());
         let bad: Vec<(Vec<u8>, i64)> = vec![
             (b"!".to_vec(), 10),
             (b"not json".to_vec(), 10),
@@ -871,7 +871,7 @@ mod tests {
         ];
         for (value, pttl) in bad {
             assert!(
-                StoredToken::parse(&value, pttl).is_none(),
+                StoredToken::decode(&value, pttl).is_none(),
                 "{:?}",
                 String::from_utf8_lossy(&value)
             );
