@@ -107,6 +107,9 @@ pub mod retry;
 pub mod scope;
 pub mod service;
 pub mod source;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod store;
 pub mod token;
 
 pub use cache::{Backoff, Stats, TokenCache, TokenCacheBuilder};

@@ -1,0 +1,250 @@
+//! The name a shared token is stored under.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+
+/// Parameter names that carry credentials: they never identify a token and
+/// must never reach a key, so [`StoreKeyBuilder::param`] ignores them.
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "password",
+    "refresh_token",
+    "code",
+    "code_verifier",
+];
+
+/// What identifies a shared token: a SHA-256 of its identity parts.
+///
+/// Two processes share a token when they build the same key: same token URL,
+/// client id, scopes (in any order) and extra parameters (in any order). The
+/// key holds only the hash, so nothing in Redis reveals the parts, and the
+/// client secret is never one of them.
+///
+/// ```
+/// use tower_bearer::store::StoreKey;
+///
+/// let a = StoreKey::builder()
+///     .token_url("https://idp.example.com/token")
+///     .client_id("svc")
+///     .scopes(["read", "write"])
+///     .param("audience", "https://api.example.com")
+///     .build();
+/// let b = StoreKey::builder()
+///     .token_url("https://idp.example.com/token")
+///     .client_id("svc")
+///     .scope("write read")
+///     .param("audience", "https://api.example.com")
+///     .param("client_secret", "ignored: credentials never enter a key")
+///     .build();
+/// assert_eq!(a, b);
+/// assert_eq!(a.digest().len(), 64);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StoreKey {
+    digest: String,
+}
+
+impl StoreKey {
+    /// A builder taking the token's identity parts.
+    pub fn builder() -> StoreKeyBuilder {
+        StoreKeyBuilder::default()
+    }
+
+    /// The lowercase hex SHA-256 of the identity parts (64 characters).
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StoreKey").field(&self.digest).finish()
+    }
+}
+
+/// Builds a [`StoreKey`] from a token's identity parts.
+#[derive(Clone, Default)]
+pub struct StoreKeyBuilder {
+    token_url: Option<String>,
+    client_id: Option<String>,
+    scopes: BTreeSet<String>,
+    params: BTreeMap<String, String>,
+}
+
+impl StoreKeyBuilder {
+    /// The token endpoint's URL.
+    pub fn token_url(mut self, url: impl Into<String>) -> Self {
+        self.token_url = Some(url.into());
+        self
+    }
+
+    /// The OAuth2 client id.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Adds scopes from a space-separated scope string, as OAuth2 writes it.
+    pub fn scope(mut self, scope: &str) -> Self {
+        self.scopes
+            .extend(scope.split_ascii_whitespace().map(str::to_owned));
+        self
+    }
+
+    /// Adds scopes; each item may itself hold several, space-separated.
+    /// Order and duplicates do not matter.
+    pub fn scopes<I>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        for scope in scopes {
+            self = self.scope(scope.as_ref());
+        }
+        self
+    }
+
+    /// Adds an extra token request parameter that changes which token is
+    /// issued (`audience`, `resource`, a tenant). Order does not matter.
+    ///
+    /// Credentials (`client_secret`, `client_assertion`, `assertion`,
+    /// `password`, `refresh_token`, `code`, `code_verifier`, in any letter
+    /// case) are ignored: they never identify a token and must never reach a
+    /// key.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let name = name.into();
+        if !is_credential(&name) {
+            self.params.insert(name, value.into());
+        }
+        self
+    }
+
+    /// Hashes the parts into a key.
+    pub fn build(self) -> StoreKey {
+        let mut hasher = Sha256::new();
+        // Every part is tagged and length-prefixed, so that no two different
+        // sets of parts hash the same input.
+        let mut part = |tag: &[u8], value: &str| {
+            hasher.update(tag);
+            hasher.update((value.len() as u64).to_be_bytes());
+            hasher.update(value.as_bytes());
+        };
+        part(b"tower-bearer store key", "v1");
+        if let Some(url) = &self.token_url {
+            part(b"token_url", url);
+        }
+        if let Some(id) = &self.client_id {
+            part(b"client_id", id);
+        }
+        for scope in &self.scopes {
+            part(b"scope", scope);
+        }
+        for (name, value) in &self.params {
+            part(b"param name", name);
+            part(b"param value", value);
+        }
+        let mut digest = String::with_capacity(64);
+        for byte in hasher.finalize() {
+            let _ = write!(digest, "{byte:02x}");
+        }
+        StoreKey { digest }
+    }
+}
+
+impl fmt::Debug for StoreKeyBuilder {
+    // Parameter values stay out of Debug output: only their names show.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreKeyBuilder")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("params", &self.params.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+fn is_credential(name: &str) -> bool {
+    CREDENTIAL_PARAMS
+        .iter()
+        .any(|credential| credential.eq_ignore_ascii_case(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> StoreKeyBuilder {
+        StoreKey::builder()
+            .token_url("https://idp.example.com/token")
+            .client_id("svc")
+    }
+
+    #[test]
+    fn same_parts_in_any_order_give_the_same_key() {
+        let a = base()
+            .scopes(["b", "a", "a"])
+            .param("x", "1")
+            .param("y", "2")
+            .build();
+        let b = base()
+            .scope(" a  b ")
+            .param("y", "2")
+            .param("x", "1")
+            .build();
+        assert_eq!(a, b);
+        assert_eq!(a.digest().len(), 64);
+        assert!(a.digest().bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn each_part_changes_the_key() {
+        let reference = base().scope("a").param("aud", "x").build();
+        let variants = [
+            base().scope("b").param("aud", "x").build(),
+            base().scope("a").param("aud", "y").build(),
+            base().scope("a").param("audience", "x").build(),
+            base().scope("a").build(),
+            base()
+                .client_id("other")
+                .scope("a")
+                .param("aud", "x")
+                .build(),
+            base()
+                .token_url("https://idp.example.com/token2")
+                .scope("a")
+                .param("aud", "x")
+                .build(),
+        ];
+        for variant in variants {
+            assert_ne!(reference, variant);
+        }
+    }
+
+    #[test]
+    fn parts_do_not_run_into_each_other() {
+        let a = StoreKey::builder().token_url("ab").client_id("c").build();
+        let b = StoreKey::builder().token_url("a").client_id("bc").build();
+        assert_ne!(a, b);
+        let c = StoreKey::builder().param("a", "bc").build();
+        let d = StoreKey::builder().param("ab", "c").build();
+        assert_ne!(c, d);
+    }
+
+    #[test]
+    fn credentials_are_ignored_and_never_shown() {
+        let with_secret = base()
+            .param("client_secret", "s3cr3t")
+            .param("Client_Assertion", "jwt")
+            .param("password", "pw");
+        let debug = format!("{with_secret:?}");
+        assert!(!debug.contains("s3cr3t"), "{debug}");
+        assert_eq!(with_secret.build(), base().build());
+        let shown = base().param("audience", "value-not-shown");
+        assert!(!format!("{shown:?}").contains("value-not-shown"));
+    }
+}

@@ -1,0 +1,564 @@
+//! The shared token store against a real `redis-server` that each test starts
+//! on a free loopback port.
+//!
+//! Without `redis-server` on the PATH these tests print a skip message and
+//! pass, unless the `CI` environment variable is set: then they fail.
+#![cfg(feature = "redis")]
+
+use std::convert::Infallible;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use tokio::time::{Instant, timeout};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_bearer::store::{RedisStore, StoreKey};
+use tower_bearer::{BearerAuthLayer, ErrorClass, Token, TokenCache, TokenSource};
+
+const CLIENT_SECRET: &str = "client-secret-must-never-reach-redis";
+const FETCH_LATENCY: Duration = Duration::from_millis(100);
+
+/// A `redis-server` child process, killed on drop.
+struct RedisServer {
+    child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    /// Starts a server on a free loopback port, or returns `None` (after
+    /// saying so) when `redis-server` is not installed and `CI` is not set.
+    async fn start() -> Option<Self> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !installed {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "redis-server is not installed, and CI is set: install it (apt-get install redis-server)"
+                );
+            }
+            eprintln!(
+                "SKIPPED: redis-server not found on PATH; install it to run the Redis store tests"
+            );
+            return None;
+        }
+        // Another process may take the port between our probe and the
+        // server's bind: try a few ports.
+        for _ in 0..5 {
+            let port = {
+                let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
+                probe.local_addr().expect("probe address").port()
+            };
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server");
+            let mut server = RedisServer {
+                child,
+                url: format!("redis://127.0.0.1:{port}/"),
+            };
+            if server.wait_until_ready().await {
+                return Some(server);
+            }
+        }
+        panic!("redis-server did not start on any of 5 ports");
+    }
+
+    async fn wait_until_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false; // exited: most likely the port was taken
+            }
+            if let Ok(mut conn) = self.connect().await {
+                let pong: redis::RedisResult<String> =
+                    redis::cmd("PING").query_async(&mut conn).await;
+                if pong.is_ok() {
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let client = redis::Client::open(self.url.as_str())?;
+        timeout(
+            Duration::from_secs(1),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
+    }
+
+    /// A store with its own connection, and test-friendly timings.
+    fn store(&self) -> RedisStore {
+        RedisStore::builder(self.url.as_str())
+            .expect("valid url")
+            .poll_interval(Duration::from_millis(20))
+            .build()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A source that counts its calls, takes a while, and yields
+/// `token-<n>` for the `n`th call.
+#[derive(Clone, Default)]
+struct CountingSource {
+    calls: Arc<AtomicUsize>,
+}
+
+impl CountingSource {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl TokenSource for CountingSource {
+    type Error = Infallible;
+
+    async fn fetch(&self) -> Result<Token, Infallible> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(FETCH_LATENCY).await;
+        Ok(Token::bearer(format!("token-{n}")).with_lifetime(Duration::from_secs(3600)))
+    }
+}
+
+/// A source whose fetch never finishes: a process that stops mid-fetch.
+#[derive(Clone, Default)]
+struct StuckSource {
+    calls: Arc<AtomicUsize>,
+}
+
+impl TokenSource for StuckSource {
+    type Error = Infallible;
+
+    async fn fetch(&self) -> Result<Token, Infallible> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+fn key() -> StoreKey {
+    StoreKey::builder()
+        .token_url("https://idp.example.com/oauth2/token")
+        .client_id("billing-service")
+        .scopes(["invoices.read", "invoices.write"])
+        .param("audience", "https://api.example.com")
+        // Ignored by the builder: credentials never identify a token.
+        .param("client_secret", CLIENT_SECRET)
+        .build()
+}
+
+/// Sends one request through a layer over `cache`; the response body is
+/// the `Authorization` header the request carried.
+async fn authorization(cache: &TokenCache) -> String {
+    let service = ServiceBuilder::new()
+        .layer(BearerAuthLayer::with_cache(cache.clone()))
+        .service_fn(|req: http::Request<()>| async move {
+            let value = req.headers()["authorization"].to_str().unwrap().to_owned();
+            Ok::<_, Infallible>(http::Response::new(value))
+        });
+    let response = service
+        .oneshot(http::Request::new(()))
+        .await
+        .expect("request served");
+    response.into_body()
+}
+
+async fn with_deadline<F: std::future::Future>(future: F) -> F::Output {
+    timeout(Duration::from_secs(8), future)
+        .await
+        .expect("finished well within the deadline: nothing hangs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_independent_caches_make_one_fetch() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let source = CountingSource::default();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        // Each "process": its own store, connection and cache.
+        let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let header = authorization(&cache).await;
+            (header, cache.stats().fetches_started)
+        });
+    }
+    let results = with_deadline(tasks.join_all()).await;
+
+    assert_eq!(
+        source.calls(),
+        1,
+        "one source fetch across all eight caches"
+    );
+    for (header, local_fetches) in results {
+        assert_eq!(header, "Bearer token-1");
+        assert_eq!(local_fetches, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_that_stops_mid_fetch_is_taken_over() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let lease_ttl = Duration::from_millis(600);
+    let store = || {
+        RedisStore::builder(redis.url.as_str())
+            .unwrap()
+            .lease_ttl(lease_ttl)
+            .max_wait(Duration::from_secs(5))
+            .poll_interval(Duration::from_millis(20))
+            .build()
+    };
+
+    // Process A takes the lease and never finishes its fetch.
+    let stuck = StuckSource::default();
+    let shared_a = store().share(stuck.clone(), key());
+    let lease_key = format!("{}:lease", shared_a.redis_key());
+    let cache_a = TokenCache::new(shared_a);
+    let a = tokio::spawn({
+        let cache_a = cache_a.clone();
+        async move { authorization(&cache_a).await }
+    });
+    let mut conn = redis.connect().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let held: bool = conn.exists(&lease_key).await.unwrap();
+        if held {
+            break;
+        }
+        assert!(Instant::now() < deadline, "process A never took the lease");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lease_seen = Instant::now();
+
+    // Process B waits for A's lease to expire, then fetches itself.
+    let source_b = CountingSource::default();
+    let cache_b = TokenCache::new(store().share(source_b.clone(), key()));
+    let header = with_deadline(authorization(&cache_b)).await;
+    let waited = lease_seen.elapsed();
+
+    assert_eq!(header, "Bearer token-1");
+    assert_eq!(source_b.calls(), 1);
+    assert_eq!(stuck.calls.load(Ordering::SeqCst), 1);
+    assert!(
+        waited >= lease_ttl / 2,
+        "B took over only once A's lease expired (waited {waited:?})"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "B did not wait out max_wait ({waited:?})"
+    );
+    assert!(!a.is_finished(), "A is still stuck");
+
+    // B's token is now shared: a third process makes no fetch.
+    let source_c = CountingSource::default();
+    let cache_c = TokenCache::new(store().share(source_c.clone(), key()));
+    assert_eq!(
+        with_deadline(authorization(&cache_c)).await,
+        "Bearer token-1"
+    );
+    assert_eq!(source_c.calls(), 0);
+    a.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_served_when_redis_dies_mid_run() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let source = CountingSource::default();
+    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-1");
+
+    redis.kill();
+
+    // The running process: its next fetch goes straight to the source.
+    cache.invalidate();
+    let started = Instant::now();
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-2");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A process that starts while Redis is down.
+    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    let started = Instant::now();
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-3");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(source.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_never_answers_costs_one_short_timeout() {
+    // Accepts connections and never replies: a hung or overloaded Redis.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+
+    let source = CountingSource::default();
+    let store = RedisStore::builder(url.as_str())
+        .unwrap()
+        .operation_timeout(Duration::from_millis(200))
+        .build();
+    let cache = TokenCache::new(store.share(source.clone(), key()));
+    let started = Instant::now();
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-1");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(source.calls(), 1);
+    silent.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_speaks_garbage_is_a_miss() {
+    // Answers every connection with bytes that are not the Redis protocol.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    let garbage = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket
+                .write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n\xff\x00")
+                .await;
+        }
+    });
+
+    let source = CountingSource::default();
+    let cache = TokenCache::new(
+        RedisStore::builder(url.as_str())
+            .unwrap()
+            .build()
+            .share(source.clone(), key()),
+    );
+    let started = Instant::now();
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-1");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(source.calls(), 1);
+    garbage.abort();
+}
+
+/// A source that always fails, permanently.
+#[derive(Clone, Default)]
+struct RejectedSource;
+
+impl TokenSource for RejectedSource {
+    type Error = std::io::Error;
+
+    async fn fetch(&self) -> Result<Token, std::io::Error> {
+        Err(std::io::Error::other("invalid_client"))
+    }
+
+    fn classify(&self, _error: &std::io::Error) -> ErrorClass {
+        ErrorClass::Permanent
+    }
+
+    fn kind(&self) -> &'static str {
+        "rejected"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fetch_releases_the_lease_and_keeps_its_class() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    // The default lease lasts 10 s: only a prompt release lets B in quickly.
+    let shared = redis.store().share(RejectedSource, key());
+    assert_eq!(shared.kind(), "rejected");
+    let lease_key = format!("{}:lease", shared.redis_key());
+    let cache_a = TokenCache::new(shared);
+    let error = with_deadline(cache_a.refresh()).await.unwrap_err();
+    assert!(
+        !error.is_transient(),
+        "the wrapped source's class passes through"
+    );
+    assert!(
+        error
+            .source_error()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .is_some()
+    );
+
+    let mut conn = redis.connect().await.unwrap();
+    let held: bool = conn.exists(&lease_key).await.unwrap();
+    assert!(!held, "the lease was released");
+
+    let source_b = CountingSource::default();
+    let cache_b = TokenCache::new(redis.store().share(source_b.clone(), key()));
+    let started = Instant::now();
+    assert_eq!(
+        with_deadline(authorization(&cache_b)).await,
+        "Bearer token-1"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_value_is_a_miss_and_is_overwritten() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let mut conn = redis.connect().await.unwrap();
+    let source = CountingSource::default();
+
+    let shared = redis.store().share(source.clone(), key());
+    let redis_key = shared.redis_key().to_owned();
+    let cache = TokenCache::new(shared);
+    let _: () = conn
+        .set(&redis_key, "{\"v\":1,\"access_token\":")
+        .await
+        .unwrap();
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-1");
+    assert_eq!(source.calls(), 1);
+    let stored: String = conn.get(&redis_key).await.unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&stored).expect("overwritten with JSON");
+    assert_eq!(stored["access_token"], "token-1");
+
+    // A value of the wrong type is garbage too.
+    let _: () = conn.del(&redis_key).await.unwrap();
+    let _: () = conn.hset(&redis_key, "field", "value").await.unwrap();
+    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-2");
+    assert_eq!(source.calls(), 2);
+    let stored: String = conn.get(&redis_key).await.unwrap();
+    assert!(stored.contains("token-2"));
+
+    // A well-formed value holding a token that is not a valid header value.
+    let injected =
+        r#"{"v":1,"id":"x","access_token":"a\r\nx-evil: 1","token_type":"Bearer","margin_ms":0}"#;
+    let _: () = conn.set_ex(&redis_key, injected, 600).await.unwrap();
+    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-3");
+    assert_eq!(source.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_in_any_key_or_value() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let source = CountingSource::default();
+    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    let header = with_deadline(authorization(&cache)).await;
+    let token_value = header.strip_prefix("Bearer ").unwrap().to_owned();
+
+    let mut conn = redis.connect().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys.len(),
+        1,
+        "one token key, and the lease released: {keys:?}"
+    );
+    for key in &keys {
+        assert!(key.starts_with("tower-bearer:{"), "{key}");
+        assert!(!key.contains(CLIENT_SECRET), "{key}");
+        assert!(
+            !key.contains(&token_value),
+            "the token is not in the key: {key}"
+        );
+        assert!(
+            !key.contains("billing-service"),
+            "identity parts are hashed: {key}"
+        );
+        let value: String = conn.get(key).await.unwrap();
+        assert!(!value.contains(CLIENT_SECRET), "{value}");
+        let ttl_ms: i64 = conn.pttl(key).await.unwrap();
+        assert!(
+            ttl_ms > 0 && ttl_ms <= (3600 - 30) * 1000,
+            "the key expires before the token: {ttl_ms} ms"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_that_asks_again_gets_a_newer_token_once_per_fleet() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let source = CountingSource::default();
+    let cache_a = TokenCache::new(redis.store().share(source.clone(), key()));
+    let cache_b = TokenCache::new(redis.store().share(source.clone(), key()));
+    assert_eq!(
+        with_deadline(authorization(&cache_a)).await,
+        "Bearer token-1"
+    );
+    assert_eq!(
+        with_deadline(authorization(&cache_b)).await,
+        "Bearer token-1"
+    );
+    assert_eq!(source.calls(), 1);
+
+    // A refreshes (as after a 401, or ahead of expiry): Redis still holds the
+    // token A has, so A fetches a newer one instead of re-reading it.
+    cache_a.invalidate();
+    assert_eq!(
+        with_deadline(authorization(&cache_a)).await,
+        "Bearer token-2"
+    );
+    assert_eq!(source.calls(), 2);
+
+    // B refreshes later and finds A's newer token: no fetch.
+    cache_b.invalidate();
+    assert_eq!(
+        with_deadline(authorization(&cache_b)).await,
+        "Bearer token-2"
+    );
+    assert_eq!(source.calls(), 2);
+}
