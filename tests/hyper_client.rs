@@ -156,6 +156,8 @@ async fn retry_on_unauthorized_gives_up_after_one_retry() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(body_text(response.into_body()).await, "Bearer second");
     assert_eq!(*seen.lock().unwrap(), ["Bearer first", "Bearer second"]);
-    // Both rejected tokens were thrown away.
-    assert_eq!(cache.stats().invalidations, 2);
+    // The first rejected token was thrown away; the second rejection came
+    // within the invalidation cooldown, so a fresh token is not refetched
+    // again on every 401.
+    assert_eq!(cache.stats().invalidations, 1);
 }
