@@ -738,11 +738,7 @@ impl Shared {
             .lifetime()
             .unwrap_or(config.default_lifetime)
             .min(MAX_LIFETIME);
-        let margin = config
-            .expiry_margin
-            .min((lifetime / 4).max(Duration::from_secs(1)))
-            .min(lifetime / 2);
-        let usable = lifetime - margin;
+        let usable = lifetime - clamped_margin(config.expiry_margin, lifetime);
         let window = config.refresh_ahead.min(usable / 2);
         let jitter = window.mul_f64(config.refresh_jitter * fastrand::f64());
         let usable_until = started + usable;
@@ -759,6 +755,16 @@ impl Shared {
         entry.next_refresh.store(offset, Ordering::Relaxed);
         Ok(Arc::new(entry))
     }
+}
+
+/// The expiry margin for a token that lives `lifetime`: `margin`, but no
+/// more than a quarter of the lifetime (at least one second, since providers
+/// stamp expiry in whole seconds) and never more than half, so that a
+/// short-lived token is still cached and used.
+pub(crate) fn clamped_margin(margin: Duration, lifetime: Duration) -> Duration {
+    margin
+        .min((lifetime / 4).max(Duration::from_secs(1)))
+        .min(lifetime / 2)
 }
 
 /// `"<type> <token>"` as a sensitive header value. Both parts must be visible

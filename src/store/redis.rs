@@ -718,10 +718,7 @@ impl StoredToken {
             .lifetime()
             .unwrap_or(config.default_lifetime)
             .min(MAX_LIFETIME);
-        let margin = config
-            .expiry_margin
-            .min((lifetime / 4).max(Duration::from_secs(1)))
-            .min(lifetime / 2);
+        let margin = crate::cache::clamped_margin(config.expiry_margin, lifetime);
         let ttl = lifetime.checked_sub(elapsed)?.checked_sub(margin)?;
         let ttl_ms = millis(ttl);
         if ttl_ms == 0 {
