@@ -2,7 +2,8 @@
 //!
 //! Run: `cargo bench --bench overhead` (a few minutes), or
 //! `cargo bench --bench overhead -- --quick` (or `TOWER_BEARER_BENCH_QUICK=1`)
-//! for a short run.
+//! for a short run. Name sections to run only those: `hot`, `contention`,
+//! `size`, `storm`, `refresh`, `outage` (e.g. `-- --quick hot`).
 //!
 //! Variants compared:
 //!
@@ -50,6 +51,8 @@ const URI: &str = "https://api.example.com/v1/items";
 /// How long the benchmark runs.
 struct Plan {
     quick: bool,
+    /// Sections named on the command line; all when empty.
+    only: Vec<String>,
     hot_rounds: usize,
     hot_iters: u64,
     contention_rounds: usize,
@@ -62,9 +65,15 @@ impl Plan {
     fn from_env() -> Self {
         let quick = std::env::args().any(|a| a == "--quick")
             || std::env::var_os("TOWER_BEARER_BENCH_QUICK").is_some_and(|v| v != "0");
+        // `cargo bench` passes `--bench`; other flags are ours.
+        let only = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with("--"))
+            .collect();
         if quick {
             Self {
                 quick,
+                only,
                 hot_rounds: 9,
                 hot_iters: 50_000,
                 contention_rounds: 5,
@@ -75,6 +84,7 @@ impl Plan {
         } else {
             Self {
                 quick,
+                only,
                 hot_rounds: 41,
                 hot_iters: 400_000,
                 contention_rounds: 21,
@@ -83,6 +93,12 @@ impl Plan {
                 clone_iters: 1_000_000,
             }
         }
+    }
+}
+
+impl Plan {
+    fn runs(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
     }
 }
 
@@ -113,13 +129,24 @@ fn main() {
     // `Instant::now()` (with the `test-util` feature the dev-dependencies
     // enable) reads the runtime's clock through a lock for the rest of the
     // process, which would inflate every later wall-time figure.
-    hot_path(&plan, &mut summary);
-    contention(&plan, &mut summary);
-    size_and_clone(&plan, &mut summary);
-
-    cold_storm(&mut summary);
-    refresh_window(&mut summary);
-    outage(&mut summary);
+    if plan.runs("hot") {
+        hot_path(&plan, &mut summary);
+    }
+    if plan.runs("contention") {
+        contention(&plan, &mut summary);
+    }
+    if plan.runs("size") {
+        size_and_clone(&plan, &mut summary);
+    }
+    if plan.runs("storm") {
+        cold_storm(&mut summary);
+    }
+    if plan.runs("refresh") {
+        refresh_window(&mut summary);
+    }
+    if plan.runs("outage") {
+        outage(&mut summary);
+    }
 
     println!("\n# figures");
     for line in &summary.0 {
@@ -133,7 +160,8 @@ fn main() {
 type NoopFuture = Ready<Result<Response<()>, Infallible>>;
 
 /// The inner service: answers at once, so only the layer's cost is measured.
-fn noop_service() -> impl Service<Request<()>, Response = Response<()>, Error = Infallible, Future = NoopFuture>
+fn noop_service()
+-> impl Service<Request<()>, Response = Response<()>, Error = Infallible, Future = NoopFuture>
 + Clone
 + Send
 + 'static {
@@ -260,9 +288,12 @@ fn quartiles(values: &[f64]) -> (f64, f64) {
     (at(0.25), at(0.75))
 }
 
+/// A named measurement that returns one sample.
+type Variant<'a> = (&'static str, Box<dyn FnMut() -> f64 + 'a>);
+
 /// Runs every variant once per round, rotating which goes first, and returns
 /// each variant's samples (index: variant, then round).
-fn interleave(rounds: usize, variants: &mut [(&str, Box<dyn FnMut() -> f64 + '_>)]) -> Vec<Vec<f64>> {
+fn interleave(rounds: usize, variants: &mut [Variant<'_>]) -> Vec<Vec<f64>> {
     let n = variants.len();
     // One untimed round warms caches, allocator and branch predictors.
     for (_, run) in variants.iter_mut() {
@@ -288,7 +319,10 @@ fn ratio_of_rounds(numerator: &[f64], denominator: &[f64]) -> f64 {
 }
 
 fn print_samples(names: &[&str], samples: &[Vec<f64>], unit: &str) {
-    println!("  {:<12} {:>12} {:>12} {:>12}", "variant", "median", "p25", "p75");
+    println!(
+        "  {:<12} {:>12} {:>12} {:>12}",
+        "variant", "median", "p25", "p75"
+    );
     for (name, s) in names.iter().zip(samples) {
         let (p25, p75) = quartiles(s);
         println!(
@@ -346,6 +380,10 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
     let mut bare = noop_service();
     let mut tower_http = tower_http_layer().layer(noop_service());
     let mut bearer = BearerAuthLayer::with_cache(cache.clone()).layer(noop_service());
+    // Without the 401 check, to show what that check costs.
+    let mut bearer_no_401 = BearerAuthLayer::with_cache(cache.clone())
+        .invalidate_on_unauthorized(false)
+        .layer(noop_service());
     let mut naive = NaiveBearer::new(noop_service(), StaticSource::new(static_token()));
     // The naive design fetches on its first request; do it before timing.
     runtime.block_on(async {
@@ -353,31 +391,52 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
         naive.call(request(&uri)).await.expect("first request");
     });
 
-    let names = ["bare", "tower_http", "bearer", "naive"];
+    let names = ["bare", "tower_http", "bearer", "naive", "bearer_no_401"];
     let samples = {
         let uri = &uri;
-        let mut variants: Vec<(&str, Box<dyn FnMut() -> f64>)> = vec![
+        let mut variants: Vec<Variant<'_>> = vec![
             (names[0], Box::new(|| per_request_ns(&mut bare, iters, uri))),
-            (names[1], Box::new(|| per_request_ns(&mut tower_http, iters, uri))),
-            (names[2], Box::new(|| per_request_ns(&mut bearer, iters, uri))),
-            (names[3], Box::new(|| per_request_ns(&mut naive, iters, uri))),
+            (
+                names[1],
+                Box::new(|| per_request_ns(&mut tower_http, iters, uri)),
+            ),
+            (
+                names[2],
+                Box::new(|| per_request_ns(&mut bearer, iters, uri)),
+            ),
+            (
+                names[3],
+                Box::new(|| per_request_ns(&mut naive, iters, uri)),
+            ),
+            (
+                names[4],
+                Box::new(|| per_request_ns(&mut bearer_no_401, iters, uri)),
+            ),
         ];
         interleave(plan.hot_rounds, &mut variants)
     };
-    assert_eq!(cache.stats().fetches_started, 1, "the hot path never fetches");
+    assert_eq!(
+        cache.stats().fetches_started,
+        1,
+        "the hot path never fetches"
+    );
     print_samples(&names, &samples, "ns/request");
 
-    let [bare, tower_http, bearer, naive] = [0, 1, 2, 3].map(|i| median(&samples[i]));
+    let [bare, tower_http, bearer, naive, bearer_no_401] =
+        [0, 1, 2, 3, 4].map(|i| median(&samples[i]));
     let bearer_ratio = ratio_of_rounds(&samples[2], &samples[1]);
     let naive_ratio = ratio_of_rounds(&samples[3], &samples[1]);
+    let no_401_ratio = ratio_of_rounds(&samples[4], &samples[1]);
     println!(
-        "  added over bare: tower_http {:.1} ns, bearer {:.1} ns, naive {:.1} ns",
+        "  added over bare: tower_http {:.1} ns, bearer {:.1} ns, naive {:.1} ns, bearer_no_401 {:.1} ns",
         tower_http - bare,
         bearer - bare,
-        naive - bare
+        naive - bare,
+        bearer_no_401 - bare
     );
-    println!("  bearer / tower_http = {bearer_ratio:.3} (target <= 1.15)");
-    println!("  naive / tower_http  = {naive_ratio:.3}");
+    println!("  bearer / tower_http        = {bearer_ratio:.3} (target <= 1.15)");
+    println!("  naive / tower_http         = {naive_ratio:.3}");
+    println!("  bearer_no_401 / tower_http = {no_401_ratio:.3}");
 
     // Parts of the bearer hot path that tower-http does not have, for context.
     let clock = |iters: u64| {
@@ -405,6 +464,12 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
     summary.figure("hot_path_naive", format!("{naive:.1}"), "ns");
     summary.ratio("hot_path_bearer_over_tower_http", bearer_ratio);
     summary.ratio("hot_path_naive_over_tower_http", naive_ratio);
+    summary.figure(
+        "hot_path_bearer_no_401",
+        format!("{bearer_no_401:.1}"),
+        "ns",
+    );
+    summary.ratio("hot_path_bearer_no_401_over_tower_http", no_401_ratio);
 }
 
 // ---------------------------------------------------------------------------
@@ -474,32 +539,60 @@ fn contention(plan: &Plan, summary: &mut Summary) {
     let tower_http = tower_http_layer().layer(noop_service());
     let bearer = BearerAuthLayer::with_cache(cache.clone()).layer(noop_service());
     let naive = NaiveBearer::new(noop_service(), StaticSource::new(static_token()));
+    let bearer_no_401 = BearerAuthLayer::with_cache(cache.clone())
+        .invalidate_on_unauthorized(false)
+        .layer(noop_service());
 
     let (tasks, span) = (plan.contention_tasks, plan.contention_span);
-    let names = ["tower_http", "bearer", "naive"];
+    let names = ["tower_http", "bearer", "naive", "bearer_no_401"];
     let samples = {
         let runtime = &runtime;
-        let mut variants: Vec<(&str, Box<dyn FnMut() -> f64>)> = vec![
-            (names[0], Box::new(|| requests_per_second(runtime, &tower_http, tasks, span))),
-            (names[1], Box::new(|| requests_per_second(runtime, &bearer, tasks, span))),
-            (names[2], Box::new(|| requests_per_second(runtime, &naive, tasks, span))),
+        let mut variants: Vec<Variant<'_>> = vec![
+            (
+                names[0],
+                Box::new(|| requests_per_second(runtime, &tower_http, tasks, span)),
+            ),
+            (
+                names[1],
+                Box::new(|| requests_per_second(runtime, &bearer, tasks, span)),
+            ),
+            (
+                names[2],
+                Box::new(|| requests_per_second(runtime, &naive, tasks, span)),
+            ),
+            (
+                names[3],
+                Box::new(|| requests_per_second(runtime, &bearer_no_401, tasks, span)),
+            ),
         ];
         interleave(plan.contention_rounds, &mut variants)
     };
     assert_eq!(cache.stats().fetches_started, 1, "no fetch under load");
     print_samples(&names, &samples, "requests/s");
 
-    let [tower_http, bearer, naive] = [0, 1, 2].map(|i| median(&samples[i]));
+    let [tower_http, bearer, naive, bearer_no_401] = [0, 1, 2, 3].map(|i| median(&samples[i]));
     let bearer_ratio = ratio_of_rounds(&samples[1], &samples[0]);
     let naive_ratio = ratio_of_rounds(&samples[2], &samples[0]);
-    println!("  bearer / tower_http = {bearer_ratio:.3} (target >= 0.9)");
-    println!("  naive / tower_http  = {naive_ratio:.3}");
+    let no_401_ratio = ratio_of_rounds(&samples[3], &samples[0]);
+    println!("  bearer / tower_http        = {bearer_ratio:.3} (target >= 0.9)");
+    println!("  naive / tower_http         = {naive_ratio:.3}");
+    println!("  bearer_no_401 / tower_http = {no_401_ratio:.3}");
 
-    summary.figure("contention_tower_http", format!("{tower_http:.0}"), "requests/s");
+    summary.figure(
+        "contention_tower_http",
+        format!("{tower_http:.0}"),
+        "requests/s",
+    );
     summary.figure("contention_bearer", format!("{bearer:.0}"), "requests/s");
     summary.figure("contention_naive", format!("{naive:.0}"), "requests/s");
     summary.ratio("contention_bearer_over_tower_http", bearer_ratio);
     summary.ratio("contention_naive_over_tower_http", naive_ratio);
+    summary.figure(
+        "contention_bearer_no_401",
+        format!("{bearer_no_401:.0}"),
+        "requests/s",
+    );
+    summary.ratio("contention_bearer_no_401_over_tower_http", no_401_ratio);
 }
 
 // ---------------------------------------------------------------------------
@@ -511,6 +604,11 @@ fn clone_ns<S: Clone>(service: &S, iters: u64) -> f64 {
         drop(black_box(service.clone()));
     }
     start.elapsed().as_nanos() as f64 / iters as f64
+}
+
+/// The size of the response future `service` returns.
+fn future_size<S: Service<Request<()>>>(_service: &S) -> usize {
+    size_of::<S::Future>()
 }
 
 fn size_and_clone(plan: &Plan, summary: &mut Summary) {
@@ -529,11 +627,25 @@ fn size_and_clone(plan: &Plan, summary: &mut Summary) {
         "  bytes added to the inner service: tower_http {}, bearer {}, naive {}",
         sizes[0], sizes[1], sizes[2]
     );
+    // Every request moves its response future at least once, so its size is
+    // part of the hot path.
+    let future_sizes = [
+        future_size(&tower_http),
+        future_size(&bearer),
+        future_size(&naive),
+    ];
+    println!(
+        "  response future bytes: bare {}, tower_http {}, bearer {}, naive {} (boxed)",
+        future_size(&inner),
+        future_sizes[0],
+        future_sizes[1],
+        future_sizes[2]
+    );
 
     let iters = plan.clone_iters;
     let names = ["bare", "tower_http", "bearer", "naive"];
     let samples = {
-        let mut variants: Vec<(&str, Box<dyn FnMut() -> f64>)> = vec![
+        let mut variants: Vec<Variant<'_>> = vec![
             (names[0], Box::new(|| clone_ns(&inner, iters))),
             (names[1], Box::new(|| clone_ns(&tower_http, iters))),
             (names[2], Box::new(|| clone_ns(&bearer, iters))),
@@ -545,8 +657,14 @@ fn size_and_clone(plan: &Plan, summary: &mut Summary) {
 
     summary.figure("size_bearer_over_inner", sizes[1], "bytes");
     summary.figure("size_tower_http_over_inner", sizes[0], "bytes");
+    summary.figure("size_bearer_response_future", future_sizes[1], "bytes");
+    summary.figure("size_tower_http_response_future", future_sizes[0], "bytes");
     summary.figure("clone_bearer", format!("{:.1}", median(&samples[2])), "ns");
-    summary.figure("clone_tower_http", format!("{:.1}", median(&samples[1])), "ns");
+    summary.figure(
+        "clone_tower_http",
+        format!("{:.1}", median(&samples[1])),
+        "ns",
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -644,7 +762,11 @@ fn cold_storm(summary: &mut Summary) {
     summary.figure("cold_storm_fetches", fetches, "fetches");
     summary.figure("cold_storm_all_served", format!("{:.1}", ms(slowest)), "ms");
     summary.figure("cold_storm_naive_fetches", naive_fetches, "fetches");
-    summary.figure("cold_storm_naive_all_served", format!("{:.1}", ms(naive_slowest)), "ms");
+    summary.figure(
+        "cold_storm_naive_all_served",
+        format!("{:.1}", ms(naive_slowest)),
+        "ms",
+    );
 }
 
 // 4. Refresh window.
@@ -714,7 +836,11 @@ fn refresh_window(summary: &mut Summary) {
         "  naive:  {naive_delayed} of {naive_sent} requests delayed, slowest added {:.1} ms",
         ms(naive_slowest)
     );
-    summary.figure("refresh_max_added_latency", format!("{:.1}", ms(slowest)), "ms");
+    summary.figure(
+        "refresh_max_added_latency",
+        format!("{:.1}", ms(slowest)),
+        "ms",
+    );
     summary.figure("refresh_requests_delayed", delayed, "requests");
     summary.figure(
         "refresh_naive_max_added_latency",
