@@ -85,10 +85,10 @@ impl Plan {
             Self {
                 quick,
                 only,
-                hot_rounds: 41,
-                hot_iters: 400_000,
-                contention_rounds: 21,
-                contention_span: Duration::from_millis(400),
+                hot_rounds: 61,
+                hot_iters: 1_000_000,
+                contention_rounds: 31,
+                contention_span: Duration::from_millis(500),
                 contention_tasks: 64,
                 clone_iters: 1_000_000,
             }
