@@ -52,8 +52,9 @@
 //! - No task runs while nothing is due, and a fetch in flight is aborted when
 //!   the last handle is dropped.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -129,26 +130,52 @@ impl Backoff {
     }
 
     /// The delay before the next attempt after `failures` failures in a row.
+    ///
+    /// Never panics: a multiplier or jitter that is not a finite number is
+    /// ignored, and every delay is capped at [`MAX_LIFETIME`].
     pub fn delay(&self, failures: u32, class: ErrorClass) -> Duration {
+        let max = self.max.min(MAX_LIFETIME);
         let base = match class {
-            ErrorClass::Permanent => self.max,
+            ErrorClass::Permanent => max,
             ErrorClass::Transient { .. } => {
+                let multiplier = if self.multiplier.is_finite() {
+                    self.multiplier.max(1.0)
+                } else {
+                    1.0
+                };
                 let exponent = failures.saturating_sub(1).min(64) as i32;
-                let factor = self.multiplier.max(1.0).powi(exponent);
-                Duration::try_from_secs_f64(self.initial.as_secs_f64() * factor)
-                    .unwrap_or(self.max)
-                    .min(self.max)
+                scaled(self.initial, multiplier.powi(exponent)).min(max)
             }
         };
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        let delay = base.mul_f64(1.0 - jitter * fastrand::f64());
+        let jitter = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let delay = scaled(base, 1.0 - jitter * fastrand::f64());
         match class {
             ErrorClass::Transient {
                 retry_after: Some(after),
-            } => delay.max(after.min(self.max_retry_after)),
+            } => delay.max(after.min(self.max_retry_after).min(MAX_LIFETIME)),
             _ => delay,
         }
     }
+}
+
+/// `duration * factor` without panicking: a NaN or negative factor gives
+/// zero, an overflow gives [`MAX_LIFETIME`].
+fn scaled(duration: Duration, factor: f64) -> Duration {
+    if factor.is_nan() || factor <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(duration.as_secs_f64() * factor)
+        .unwrap_or(MAX_LIFETIME)
+        .min(MAX_LIFETIME)
+}
+
+/// `at + duration`, saturating instead of panicking.
+fn later(at: Instant, duration: Duration) -> Instant {
+    at.checked_add(duration.min(MAX_LIFETIME)).unwrap_or(at)
 }
 
 /// Counters of what the cache did, for metrics.
@@ -179,7 +206,9 @@ struct Counters {
     fetches_started: AtomicU64,
     fetches_failed: AtomicU64,
     refreshes_ahead: AtomicU64,
-    served_from_cache: AtomicU64,
+    // Bumped on every request: striped so that cores do not fight over one
+    // cache line.
+    served_from_cache: StripedCounter,
     waited_for_fetch: AtomicU64,
     failed_fast: AtomicU64,
     invalidations: AtomicU64,
@@ -187,6 +216,31 @@ struct Counters {
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+const STRIPES: usize = 8;
+
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+/// A counter split over cache lines, one per group of threads.
+#[derive(Default)]
+struct StripedCounter([Padded; STRIPES]);
+
+impl StripedCounter {
+    fn bump(&self) {
+        static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static STRIPE: usize = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+        }
+        let stripe = STRIPE.try_with(|s| *s).unwrap_or(0);
+        self.0[stripe].0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -219,7 +273,9 @@ impl TokenCacheBuilder {
     }
 
     /// How long before a token stops being usable a background refresh
-    /// starts. Clamped to half the usable lifetime. `Duration::ZERO` turns
+    /// starts, at the latest. Clamped to half the usable lifetime; the
+    /// jitter ([`refresh_jitter`](Self::refresh_jitter)) moves the start
+    /// earlier by a random part of this window. `Duration::ZERO` turns
     /// refresh-ahead off.
     ///
     /// Defaults to [`DEFAULT_REFRESH_AHEAD`] (5 minutes).
@@ -228,16 +284,22 @@ impl TokenCacheBuilder {
         self
     }
 
-    /// The random part of the refresh point, as a fraction (0 to 1) of the
-    /// refresh window, so that a fleet of processes does not refresh in step.
+    /// How much earlier than the window a refresh may start, as a random
+    /// fraction (0 to 1) of the window, so that a fleet of processes does not
+    /// refresh in step. A value that is not a number keeps the default.
     ///
     /// Defaults to [`DEFAULT_REFRESH_JITTER`] (0.2).
     pub fn refresh_jitter(mut self, fraction: f64) -> Self {
-        self.config.refresh_jitter = fraction.clamp(0.0, 1.0);
+        self.config.refresh_jitter = if fraction.is_nan() {
+            DEFAULT_REFRESH_JITTER
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
         self
     }
 
-    /// The lifetime of a token whose source did not say how long it lives.
+    /// The lifetime of a token whose source did not say how long it lives
+    /// (or said zero).
     ///
     /// Defaults to [`DEFAULT_LIFETIME`] (5 minutes): an unknown lifetime is
     /// renewed often, and a token that dies sooner is dropped on its first
@@ -247,11 +309,13 @@ impl TokenCacheBuilder {
         self
     }
 
-    /// How long one fetch may take, whatever the source.
+    /// How long one fetch may take, whatever the source. Requests waiting
+    /// for a fetch give up a second after this, even if the fetch's task
+    /// cannot run (its runtime stopped).
     ///
     /// Defaults to [`DEFAULT_FETCH_TIMEOUT`] (30 seconds).
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.config.fetch_timeout = timeout;
+        self.config.fetch_timeout = timeout.min(MAX_LIFETIME);
         self
     }
 
@@ -274,16 +338,18 @@ impl TokenCacheBuilder {
 
     /// Builds the cache. Fetches nothing.
     pub fn build(self) -> TokenCache {
-        TokenCache {
-            shared: Arc::new(Shared {
-                current: ArcSwapOption::empty(),
-                state: Mutex::new(State::default()),
-                source: self.source,
-                config: self.config,
-                counters: Counters::default(),
-                next_id: AtomicU64::new(1),
-            }),
-        }
+        let id = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            id,
+            current: ArcSwapOption::empty(),
+            state: Mutex::new(State::default()),
+            source: self.source,
+            config: self.config,
+            counters: Counters::default(),
+            next_id: AtomicU64::new(1),
+        });
+        registry().insert(id, Arc::downgrade(&shared));
+        TokenCache { shared }
     }
 }
 
@@ -296,6 +362,23 @@ impl fmt::Debug for TokenCacheBuilder {
     }
 }
 
+/// How long past the fetch timeout a waiter gives up on a fetch whose task
+/// does not run at all (its runtime is idle or gone).
+const STALL_GRACE: Duration = Duration::from_secs(1);
+
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Every live cache by id, so that a response future can report a 401
+/// without holding a handle: cloning one per request would make every core
+/// write the same reference count.
+static REGISTRY: Mutex<BTreeMap<u64, Weak<Shared>>> = Mutex::new(BTreeMap::new());
+
+fn registry() -> MutexGuard<'static, BTreeMap<u64, Weak<Shared>>> {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// A shared, lazily filled token cache. Cloning it is cheap and shares the
 /// token.
 #[derive(Clone)]
@@ -304,6 +387,7 @@ pub struct TokenCache {
 }
 
 struct Shared {
+    id: u64,
     // The hot path reads only this: one atomic load.
     current: ArcSwapOption<Entry>,
     state: Mutex<State>,
@@ -323,6 +407,7 @@ struct State {
 struct Flight {
     waiters: Vec<oneshot::Sender<Outcome>>,
     task: AbortHandle,
+    started: Instant,
 }
 
 struct Failure {
@@ -335,7 +420,7 @@ pub(crate) type Outcome = Result<Arc<Entry>, TokenError>;
 
 /// A cached token, ready to attach.
 pub(crate) struct Entry {
-    id: u64,
+    id: TokenId,
     header: HeaderValue,
     obtained_at: Instant,
     refresh_at: Instant,
@@ -350,7 +435,7 @@ impl Entry {
     pub(crate) fn lease(&self) -> Lease {
         Lease {
             header: self.header.clone(),
-            id: TokenId(self.id),
+            id: self.id,
         }
     }
 
@@ -360,10 +445,23 @@ impl Entry {
     }
 }
 
-/// Identifies one cached token, so that a 401 invalidates only the token that
-/// request carried.
+/// Identifies one cached token of one cache, so that a 401 invalidates only
+/// the token that request carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct TokenId(u64);
+pub(crate) struct TokenId {
+    cache: u64,
+    token: u64,
+}
+
+impl TokenId {
+    /// The API rejected this token: tell its cache, if it is still alive.
+    pub(crate) fn reject(self, reason: &'static str) {
+        let shared = registry().get(&self.cache).and_then(Weak::upgrade);
+        if let Some(shared) = shared {
+            TokenCache { shared }.invalidate_if_current(self, reason);
+        }
+    }
+}
 
 /// A usable token's header value and identity.
 pub(crate) struct Lease {
@@ -375,18 +473,21 @@ pub(crate) struct Lease {
 pub(crate) enum Acquire {
     /// A usable token.
     Ready(Lease),
-    /// Wait for the fetch in flight.
-    Wait(oneshot::Receiver<Outcome>),
+    /// Wait for the fetch in flight, until the deadline.
+    Wait(oneshot::Receiver<Outcome>, Instant),
     /// No token, and no fetch may start now.
     Failed(TokenError),
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        registry().remove(&self.id);
         // Nothing runs after the last handle is gone.
-        if let Ok(state) = self.state.get_mut()
-            && let Some(flight) = &state.flight
-        {
+        let state = self
+            .state
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(flight) = &state.flight {
             flight.task.abort();
         }
     }
@@ -422,7 +523,7 @@ impl TokenCache {
             fetches_started: get(&c.fetches_started),
             fetches_failed: get(&c.fetches_failed),
             refreshes_ahead: get(&c.refreshes_ahead),
-            served_from_cache: get(&c.served_from_cache),
+            served_from_cache: c.served_from_cache.get(),
             waited_for_fetch: get(&c.waited_for_fetch),
             failed_fast: get(&c.failed_fast),
             invalidations: get(&c.invalidations),
@@ -440,8 +541,11 @@ impl TokenCache {
 
     /// Throws the cached token away: the next request fetches a new one.
     pub fn invalidate(&self) {
-        let _state = self.shared.lock();
-        if self.shared.current.swap(None).is_some() {
+        let removed = {
+            let _state = self.shared.lock();
+            self.shared.current.swap(None).is_some()
+        };
+        if removed {
             bump(&self.shared.counters.invalidations);
             tracing::debug!(reason = "requested", "token invalidated");
         }
@@ -452,20 +556,21 @@ impl TokenCache {
     ///
     /// Use it to warm the cache at start-up, or after rotating credentials.
     pub async fn refresh(&self) -> Result<(), TokenError> {
-        let rx = {
+        let (rx, deadline) = {
             let mut state = self.shared.lock();
-            let (tx, rx) = oneshot::channel();
+            self.reap_stalled(&mut state, Instant::now());
             if state.flight.is_none() {
                 self.start_flight(&mut state, "requested")?;
             }
-            if let Some(flight) = state.flight.as_mut() {
-                flight.waiters.push(tx);
-            }
-            rx
+            self.join_flight(&mut state)
         };
-        match rx.await {
-            Ok(outcome) => outcome.map(drop),
-            Err(_) => Err(TokenError::cancelled()),
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(outcome)) => outcome.map(drop),
+            Ok(Err(_)) => Err(TokenError::cancelled()),
+            Err(_) => {
+                self.reap_stalled_now();
+                Err(TokenError::timeout(self.shared.config.fetch_timeout))
+            }
         }
     }
 
@@ -474,12 +579,12 @@ impl TokenCache {
         let now = Instant::now();
         if let Some(entry) = &*self.shared.current.load() {
             if now < entry.refresh_at {
-                bump(&self.shared.counters.served_from_cache);
+                self.shared.counters.served_from_cache.bump();
                 return Acquire::Ready(entry.lease());
             }
             if now < entry.usable_until {
                 self.maybe_refresh_ahead(entry, now);
-                bump(&self.shared.counters.served_from_cache);
+                self.shared.counters.served_from_cache.bump();
                 return Acquire::Ready(entry.lease());
             }
         }
@@ -500,15 +605,36 @@ impl TokenCache {
             return;
         }
         let mut state = self.shared.lock();
-        if state.flight.is_some() {
+        let still_current = self
+            .shared
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|c| c.id == entry.id);
+        if !still_current {
+            // A newer token arrived meanwhile: nothing to refresh.
             return;
         }
-        if self.start_flight(&mut state, "refresh-ahead").is_ok() {
-            bump(&self.shared.counters.refreshes_ahead);
-        } else {
-            // No runtime to run it on: let a later request try.
-            entry.next_refresh.store(due, Ordering::Release);
+        if let Some(failure) = &state.failure
+            && now < failure.retry_at
+        {
+            // A refresh just failed: wait out its backoff.
+            entry
+                .next_refresh
+                .store(entry.offset_of(failure.retry_at), Ordering::Release);
+            return;
         }
+        let stalled = self.reap_stalled(&mut state, now);
+        if state.flight.is_none() {
+            if self.start_flight(&mut state, "refresh-ahead").is_ok() {
+                bump(&self.shared.counters.refreshes_ahead);
+            } else {
+                // No runtime to run it on: let a later request try.
+                entry.next_refresh.store(due, Ordering::Release);
+            }
+        }
+        drop(state);
+        fail_stalled(stalled, self.shared.config.fetch_timeout);
     }
 
     fn acquire_slow(&self, now: Instant) -> Acquire {
@@ -518,9 +644,18 @@ impl TokenCache {
         if let Some(entry) = &*shared.current.load()
             && now < entry.usable_until
         {
-            bump(&shared.counters.served_from_cache);
+            shared.counters.served_from_cache.bump();
             return Acquire::Ready(entry.lease());
         }
+        let stalled = self.reap_stalled(&mut state, now);
+        let acquired = self.wait_or_fail(&mut state, now);
+        drop(state);
+        fail_stalled(stalled, shared.config.fetch_timeout);
+        acquired
+    }
+
+    fn wait_or_fail(&self, state: &mut State, now: Instant) -> Acquire {
+        let shared = &self.shared;
         if state.flight.is_none() {
             if let Some(failure) = &state.failure
                 && now < failure.retry_at
@@ -528,54 +663,105 @@ impl TokenCache {
                 bump(&shared.counters.failed_fast);
                 return Acquire::Failed(failure.error.while_backing_off(failure.retry_at - now));
             }
-            if let Err(error) = self.start_flight(&mut state, "no usable token") {
+            if let Err(error) = self.start_flight(state, "no usable token") {
                 return Acquire::Failed(error);
             }
         }
+        bump(&shared.counters.waited_for_fetch);
+        let (rx, deadline) = self.join_flight(state);
+        Acquire::Wait(rx, deadline)
+    }
+
+    /// Adds a waiter to the flight in progress.
+    fn join_flight(&self, state: &mut State) -> (oneshot::Receiver<Outcome>, Instant) {
         let (tx, rx) = oneshot::channel();
-        state
+        let flight = state
             .flight
             .as_mut()
-            .expect("a flight runs: checked or started above")
-            .waiters
-            .push(tx);
-        bump(&shared.counters.waited_for_fetch);
-        Acquire::Wait(rx)
+            .expect("a flight runs: checked or started by the caller");
+        flight.waiters.push(tx);
+        let deadline = later(
+            flight.started,
+            self.shared.config.fetch_timeout + STALL_GRACE,
+        );
+        (rx, deadline)
+    }
+
+    /// Drops a flight whose task has not finished well past the fetch
+    /// timeout: its runtime is idle or gone. Returns its waiters, to be told
+    /// once the lock is released.
+    fn reap_stalled(&self, state: &mut State, now: Instant) -> Vec<oneshot::Sender<Outcome>> {
+        let deadline = self.shared.config.fetch_timeout + STALL_GRACE;
+        match &state.flight {
+            Some(flight) if now >= later(flight.started, deadline) => {
+                let flight = state.flight.take().expect("matched above");
+                flight.task.abort();
+                tracing::warn!(
+                    "token fetch task did not finish within the fetch timeout; abandoned"
+                );
+                flight.waiters
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn fetch_timeout(&self) -> Duration {
+        self.shared.config.fetch_timeout
+    }
+
+    /// Called by a waiter whose deadline passed.
+    pub(crate) fn reap_stalled_now(&self) {
+        let stalled = {
+            let mut state = self.shared.lock();
+            self.reap_stalled(&mut state, Instant::now())
+        };
+        fail_stalled(stalled, self.shared.config.fetch_timeout);
     }
 
     /// Called when the API rejected the token `id`: throws it away only if it
     /// is still the current one, and starts the one fetch that replaces it.
-    pub(crate) fn invalidate_if_current(&self, id: TokenId, reason: &'static str) {
+    fn invalidate_if_current(&self, id: TokenId, reason: &'static str) {
         let shared = &self.shared;
         let is_current =
-            |shared: &Shared| shared.current.load().as_ref().is_some_and(|e| e.id == id.0);
+            |shared: &Shared| shared.current.load().as_ref().is_some_and(|e| e.id == id);
         if !is_current(shared) {
             // A newer token is already in place: keep it.
             return;
         }
         let now = Instant::now();
-        // Fetches publish under this lock, so the check and the removal
-        // below cannot straddle a new token's arrival.
-        let mut state = shared.lock();
-        if !is_current(shared) {
-            return;
-        }
-        if let Some(last) = state.last_rejection
-            && now < last + shared.config.invalidation_cooldown
-        {
-            // Fresh tokens rejected again and again point at configuration
-            // (audience, scope), not at a stale token: do not hammer the
-            // provider with a fetch per rejection.
+        let invalidated = {
+            // Fetches publish under this lock, so the check and the removal
+            // below cannot straddle a new token's arrival.
+            let mut state = shared.lock();
+            if !is_current(shared) {
+                return;
+            }
+            match state.last_rejection {
+                Some(last)
+                    if now.saturating_duration_since(last)
+                        < shared.config.invalidation_cooldown =>
+                {
+                    // Fresh tokens rejected again and again point at
+                    // configuration (audience, scope), not at a stale token:
+                    // do not hammer the provider with a fetch per rejection.
+                    false
+                }
+                _ => {
+                    shared.current.store(None);
+                    state.last_rejection = Some(now);
+                    let backing_off = state.failure.as_ref().is_some_and(|f| now < f.retry_at);
+                    if state.flight.is_none() && !backing_off {
+                        let _ = self.start_flight(&mut state, reason);
+                    }
+                    true
+                }
+            }
+        };
+        if invalidated {
+            bump(&shared.counters.invalidations);
+            tracing::info!(reason, "token rejected by the API; invalidated");
+        } else {
             tracing::debug!(reason, "token rejected again within the cooldown; kept");
-            return;
-        }
-        shared.current.store(None);
-        state.last_rejection = Some(now);
-        bump(&shared.counters.invalidations);
-        tracing::info!(reason, "token rejected by the API; invalidated");
-        let backing_off = state.failure.as_ref().is_some_and(|f| now < f.retry_at);
-        if state.flight.is_none() && !backing_off {
-            let _ = self.start_flight(&mut state, reason);
         }
     }
 
@@ -584,7 +770,6 @@ impl TokenCache {
         debug_assert!(state.flight.is_none());
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| TokenError::no_runtime())?;
-        bump(&self.shared.counters.fetches_started);
         let source = Arc::clone(&self.shared.source);
         let timeout = self.shared.config.fetch_timeout;
         let span = tracing::info_span!(
@@ -594,12 +779,14 @@ impl TokenCache {
             outcome = tracing::field::Empty,
             duration_ms = tracing::field::Empty,
         );
-        tracing::debug!(parent: &span, "token fetch started");
+        let started = Instant::now();
+        let spawn_state = Arc::new(AtomicU8::new(SPAWNING));
         let guard = FlightGuard {
             shared: Arc::downgrade(&self.shared),
-            started: Instant::now(),
+            started,
             reason,
             span: span.clone(),
+            spawn_state: Arc::clone(&spawn_state),
             done: false,
         };
         let task = runtime.spawn(tracing::Instrument::instrument(
@@ -612,15 +799,35 @@ impl TokenCache {
                 };
                 guard.finish(result);
             },
-            span,
+            span.clone(),
         ));
+        if spawn_state
+            .compare_exchange(SPAWNING, SPAWNED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // The runtime is shutting down and dropped the task at once.
+            return Err(TokenError::cancelled());
+        }
+        bump(&self.shared.counters.fetches_started);
+        tracing::debug!(parent: &span, "token fetch started");
         state.flight = Some(Flight {
             waiters: Vec::new(),
             task: task.abort_handle(),
+            started,
         });
         Ok(())
     }
 }
+
+fn fail_stalled(waiters: Vec<oneshot::Sender<Outcome>>, fetch_timeout: Duration) {
+    for waiter in waiters {
+        let _ = waiter.send(Err(TokenError::timeout(fetch_timeout)));
+    }
+}
+
+const SPAWNING: u8 = 0;
+const SPAWNED: u8 = 1;
+const DROPPED_WHILE_SPAWNING: u8 = 2;
 
 /// Publishes a fetch's outcome, even when the source panics or the task is
 /// dropped: waiters always hear back.
@@ -629,6 +836,9 @@ struct FlightGuard {
     started: Instant,
     reason: &'static str,
     span: tracing::Span,
+    // A runtime that is shutting down drops the task inside `spawn`, while
+    // `start_flight` holds the state lock: the guard must not take it then.
+    spawn_state: Arc<AtomicU8>,
     done: bool,
 }
 
@@ -657,6 +867,18 @@ impl Drop for FlightGuard {
         if self.done {
             return;
         }
+        let dropped_while_spawning = self
+            .spawn_state
+            .compare_exchange(
+                SPAWNING,
+                DROPPED_WHILE_SPAWNING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if dropped_while_spawning {
+            return;
+        }
         let error = if std::thread::panicking() {
             TokenError::panicked()
         } else {
@@ -679,44 +901,35 @@ impl Shared {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(started);
         let outcome = result.and_then(|token| self.entry_for(token, started));
-        let waiters = {
+        let delay = match &outcome {
+            Ok(_) => Duration::ZERO,
+            Err(error) => {
+                bump(&self.counters.fetches_failed);
+                let consecutive = self.lock().failure.as_ref().map_or(0, |f| f.consecutive) + 1;
+                self.config.backoff.delay(consecutive, error.class())
+            }
+        };
+        let retry_at = later(now, delay);
+        let (waiters, consecutive, kept_usable_token) = {
             let mut state = self.lock();
+            let mut consecutive = 0;
+            let mut kept = false;
             match &outcome {
                 Ok(entry) => {
                     self.current.store(Some(Arc::clone(entry)));
                     state.failure = None;
-                    tracing::info!(
-                        reason,
-                        duration_ms = elapsed.as_millis() as u64,
-                        usable_for_s = entry.usable_until.saturating_duration_since(now).as_secs(),
-                        "token fetched"
-                    );
                 }
                 Err(error) => {
-                    bump(&self.counters.fetches_failed);
-                    let consecutive = state.failure.as_ref().map_or(0, |f| f.consecutive) + 1;
-                    let delay = self.config.backoff.delay(consecutive, error.class());
-                    let retry_at = now + delay;
-                    let still_usable = match &*self.current.load() {
-                        Some(entry) if now < entry.usable_until => {
-                            // Keep the usable token; retry the refresh after the backoff.
-                            entry
-                                .next_refresh
-                                .store(entry.offset_of(retry_at), Ordering::Release);
-                            true
-                        }
-                        _ => false,
-                    };
-                    tracing::warn!(
-                        reason,
-                        duration_ms = elapsed.as_millis() as u64,
-                        error = %error,
-                        transient = error.is_transient(),
-                        consecutive,
-                        backoff_ms = delay.as_millis() as u64,
-                        kept_usable_token = still_usable,
-                        "token fetch failed; backing off"
-                    );
+                    consecutive = state.failure.as_ref().map_or(0, |f| f.consecutive) + 1;
+                    if let Some(entry) = &*self.current.load()
+                        && now < entry.usable_until
+                    {
+                        // Keep the usable token; retry the refresh after the backoff.
+                        entry
+                            .next_refresh
+                            .store(entry.offset_of(retry_at), Ordering::Release);
+                        kept = true;
+                    }
                     state.failure = Some(Failure {
                         error: error.clone(),
                         consecutive,
@@ -724,8 +937,27 @@ impl Shared {
                     });
                 }
             }
-            state.flight.take().map(|f| f.waiters).unwrap_or_default()
+            let waiters = state.flight.take().map(|f| f.waiters).unwrap_or_default();
+            (waiters, consecutive, kept)
         };
+        match &outcome {
+            Ok(entry) => tracing::info!(
+                reason,
+                duration_ms = elapsed.as_millis() as u64,
+                usable_for_s = entry.usable_until.saturating_duration_since(now).as_secs(),
+                "token fetched"
+            ),
+            Err(error) => tracing::warn!(
+                reason,
+                duration_ms = elapsed.as_millis() as u64,
+                error = %error,
+                transient = error.is_transient(),
+                consecutive,
+                backoff_ms = delay.as_millis() as u64,
+                kept_usable_token,
+                "token fetch failed; backing off"
+            ),
+        }
         for waiter in waiters {
             let _ = waiter.send(outcome.clone());
         }
@@ -736,15 +968,22 @@ impl Shared {
         let config = &self.config;
         let lifetime = token
             .lifetime()
+            .filter(|l| !l.is_zero())
             .unwrap_or(config.default_lifetime)
             .min(MAX_LIFETIME);
         let usable = lifetime - clamped_margin(config.expiry_margin, lifetime);
         let window = config.refresh_ahead.min(usable / 2);
-        let jitter = window.mul_f64(config.refresh_jitter * fastrand::f64());
-        let usable_until = started + usable;
-        let refresh_at = usable_until - window - jitter;
+        let jitter = scaled(window, config.refresh_jitter * fastrand::f64());
+        let usable_until = later(started, usable);
+        let refresh_at = usable_until
+            .checked_sub(window + jitter)
+            .unwrap_or(started)
+            .max(started);
         let entry = Entry {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            id: TokenId {
+                cache: self.id,
+                token: self.next_id.fetch_add(1, Ordering::Relaxed),
+            },
             header,
             obtained_at: started,
             refresh_at,

@@ -80,6 +80,8 @@ pub trait AuthResponse {
     fn is_unauthorized(&self) -> bool;
 }
 
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// `401 Unauthorized`, or gRPC status 16 (`UNAUTHENTICATED`) in the headers
 /// of a trailers-only gRPC response, where tonic reports it.
 impl<B> AuthResponse for http::Response<B> {
@@ -87,7 +89,7 @@ impl<B> AuthResponse for http::Response<B> {
         self.status() == http::StatusCode::UNAUTHORIZED
             || self
                 .headers()
-                .get("grpc-status")
+                .get(GRPC_STATUS)
                 .is_some_and(|v| v.as_bytes() == b"16")
     }
 }

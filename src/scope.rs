@@ -83,6 +83,12 @@ impl Scope {
         }
     }
 
+    /// Whether `request` gets the token. Looks at the request's target only
+    /// when the scope is restricted.
+    pub fn allows_request<R: crate::request::AuthRequest>(&self, request: &R) -> bool {
+        self.0.as_ref().is_none_or(|f| f(&request.target()))
+    }
+
     /// Whether a request to `target` gets the token.
     pub fn allows(&self, target: &Target<'_>) -> bool {
         self.0.as_ref().is_none_or(|f| f(target))

@@ -27,6 +27,7 @@ use std::task::{Context, Poll, ready};
 use http::HeaderName;
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use crate::cache::{Acquire, Outcome, TokenCache, TokenId};
@@ -94,7 +95,7 @@ where
         let settings = &self.settings;
         let keep_existing =
             !settings.overwrite_existing && request.headers().contains_key(&settings.header_name);
-        if keep_existing || !settings.scope.allows(&request.target()) {
+        if keep_existing || !settings.scope.allows_request(&request) {
             return ResponseFuture::calling(self.inner.call(request), None);
         }
         match self.cache.acquire() {
@@ -102,27 +103,34 @@ where
                 request
                     .headers_mut()
                     .insert(settings.header_name.clone(), lease.header);
-                let rejected = settings
-                    .invalidate_on_unauthorized
-                    .then(|| (self.cache.clone(), lease.id));
+                let rejected = settings.invalidate_on_unauthorized.then_some(lease.id);
                 ResponseFuture::calling(self.inner.call(request), rejected)
             }
-            Acquire::Wait(token) => {
+            Acquire::Wait(token, deadline) => {
                 // The readied service goes into the future; a clone takes its
                 // place and must be readied before the next call.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
+                // Give up on a fetch whose task cannot run. Without a runtime
+                // to time it, wait on the fetch's own timeout.
+                let deadline = tokio::runtime::Handle::try_current()
+                    .is_ok()
+                    .then(|| Box::pin(tokio::time::sleep_until(deadline)));
                 ResponseFuture {
                     state: State::Waiting {
                         token,
-                        pending: Some(Pending {
+                        // Boxed: the cold path pays for the space, not every
+                        // request's future.
+                        pending: Some(Box::new(Pending {
                             inner,
                             request,
                             header_name: settings.header_name.clone(),
-                            cache: settings
-                                .invalidate_on_unauthorized
-                                .then(|| self.cache.clone()),
-                        }),
+                            invalidate_on_unauthorized: settings.invalidate_on_unauthorized,
+                            // Keeps the cache, and so its fetch, alive while
+                            // this request waits.
+                            cache: self.cache.clone(),
+                            deadline,
+                        })),
                     },
                     rejected: None,
                 }
@@ -139,7 +147,9 @@ struct Pending<S, R> {
     inner: S,
     request: R,
     header_name: HeaderName,
-    cache: Option<TokenCache>,
+    invalidate_on_unauthorized: bool,
+    cache: TokenCache,
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 pin_project! {
@@ -150,8 +160,8 @@ pin_project! {
     {
         #[pin]
         state: State<S, R, S::Future>,
-        // The cache and the token this request carried, to invalidate on 401.
-        rejected: Option<(TokenCache, TokenId)>,
+        // The token this request carried, to invalidate on 401.
+        rejected: Option<TokenId>,
     }
 }
 
@@ -160,7 +170,7 @@ pin_project! {
     enum State<S, R, F> {
         Waiting {
             token: oneshot::Receiver<Outcome>,
-            pending: Option<Pending<S, R>>,
+            pending: Option<Box<Pending<S, R>>>,
         },
         Calling {
             #[pin]
@@ -173,7 +183,7 @@ pin_project! {
 }
 
 impl<S: Service<R>, R> ResponseFuture<S, R> {
-    fn calling(future: S::Future, rejected: Option<(TokenCache, TokenId)>) -> Self {
+    fn calling(future: S::Future, rejected: Option<TokenId>) -> Self {
         Self {
             state: State::Calling { future },
             rejected,
@@ -194,7 +204,22 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Waiting { token, pending } => {
-                    let outcome = ready!(Pin::new(token).poll(cx));
+                    let outcome = match Pin::new(token).poll(cx) {
+                        Poll::Ready(outcome) => outcome,
+                        Poll::Pending => {
+                            let waiting = pending
+                                .as_mut()
+                                .expect("ResponseFuture polled after completion");
+                            if let Some(deadline) = waiting.deadline.as_mut() {
+                                ready!(deadline.as_mut().poll(cx));
+                                waiting.cache.reap_stalled_now();
+                                return Poll::Ready(Err(Error::Token(TokenError::timeout(
+                                    waiting.cache.fetch_timeout(),
+                                ))));
+                            }
+                            return Poll::Pending;
+                        }
+                    };
                     let entry = match outcome {
                         Ok(Ok(entry)) => entry,
                         Ok(Err(error)) => return Poll::Ready(Err(Error::Token(error))),
@@ -204,22 +229,23 @@ where
                         mut inner,
                         mut request,
                         header_name,
-                        cache,
-                    } = pending
+                        invalidate_on_unauthorized,
+                        ..
+                    } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
                     let lease = entry.lease();
                     request.headers_mut().insert(header_name, lease.header);
-                    *this.rejected = cache.map(|cache| (cache, lease.id));
+                    *this.rejected = invalidate_on_unauthorized.then_some(lease.id);
                     let future = inner.call(request);
                     this.state.set(State::Calling { future });
                 }
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
-                    if let (Ok(response), Some((cache, id))) = (&result, this.rejected.take())
+                    if let (Ok(response), Some(id)) = (&result, this.rejected.take())
                         && response.is_unauthorized()
                     {
-                        cache.invalidate_if_current(id, "the API answered 401 Unauthorized");
+                        id.reject("the API answered 401 Unauthorized");
                     }
                     return Poll::Ready(result.map_err(Error::Service));
                 }
