@@ -161,15 +161,6 @@ fn serve_needs_the_credentials_it_accepts_and_never_prints_them() {
     assert!(!stderr.contains("s3cret-to-accept"), "{stderr}");
 }
 
-#[cfg(not(feature = "redis"))]
-#[test]
-fn redis_without_the_feature_says_how_to_build_it() {
-    let output = run_demo(&["--redis", "redis://127.0.0.1:6379/"]);
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--features redis"), "{stderr}");
-}
-
 /// A token endpoint and an API on 127.0.0.1 for the demo's remote mode:
 /// the endpoint answers only Basic credentials with the extra header, the
 /// API only the token it issued with the API header.

@@ -23,6 +23,8 @@ const CLIENT_SECRET: &str = "fleet-client-secret-never-printed";
 const API_KEY: &str = "fleet-api-key-never-printed";
 /// Bounds each wait on the demo processes; a run takes well under a second.
 const PROCESS_DEADLINE: Duration = Duration::from_secs(10);
+/// Bounds the whole test; dropping its future kills every child still running.
+const TEST_DEADLINE: Duration = Duration::from_secs(25);
 
 /// A `redis-server` child process, killed on drop.
 struct RedisServer {
@@ -280,7 +282,12 @@ async fn eight_processes_with_redis_make_one_provider_fetch_and_eight_without() 
     let Some(redis) = RedisServer::start().await else {
         return;
     };
+    timeout(TEST_DEADLINE, fleet_runs(&redis))
+        .await
+        .expect("both runs finish in time");
+}
 
+async fn fleet_runs(redis: &RedisServer) {
     let provider = Provider::start().await;
     let alone = run_fleet(&provider, None).await;
     let report = provider.stop().await;
