@@ -19,6 +19,17 @@
 //! The last line on stdout is one JSON object with the counts and latencies.
 //! Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad
 //! arguments.
+//!
+//! A fleet: `--serve SECS` runs only the embedded token endpoint and API,
+//! for many demo processes to share, and `--redis URL` (built with
+//! `--features redis`) shares one token between those processes through
+//! Redis (`scripts/fleet.sh` runs eight at once, with and without it):
+//!
+//! ```text
+//! CLIENT_SECRET=S cargo run --example demo -- --serve 60 --api-key K
+//! CLIENT_SECRET=S cargo run --example demo --features redis -- --redis redis://127.0.0.1:6379/ \
+//!     --token-url URL --client-id ID --auth post --token-header 'x-api-key: K' --url API_URL
+//! ```
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -38,14 +49,18 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::source::client_credentials::{AuthStyle, ClientCredentials};
-use tower_bearer::{BearerAuth, BearerAuthLayer, Error, TokenCache};
+#[cfg(feature = "redis")]
+use tower_bearer::store::{RedisStore, StoreKey};
+use tower_bearer::{BearerAuth, BearerAuthLayer, ClientCredentialsSource, Error, TokenCache};
 
 const USAGE: &str = "\
 usage: demo [--ttl SECS] [--requests N | --duration SECS] [--concurrency C]
        demo --token-url URL --client-id ID [--client-secret S | env CLIENT_SECRET]
             [--scope S]... [--auth basic|post] [--token-header 'Name: value']...
             [--api-header 'Name: value']... --url API_URL
-            [--requests N | --duration SECS] [--concurrency C]
+            [--requests N | --duration SECS] [--concurrency C] [--redis URL]
+       demo --serve SECS [--ttl SECS] [--client-id ID]
+            [--client-secret S | env CLIENT_SECRET] [--api-key K | env API_KEY]
 
 Without --token-url, an embedded token endpoint and API run on 127.0.0.1;
 --client-id and --client-secret then override the credentials the demo sends
@@ -55,7 +70,15 @@ Without --token-url, an embedded token endpoint and API run on 127.0.0.1;
   --requests N        send N requests (default 200)
   --duration SECS     send requests until SECS have passed, instead of a count
   --concurrency C     requests in flight at once (default 8)
-  --auth basic|post   client authentication: HTTP Basic or in the form (default basic)";
+  --auth basic|post   client authentication: HTTP Basic or in the form (default basic)
+  --redis URL         share tokens with other processes through Redis, so that
+                      they fetch one between them (needs --features redis)
+  --serve SECS        only run the embedded token endpoint and API, for other
+                      demo processes to use: accepts the given client secret
+                      and API key (x-api-key), prints its URLs and client id as
+                      one JSON line, and stops after SECS, on SIGTERM or Ctrl-C,
+                      or when its standard input is a pipe that closes; its
+                      last line is a JSON object with the tokens it issued";
 
 const DEFAULT_REQUESTS: u64 = 200;
 const DEFAULT_CONCURRENCY: usize = 8;
@@ -75,6 +98,15 @@ enum Provider {
     Remote { token_url: String, api_url: String },
 }
 
+/// What to do.
+#[derive(Debug)]
+enum Command {
+    /// Send a workload through the layer.
+    Run(Args),
+    /// Only serve the embedded token endpoint and API.
+    Serve(Serve),
+}
+
 #[derive(Debug)]
 struct Args {
     provider: Provider,
@@ -85,6 +117,44 @@ struct Args {
     token_headers: Vec<(String, String)>,
     api_headers: Vec<(String, String)>,
     workload: Workload,
+    /// The fleet-wide token store, with `--redis`.
+    #[cfg(feature = "redis")]
+    redis: Option<RedisStore>,
+}
+
+/// `--serve`: the embedded token endpoint and API alone, for several demo
+/// processes to share.
+#[derive(Debug)]
+struct Serve {
+    duration: Duration,
+    ttl: Duration,
+    credentials: Credentials,
+}
+
+/// The credentials the embedded token endpoint accepts.
+#[derive(Clone)]
+struct Credentials {
+    client_id: String,
+    client_secret: String,
+    api_key: String,
+}
+
+impl Credentials {
+    fn random() -> Self {
+        Credentials {
+            client_id: format!("demo-{}", random_string(6)),
+            client_secret: random_string(32),
+            api_key: random_string(24),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -99,7 +169,16 @@ enum ArgsError {
     Bad(String),
 }
 
-fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> {
+/// The flags `--serve` takes; the others are the workload's.
+const SERVE_FLAGS: [&str; 5] = [
+    "--serve",
+    "--ttl",
+    "--client-id",
+    "--client-secret",
+    "--api-key",
+];
+
+fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Command, ArgsError> {
     let bad = |msg: String| ArgsError::Bad(msg);
     let mut raw = raw.into_iter();
     let mut token_url = None;
@@ -108,6 +187,9 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> 
     let mut requests = None;
     let mut duration = None;
     let mut concurrency = DEFAULT_CONCURRENCY;
+    let mut serve_for = None;
+    let mut api_key = None;
+    let mut flags_seen = Vec::new();
     let mut args = Args {
         provider: Provider::Embedded { ttl: DEFAULT_TTL },
         client_id: None,
@@ -121,6 +203,8 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> 
             duration: None,
             concurrency,
         },
+        #[cfg(feature = "redis")]
+        redis: None,
     };
     while let Some(arg) = raw.next() {
         if arg == "-h" || arg == "--help" {
@@ -163,8 +247,54 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> 
                 concurrency = parse_positive(&flag, &value()?).map_err(bad)? as usize
             }
             "--ttl" => ttl = Some(parse_positive(&flag, &value()?).map_err(bad)?),
+            #[cfg(feature = "redis")]
+            "--redis" => args.redis = Some(parse_redis_url(&value()?).map_err(bad)?),
+            #[cfg(not(feature = "redis"))]
+            "--redis" => {
+                return Err(bad("--redis needs the demo built with the redis feature: \
+                     cargo run --example demo --features redis -- --redis URL ..."
+                    .into()));
+            }
+            "--serve" => serve_for = Some(parse_positive(&flag, &value()?).map_err(bad)?),
+            "--api-key" => api_key = Some(value()?),
             other => return Err(bad(format!("unknown argument {other:?}"))),
         }
+        flags_seen.push(flag);
+    }
+    if let Some(secs) = serve_for {
+        if let Some(flag) = flags_seen
+            .iter()
+            .find(|flag| !SERVE_FLAGS.contains(&flag.as_str()))
+        {
+            return Err(bad(format!("{flag} does not apply to --serve")));
+        }
+        // The processes that use the endpoint must know these, so they are
+        // the caller's to choose, never printed.
+        let client_secret = args
+            .client_secret
+            .or_else(|| std::env::var("CLIENT_SECRET").ok())
+            .ok_or_else(|| {
+                bad("--serve needs the client secret to accept: --client-secret S or env CLIENT_SECRET".into())
+            })?;
+        let api_key = api_key
+            .or_else(|| std::env::var("API_KEY").ok())
+            .ok_or_else(|| {
+                bad("--serve needs the API key to accept: --api-key K or env API_KEY".into())
+            })?;
+        return Ok(Command::Serve(Serve {
+            duration: Duration::from_secs(secs),
+            ttl: ttl.map_or(DEFAULT_TTL, Duration::from_secs),
+            credentials: Credentials {
+                client_id: args
+                    .client_id
+                    .unwrap_or_else(|| Credentials::random().client_id),
+                client_secret,
+                api_key,
+            },
+        }));
+    }
+    if api_key.is_some() {
+        return Err(bad("--api-key applies to --serve only".into()));
     }
     if requests.is_some() && duration.is_some() {
         return Err(bad("give --requests or --duration, not both".into()));
@@ -196,7 +326,17 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Args, ArgsError> 
             ));
         }
     };
-    Ok(args)
+    Ok(Command::Run(args))
+}
+
+/// A store for `--redis`. Building it connects to nothing: a Redis that is
+/// down shows up later as direct fetches, never as a failed run.
+#[cfg(feature = "redis")]
+fn parse_redis_url(url: &str) -> Result<RedisStore, String> {
+    // The URL may hold a password: the message does not repeat it.
+    RedisStore::builder(url)
+        .map(|builder| builder.build())
+        .map_err(|e| format!("--redis needs a redis:// URL: {e}"))
 }
 
 fn parse_header(text: &str) -> Result<(String, String), String> {
@@ -254,11 +394,16 @@ fn random_string(len: usize) -> String {
 }
 
 impl Embedded {
-    async fn start(ttl: Duration) -> std::io::Result<Embedded> {
+    async fn start(ttl: Duration, credentials: Credentials) -> std::io::Result<Embedded> {
+        let Credentials {
+            client_id,
+            client_secret,
+            api_key,
+        } = credentials;
         let state = Arc::new(EmbeddedState {
-            api_key: random_string(24),
-            client_id: format!("demo-{}", random_string(6)),
-            client_secret: random_string(32),
+            api_key,
+            client_id,
+            client_secret,
             ttl,
             live: Mutex::new(HashMap::new()),
             tokens_issued: AtomicU64::new(0),
@@ -628,8 +773,8 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
+    let command = match parse_args(std::env::args().skip(1)) {
+        Ok(command) => command,
         Err(ArgsError::Help) => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -641,7 +786,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(args).await {
+    let outcome = match command {
+        Command::Run(args) => run(args).await,
+        Command::Serve(serve) => serve_only(serve).await,
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(msg) => {
@@ -655,7 +804,7 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<bool, String> {
     let embedded = match &args.provider {
         Provider::Embedded { ttl } => Some(
-            Embedded::start(*ttl)
+            Embedded::start(*ttl, Credentials::random())
                 .await
                 .map_err(|e| format!("could not start the embedded servers: {e}"))?,
         ),
@@ -728,7 +877,7 @@ async fn run(args: Args) -> Result<bool, String> {
     };
     let api_url = reqwest::Url::parse(&api_url).map_err(|e| format!("--url {api_url:?}: {e}"))?;
 
-    let cache = build_cache(source);
+    let (cache, endpoint_fetches) = build_cache(source, &args);
     let layer = BearerAuthLayer::with_cache(cache.clone());
     let client = ServiceBuilder::new()
         .layer(layer)
@@ -780,12 +929,29 @@ async fn run(args: Args) -> Result<bool, String> {
     );
     let first_fetches = stats.fetches_started - stats.refreshes_ahead;
     println!(
-        "Tokens: {} from the token endpoint ({} when no usable token was cached, {} ahead of expiry in the background); {} failed.",
+        "Tokens: {} {} ({} when no usable token was cached, {} ahead of expiry in the background); {} failed.",
         plural(stats.fetches_started, "fetch", "fetches"),
+        if endpoint_fetches.is_some() {
+            "through the shared store"
+        } else {
+            "from the token endpoint"
+        },
         first_fetches,
         stats.refreshes_ahead,
         stats.fetches_failed,
     );
+    if let Some(endpoint_fetches) = &endpoint_fetches {
+        let from_endpoint = endpoint_fetches.load(Ordering::Relaxed);
+        println!(
+            "Shared store: {} answered from Redis, {} from the token endpoint.",
+            plural(
+                stats.fetches_started.saturating_sub(from_endpoint),
+                "fetch was",
+                "fetches were"
+            ),
+            from_endpoint,
+        );
+    }
     let waited_first = run.waited_for_first_token.get().copied().unwrap_or(0);
     let waited_later = stats.waited_for_fetch - waited_first;
     if tally.ok() == 0 {
@@ -873,7 +1039,183 @@ async fn run(args: Args) -> Result<bool, String> {
     Ok(tally.sent() > 0 && failed == 0)
 }
 
+/// The token cache the workload shares, with the crate's defaults. With
+/// `--redis`, its source is the fleet-wide store in front of `source`, and
+/// the counter says how many fetches reached the token endpoint.
+#[cfg(feature = "redis")]
+fn build_cache(
+    source: ClientCredentialsSource,
+    args: &Args,
+) -> (TokenCache, Option<Arc<AtomicU64>>) {
+    let Some(store) = &args.redis else {
+        return (TokenCache::builder(source).build(), None);
+    };
+    // What identifies the token; never the secret or the x-api-key.
+    let key = StoreKey::builder()
+        .token_url(source.token_url().as_str())
+        .client_id(source.client_id())
+        .scopes(source.scopes())
+        .build();
+    let endpoint_fetches = Arc::new(AtomicU64::new(0));
+    let counted = CountedSource {
+        inner: source,
+        fetches: Arc::clone(&endpoint_fetches),
+    };
+    let cache = TokenCache::builder(store.share(counted, key)).build();
+    (cache, Some(endpoint_fetches))
+}
+
 /// The token cache the workload shares, with the crate's defaults.
-fn build_cache(source: tower_bearer::ClientCredentialsSource) -> TokenCache {
-    TokenCache::builder(source).build()
+#[cfg(not(feature = "redis"))]
+fn build_cache(
+    source: ClientCredentialsSource,
+    _args: &Args,
+) -> (TokenCache, Option<Arc<AtomicU64>>) {
+    (TokenCache::builder(source).build(), None)
+}
+
+/// Counts the fetches that reach the wrapped source, to tell them from those
+/// the shared store answered.
+#[cfg(feature = "redis")]
+struct CountedSource<S> {
+    inner: S,
+    fetches: Arc<AtomicU64>,
+}
+
+#[cfg(feature = "redis")]
+impl<S: tower_bearer::TokenSource> tower_bearer::TokenSource for CountedSource<S> {
+    type Error = S::Error;
+
+    fn fetch(&self) -> impl Future<Output = Result<tower_bearer::Token, S::Error>> + Send {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        self.inner.fetch()
+    }
+
+    fn classify(&self, error: &S::Error) -> tower_bearer::ErrorClass {
+        self.inner.classify(error)
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `--serve`: the embedded token endpoint and API alone.
+
+/// Serves until the time is up or the process is told to stop, then reports
+/// what the endpoint and API did.
+async fn serve_only(serve: Serve) -> Result<bool, String> {
+    // Listen for the stop signals before saying "ready", so that a SIGTERM
+    // sent right after the first line still ends in a report.
+    let stop = stop_requested()?;
+    let servers = Embedded::start(serve.ttl, serve.credentials)
+        .await
+        .map_err(|e| format!("could not start the embedded servers: {e}"))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "token_url": servers.token_url,
+            "api_url": servers.api_url,
+            "client_id": servers.client_id,
+        })
+    );
+    println!(
+        "Serving an Avionté-shaped token endpoint (tokens live {}s) and an API for {}s; \
+         SIGTERM, Ctrl-C or closing a piped standard input stops it sooner.",
+        serve.ttl.as_secs(),
+        serve.duration.as_secs(),
+    );
+    let started = Instant::now();
+    let why = tokio::select! {
+        _ = tokio::time::sleep(serve.duration) => "the time is up",
+        why = stop => why,
+    };
+    let s = &servers.state;
+    let issued = s.tokens_issued.load(Ordering::Relaxed);
+    let refused = s.credentials_refused.load(Ordering::Relaxed);
+    let accepted = s.api_accepted.load(Ordering::Relaxed);
+    let rejected = s.api_rejected.load(Ordering::Relaxed);
+    println!(
+        "Stopped after {:.1}s ({why}): the token endpoint issued {} and refused {}; the API accepted {} and rejected {}.",
+        started.elapsed().as_secs_f64(),
+        plural(issued, "token", "tokens"),
+        plural(refused, "request", "requests"),
+        plural(accepted, "request", "requests"),
+        rejected,
+    );
+    println!(
+        "{{\"tokens_issued\":{issued},\"token_requests_refused\":{refused},\
+         \"api_requests_accepted\":{accepted},\"api_requests_rejected\":{rejected}}}"
+    );
+    Ok(true)
+}
+
+/// Resolves, with the reason, on SIGTERM or Ctrl-C, or when standard input
+/// is a pipe and closes (as it does when the parent holding it exits).
+fn stop_requested() -> Result<impl Future<Output = &'static str>, String> {
+    let stdin_closed = stdin_pipe_closed();
+    #[cfg(unix)]
+    let (mut terminate, mut interrupt) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind| signal(kind).map_err(|e| format!("cannot listen for signals: {e}"));
+        (
+            listen(SignalKind::terminate())?,
+            listen(SignalKind::interrupt())?,
+        )
+    };
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = stdin_closed => "standard input closed",
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "interrupted",
+        }
+        #[cfg(not(unix))]
+        tokio::select! {
+            _ = stdin_closed => "standard input closed",
+            Ok(()) = tokio::signal::ctrl_c() => "interrupted",
+        }
+    })
+}
+
+/// Resolves when standard input, a pipe, reaches its end; never when it is
+/// something else: a background job's `/dev/null` must not stop the server
+/// at once.
+fn stdin_pipe_closed() -> impl Future<Output = ()> {
+    let closed = stdin_is_a_pipe().then(|| {
+        let (tell, closed) = tokio::sync::oneshot::channel::<()>();
+        // A plain thread: tokio's stdin reads on a blocking thread that would
+        // hold up the runtime's shutdown until input arrives.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            let _ = tell.send(());
+        });
+        closed
+    });
+    async move {
+        match closed {
+            Some(closed) => {
+                let _ = closed.await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn stdin_is_a_pipe() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|stdin| stdin.metadata())
+        .is_ok_and(|meta| meta.file_type().is_fifo() || meta.file_type().is_socket())
+}
+
+#[cfg(not(unix))]
+fn stdin_is_a_pipe() -> bool {
+    false
 }

@@ -130,6 +130,11 @@ fn bad_arguments_exit_2_with_a_usage_line() {
         &["--url", "http://127.0.0.1:1/"],
         &["--auth", "digest"],
         &["--concurrency"],
+        &["--serve", "5", "--requests", "3"],
+        &["--serve", "5", "--redis", "redis://127.0.0.1:1/"],
+        &["--api-key", "k"],
+        // Not a URL with the redis feature; the feature missing without it.
+        &["--redis", "not a url"],
     ] {
         let output = run_demo(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -138,6 +143,22 @@ fn bad_arguments_exit_2_with_a_usage_line() {
         assert!(stderr.contains("usage: demo"), "{stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }
+}
+
+#[test]
+fn serve_needs_the_credentials_it_accepts_and_never_prints_them() {
+    let output = Command::new(demo_binary())
+        .args(["--serve", "5", "--client-secret", "s3cret-to-accept"])
+        .env_remove("API_KEY")
+        .output()
+        .expect("the demo runs");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: --serve needs the API key"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret-to-accept"), "{stderr}");
 }
 
 /// A token endpoint and an API on 127.0.0.1 for the demo's remote mode:
