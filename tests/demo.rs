@@ -2,32 +2,13 @@
 //! endpoint and API on 127.0.0.1, nothing else.
 #![cfg(feature = "client-credentials")]
 
-use std::path::PathBuf;
+mod processes;
+
+use processes::demo_binary;
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-/// The compiled example: `cargo test` builds examples next to the test
-/// binaries (`<target>/<profile>/examples/`); when run alone, build it.
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("tests run from <target>/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "demo", "--all-features"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the demo failed");
-    }
-    binary
-}
 
 fn run_demo(args: &[&str]) -> Output {
     Command::new(demo_binary())

@@ -7,7 +7,10 @@
 //! passes, unless the `CI` environment variable is set: then it fails.
 #![cfg(all(feature = "client-credentials", feature = "redis"))]
 
-use std::path::PathBuf;
+mod processes;
+
+use processes::{RedisServer, demo_binary};
+
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -15,7 +18,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, timeout};
+use tokio::time::timeout;
 
 const PROCESSES: usize = 8;
 const REQUESTS_PER_PROCESS: &str = "20";
@@ -25,117 +28,6 @@ const API_KEY: &str = "fleet-api-key-never-printed";
 const PROCESS_DEADLINE: Duration = Duration::from_secs(10);
 /// Bounds the whole test; dropping its future kills every child still running.
 const TEST_DEADLINE: Duration = Duration::from_secs(25);
-
-/// A `redis-server` child process, killed on drop.
-struct RedisServer {
-    child: std::process::Child,
-    url: String,
-}
-
-impl RedisServer {
-    /// Starts a server on a free loopback port, or returns `None` (after
-    /// saying so) when `redis-server` is not installed and `CI` is not set.
-    async fn start() -> Option<Self> {
-        let installed = std::process::Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !installed {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "redis-server is not installed, and CI is set: install it (apt-get install redis-server)"
-                );
-            }
-            eprintln!("SKIPPED: redis-server not found on PATH; install it to run the fleet test");
-            return None;
-        }
-        // Another process may take the port between our probe and the
-        // server's bind: try a few ports.
-        for _ in 0..5 {
-            let port = {
-                let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-                probe.local_addr().expect("probe address").port()
-            };
-            let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn redis-server");
-            let mut server = RedisServer {
-                child,
-                url: format!("redis://127.0.0.1:{port}/"),
-            };
-            if server.wait_until_ready().await {
-                return Some(server);
-            }
-        }
-        panic!("redis-server did not start on any of 5 ports");
-    }
-
-    async fn wait_until_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false; // exited: most likely the port was taken
-            }
-            if self.ping().await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.kill();
-        false
-    }
-
-    async fn ping(&self) -> bool {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return false;
-        };
-        let answered = timeout(Duration::from_secs(1), async {
-            let mut conn = client.get_multiplexed_async_connection().await?;
-            redis::cmd("PING").query_async::<String>(&mut conn).await
-        })
-        .await;
-        matches!(answered, Ok(Ok(_)))
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The compiled example: `cargo test` builds examples next to the test
-/// binaries (`<target>/<profile>/examples/`); when run alone, build it.
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("tests run from <target>/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "demo", "--all-features"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the demo failed");
-    }
-    binary
-}
 
 /// A `demo --serve` process: the one token endpoint and API of a run.
 /// Killed on drop if it is still running.

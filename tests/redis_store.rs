@@ -5,14 +5,16 @@
 //! pass, unless the `CI` environment variable is set: then they fail.
 #![cfg(feature = "redis")]
 
+mod processes;
+
+use processes::RedisServer;
+
 use std::convert::Infallible;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 use tokio::time::{Instant, timeout};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::store::{RedisStore, StoreKey};
@@ -21,106 +23,12 @@ use tower_bearer::{BearerAuthLayer, ErrorClass, Token, TokenCache, TokenSource};
 const CLIENT_SECRET: &str = "client-secret-must-never-reach-redis";
 const FETCH_LATENCY: Duration = Duration::from_millis(100);
 
-/// A `redis-server` child process, killed on drop.
-struct RedisServer {
-    child: Child,
-    url: String,
-}
-
-impl RedisServer {
-    /// Starts a server on a free loopback port, or returns `None` (after
-    /// saying so) when `redis-server` is not installed and `CI` is not set.
-    async fn start() -> Option<Self> {
-        let installed = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok();
-        if !installed {
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "redis-server is not installed, and CI is set: install it (apt-get install redis-server)"
-                );
-            }
-            eprintln!(
-                "SKIPPED: redis-server not found on PATH; install it to run the Redis store tests"
-            );
-            return None;
-        }
-        // Another process may take the port between our probe and the
-        // server's bind: try a few ports.
-        for _ in 0..5 {
-            let port = {
-                let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe port");
-                probe.local_addr().expect("probe address").port()
-            };
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn redis-server");
-            let mut server = RedisServer {
-                child,
-                url: format!("redis://127.0.0.1:{port}/"),
-            };
-            if server.wait_until_ready().await {
-                return Some(server);
-            }
-        }
-        panic!("redis-server did not start on any of 5 ports");
-    }
-
-    async fn wait_until_ready(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false; // exited: most likely the port was taken
-            }
-            if let Ok(mut conn) = self.connect().await {
-                let pong: redis::RedisResult<String> =
-                    redis::cmd("PING").query_async(&mut conn).await;
-                if pong.is_ok() {
-                    return true;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-
-    async fn connect(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let client = redis::Client::open(self.url.as_str())?;
-        timeout(
-            Duration::from_secs(1),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        .map_err(|_| redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
-    }
-
-    /// A store with its own connection, and test-friendly timings.
-    fn store(&self) -> RedisStore {
-        RedisStore::builder(self.url.as_str())
-            .expect("valid url")
-            .poll_interval(Duration::from_millis(20))
-            .build()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A store with its own connection, and test-friendly timings.
+fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::builder(server.url.as_str())
+        .expect("valid url")
+        .poll_interval(Duration::from_millis(20))
+        .build()
 }
 
 /// A source that counts its calls, takes a while, and yields
@@ -204,7 +112,7 @@ async fn eight_independent_caches_make_one_fetch() {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         // Each "process": its own store, connection and cache.
-        let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+        let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
         let barrier = barrier.clone();
         tasks.spawn(async move {
             barrier.wait().await;
@@ -297,7 +205,7 @@ async fn requests_are_served_when_redis_dies_mid_run() {
         return;
     };
     let source = CountingSource::default();
-    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
     assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-1");
 
     redis.kill();
@@ -313,7 +221,7 @@ async fn requests_are_served_when_redis_dies_mid_run() {
     );
 
     // A process that starts while Redis is down.
-    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
     let started = Instant::now();
     assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-3");
     assert!(
@@ -411,7 +319,7 @@ async fn a_failed_fetch_releases_the_lease_and_keeps_its_class() {
         return;
     };
     // The default lease lasts 10 s: only a prompt release lets B in quickly.
-    let shared = redis.store().share(RejectedSource, key());
+    let shared = store(&redis).share(RejectedSource, key());
     assert_eq!(shared.kind(), "rejected");
     let lease_key = format!("{}:lease", shared.redis_key());
     let cache_a = TokenCache::new(shared);
@@ -433,7 +341,7 @@ async fn a_failed_fetch_releases_the_lease_and_keeps_its_class() {
     assert!(!held, "the lease was released");
 
     let source_b = CountingSource::default();
-    let cache_b = TokenCache::new(redis.store().share(source_b.clone(), key()));
+    let cache_b = TokenCache::new(store(&redis).share(source_b.clone(), key()));
     let started = Instant::now();
     assert_eq!(
         with_deadline(authorization(&cache_b)).await,
@@ -454,7 +362,7 @@ async fn a_corrupt_value_is_a_miss_and_is_overwritten() {
     let mut conn = redis.connect().await.unwrap();
     let source = CountingSource::default();
 
-    let shared = redis.store().share(source.clone(), key());
+    let shared = store(&redis).share(source.clone(), key());
     let redis_key = shared.redis_key().to_owned();
     let cache = TokenCache::new(shared);
     let _: () = conn
@@ -470,7 +378,7 @@ async fn a_corrupt_value_is_a_miss_and_is_overwritten() {
     // A value of the wrong type is garbage too.
     let _: () = conn.del(&redis_key).await.unwrap();
     let _: () = conn.hset(&redis_key, "field", "value").await.unwrap();
-    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
     assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-2");
     assert_eq!(source.calls(), 2);
     let stored: String = conn.get(&redis_key).await.unwrap();
@@ -480,7 +388,7 @@ async fn a_corrupt_value_is_a_miss_and_is_overwritten() {
     let injected =
         r#"{"v":1,"id":"x","access_token":"a\r\nx-evil: 1","token_type":"Bearer","margin_ms":0}"#;
     let _: () = conn.set_ex(&redis_key, injected, 600).await.unwrap();
-    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
     assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-3");
     assert_eq!(source.calls(), 3);
 }
@@ -491,7 +399,7 @@ async fn no_secret_in_any_key_or_value() {
         return;
     };
     let source = CountingSource::default();
-    let cache = TokenCache::new(redis.store().share(source.clone(), key()));
+    let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
     let header = with_deadline(authorization(&cache)).await;
     let token_value = header.strip_prefix("Bearer ").unwrap().to_owned();
 
@@ -533,8 +441,8 @@ async fn a_cache_that_asks_again_gets_a_newer_token_once_per_fleet() {
         return;
     };
     let source = CountingSource::default();
-    let cache_a = TokenCache::new(redis.store().share(source.clone(), key()));
-    let cache_b = TokenCache::new(redis.store().share(source.clone(), key()));
+    let cache_a = TokenCache::new(store(&redis).share(source.clone(), key()));
+    let cache_b = TokenCache::new(store(&redis).share(source.clone(), key()));
     assert_eq!(
         with_deadline(authorization(&cache_a)).await,
         "Bearer token-1"
