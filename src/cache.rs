@@ -789,10 +789,15 @@ impl TokenCache {
             spawn_state: Arc::clone(&spawn_state),
             done: false,
         };
+        let fetch = async move { source.fetch_dyn().await };
+        let Some(fetch) = with_timers(|| tokio::time::timeout(timeout, fetch)) else {
+            drop(guard_disarmed(guard));
+            return Err(TokenError::no_timers());
+        };
         let task = runtime.spawn(tracing::Instrument::instrument(
             async move {
                 let mut guard = guard;
-                let result = match tokio::time::timeout(timeout, source.fetch_dyn()).await {
+                let result = match fetch.await {
                     Ok(Ok(token)) => Ok(token),
                     Ok(Err(error)) => Err(TokenError::source_failed(error)),
                     Err(_) => Err(TokenError::timeout(timeout)),
@@ -817,6 +822,19 @@ impl TokenCache {
         });
         Ok(())
     }
+}
+
+/// Runs `make`, which creates a tokio timer, or returns `None` on a runtime
+/// built without its time driver: tokio panics there, and offers no way to
+/// ask first.
+pub(crate) fn with_timers<T>(make: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(make)).ok()
+}
+
+/// A guard for a flight that never started: dropping it tells nobody.
+fn guard_disarmed(mut guard: FlightGuard) -> FlightGuard {
+    guard.done = true;
+    guard
 }
 
 fn fail_stalled(waiters: Vec<oneshot::Sender<Outcome>>, fetch_timeout: Duration) {

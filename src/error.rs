@@ -188,7 +188,7 @@ pub enum TokenErrorKind {
     Panicked,
     /// The token is not a valid HTTP header value (control bytes, CR/LF).
     InvalidToken,
-    /// No tokio runtime was running to drive the fetch.
+    /// No tokio runtime (with its time driver) was running to drive the fetch.
     NoRuntime,
     /// The fetch was cancelled before it finished (the runtime shut down).
     Cancelled,
@@ -258,6 +258,15 @@ impl TokenError {
         Self::from_parts(
             TokenErrorKind::Cancelled,
             Detail::Text("the token fetch was cancelled before it finished"),
+        )
+    }
+
+    pub(crate) fn no_timers() -> Self {
+        Self::from_parts(
+            TokenErrorKind::NoRuntime,
+            Detail::Text(
+                "the tokio runtime has no time driver to bound the fetch (build it with enable_all or enable_time)",
+            ),
         )
     }
 

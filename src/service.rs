@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::cache::{Acquire, Outcome, TokenCache, TokenId};
+use crate::cache::{Acquire, Outcome, TokenCache, TokenId, with_timers};
 use crate::error::{Error, TokenError};
 use crate::layer::Settings;
 use crate::request::{AuthRequest, AuthResponse};
@@ -114,8 +114,8 @@ where
                 // Give up on a fetch whose task cannot run. Without a runtime
                 // to time it, wait on the fetch's own timeout.
                 let deadline = tokio::runtime::Handle::try_current()
-                    .is_ok()
-                    .then(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    .ok()
+                    .and_then(|_| with_timers(|| Box::pin(tokio::time::sleep_until(deadline))));
                 ResponseFuture {
                     state: State::Waiting {
                         token,

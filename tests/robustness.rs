@@ -216,3 +216,26 @@ async fn a_zero_lifetime_counts_as_unknown_not_as_fetch_on_every_request() {
     }
     assert_eq!(counting.count(), 1);
 }
+
+#[test]
+fn a_runtime_without_timers_is_a_clear_error_not_a_panic() {
+    let kind_and_text = within(Duration::from_secs(10), || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let svc = ServiceBuilder::new()
+            .layer(BearerAuthLayer::new(StaticSource::new(Token::bearer("t"))))
+            .service(echo::<String>());
+        runtime.block_on(async move {
+            let err = svc.oneshot(request()).await.unwrap_err();
+            let err = err.as_token_error().unwrap().clone();
+            (err.kind(), err.to_string())
+        })
+    });
+    assert_eq!(kind_and_text.0, TokenErrorKind::NoRuntime);
+    assert!(
+        kind_and_text.1.contains("enable_all"),
+        "{}",
+        kind_and_text.1
+    );
+}
