@@ -1324,3 +1324,47 @@ fn stdin_is_a_pipe() -> bool {
 fn stdin_is_a_pipe() -> bool {
     false
 }
+
+// Run with `cargo test --all-features --example demo`: the arguments'
+// Debug cannot be observed from outside the process.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_arguments_shows_no_secret() {
+        let args = [
+            "--token-url",
+            "http://cid:PASSW0RD@127.0.0.1/token?k=K3Y",
+            "--client-id",
+            "id",
+            "--client-secret",
+            "S3CRET",
+            "--token-header",
+            "x-api-key: H34DER",
+            "--api-header",
+            "tenant: H34DER",
+            "--url",
+            "http://u:PASS@127.0.0.1/api?api_key=K3Y",
+        ];
+        let Ok(Command::Run(parsed)) = parse_args(args.map(String::from)) else {
+            panic!("the arguments parse");
+        };
+        let shown = format!("{parsed:?}");
+        for secret in ["PASSW0RD", "PASS", "K3Y", "S3CRET", "H34DER"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("x-api-key"), "{shown}");
+        assert!(shown.contains("http://127.0.0.1/api"), "{shown}");
+    }
+
+    #[test]
+    fn redacted_urls_keep_scheme_host_and_path_only() {
+        assert_eq!(
+            redact_url("https://u:p@example.com:8443/a/b?api_key=x#f"),
+            "https://example.com:8443/a/b"
+        );
+        assert!(!redact_url("not a url: u:p@host").contains("u:p"));
+        assert_eq!(redact_url("not a url?api_key=x"), "not a url");
+    }
+}
