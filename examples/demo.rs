@@ -83,6 +83,11 @@ Without --token-url, an embedded token endpoint and API run on 127.0.0.1;
 const DEFAULT_REQUESTS: u64 = 200;
 const DEFAULT_CONCURRENCY: usize = 8;
 const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+/// The longest `--duration`, `--ttl` or `--serve`: one year. Larger values
+/// overflow when added to the clock.
+const MAX_SECS: u64 = 365 * 24 * 60 * 60;
+/// The most workers `--concurrency` spawns.
+const MAX_CONCURRENCY: u64 = 10_000;
 /// Upper bounds of the latency histogram's buckets, in milliseconds.
 const BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
 
@@ -90,7 +95,6 @@ const BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
 // Arguments: parsed in this one place.
 
 /// Where tokens come from.
-#[derive(Debug)]
 enum Provider {
     /// The embedded token endpoint and API.
     Embedded { ttl: Duration },
@@ -107,7 +111,6 @@ enum Command {
     Serve(Serve),
 }
 
-#[derive(Debug)]
 struct Args {
     provider: Provider,
     client_id: Option<String>,
@@ -120,6 +123,44 @@ struct Args {
     /// The fleet-wide token store, with `--redis`.
     #[cfg(feature = "redis")]
     redis: Option<RedisStore>,
+}
+
+// The URLs may hold credentials and the secret and header values are
+// secrets: Debug shows neither.
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Provider::Embedded { ttl } => f.debug_struct("Embedded").field("ttl", ttl).finish(),
+            Provider::Remote { token_url, api_url } => f
+                .debug_struct("Remote")
+                .field("token_url", &redact_url(token_url))
+                .field("api_url", &redact_url(api_url))
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names = |headers: &[(String, String)]| {
+            headers.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+        };
+        let mut s = f.debug_struct("Args");
+        s.field("provider", &self.provider)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("scopes", &self.scopes)
+            .field("auth", &self.auth)
+            .field("token_header_names", &header_names(&self.token_headers))
+            .field("api_header_names", &header_names(&self.api_headers))
+            .field("workload", &self.workload);
+        #[cfg(feature = "redis")]
+        s.field("redis", &self.redis);
+        s.finish()
+    }
 }
 
 /// `--serve`: the embedded token endpoint and API alone, for several demo
@@ -239,14 +280,21 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Command, ArgsErro
             }
             "--token-header" => args
                 .token_headers
-                .push(parse_header(&value()?).map_err(bad)?),
-            "--api-header" => args.api_headers.push(parse_header(&value()?).map_err(bad)?),
-            "--requests" => requests = Some(parse_positive(&flag, &value()?).map_err(bad)?),
-            "--duration" => duration = Some(parse_positive(&flag, &value()?).map_err(bad)?),
-            "--concurrency" => {
-                concurrency = parse_positive(&flag, &value()?).map_err(bad)? as usize
+                .push(parse_header(&flag, &value()?).map_err(bad)?),
+            "--api-header" => args
+                .api_headers
+                .push(parse_header(&flag, &value()?).map_err(bad)?),
+            "--requests" => {
+                requests = Some(parse_positive(&flag, &value()?, u64::MAX).map_err(bad)?)
             }
-            "--ttl" => ttl = Some(parse_positive(&flag, &value()?).map_err(bad)?),
+            "--duration" => {
+                duration = Some(parse_positive(&flag, &value()?, MAX_SECS).map_err(bad)?)
+            }
+            "--concurrency" => {
+                concurrency =
+                    parse_positive(&flag, &value()?, MAX_CONCURRENCY).map_err(bad)? as usize
+            }
+            "--ttl" => ttl = Some(parse_positive(&flag, &value()?, MAX_SECS).map_err(bad)?),
             #[cfg(feature = "redis")]
             "--redis" => args.redis = Some(parse_redis_url(&value()?).map_err(bad)?),
             #[cfg(not(feature = "redis"))]
@@ -255,9 +303,14 @@ fn parse_args(raw: impl IntoIterator<Item = String>) -> Result<Command, ArgsErro
                      cargo run --example demo --features redis -- --redis URL ..."
                     .into()));
             }
-            "--serve" => serve_for = Some(parse_positive(&flag, &value()?).map_err(bad)?),
+            "--serve" => serve_for = Some(parse_positive(&flag, &value()?, MAX_SECS).map_err(bad)?),
             "--api-key" => api_key = Some(value()?),
-            other => return Err(bad(format!("unknown argument {other:?}"))),
+            // A stray value may be a secret: only a flag's name is repeated.
+            other if other.starts_with('-') => {
+                let name = other.split_once('=').map_or(other, |(name, _)| name);
+                return Err(bad(format!("unknown argument {name:?}")));
+            }
+            _ => return Err(bad("unexpected value (every value follows its flag)".into())),
         }
         flags_seen.push(flag);
     }
@@ -339,23 +392,49 @@ fn parse_redis_url(url: &str) -> Result<RedisStore, String> {
         .map_err(|e| format!("--redis needs a redis:// URL: {e}"))
 }
 
-fn parse_header(text: &str) -> Result<(String, String), String> {
+/// A `Name: value` header. Messages name the flag and at most a valid
+/// header name: the value, or a mistyped argument, may be a secret.
+fn parse_header(flag: &str, text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once(':')
-        .ok_or_else(|| format!("a header is 'Name: value', not {text:?}"))?;
+        .ok_or_else(|| format!("{flag} needs 'Name: value' (with a colon)"))?;
     let (name, value) = (name.trim(), value.trim());
-    if HeaderName::try_from(name).is_err() || HeaderValue::try_from(value).is_err() {
-        return Err(format!("{name:?} is not a valid header"));
+    if HeaderName::try_from(name).is_err() {
+        return Err(format!("{flag}: the header name is not valid"));
+    }
+    if HeaderValue::try_from(value).is_err() {
+        return Err(format!("{flag}: the value of {name:?} is not valid"));
     }
     Ok((name.to_owned(), value.to_owned()))
 }
 
-fn parse_positive(flag: &str, text: &str) -> Result<u64, String> {
+fn parse_positive(flag: &str, text: &str, max: u64) -> Result<u64, String> {
     match text.parse::<u64>() {
+        Ok(n) if n > max => Err(format!("{flag} must be at most {max}, not {text}")),
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!(
             "{flag} needs a positive whole number, not {text:?}"
         )),
+    }
+}
+
+/// A URL for messages: without its user info, query or fragment, which may
+/// hold credentials. (The crate's own helper is private.)
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("");
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        // Unparsable: user info could be anywhere before an `@`.
+        Err(_) if url.contains('@') => "[not shown: it may hold credentials]".to_owned(),
+        Err(_) => {
+            let end = url.find(['?', '#']).unwrap_or(url.len());
+            url[..end].chars().take(200).collect()
+        }
     }
 }
 
@@ -522,10 +601,19 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
         }
         let token = random_string(40);
         let now = Instant::now();
+        // --ttl is capped when parsed; this keeps the handler from panicking
+        // should that cap ever exceed the clock's range.
+        let Some(expires) = now.checked_add(state.ttl) else {
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "The token lifetime is too long",
+            );
+        };
         {
             let mut live = state.live.lock().unwrap_or_else(|p| p.into_inner());
             live.retain(|_, expires| *expires > now);
-            live.insert(token.clone(), now + state.ttl);
+            live.insert(token.clone(), expires);
         }
         state.tokens_issued.fetch_add(1, Ordering::Relaxed);
         json_response(
@@ -670,13 +758,17 @@ async fn worker(
                 // no call to the token endpoint; a timed run waits with it
                 // rather than spin.
                 if let (Some(deadline), Some(wait)) = (run.deadline, error.backoff_remaining()) {
-                    tokio::time::sleep_until(deadline.min(Instant::now() + wait)).await;
+                    let until = Instant::now()
+                        .checked_add(wait)
+                        .map_or(deadline, |t| deadline.min(t));
+                    tokio::time::sleep_until(until).await;
                 }
             }
             Err(Error::Service(error)) => {
                 tally.transport_failures += 1;
                 if tally.first_transport_error.is_none() {
-                    tally.first_transport_error = Some(error_chain(&error));
+                    // reqwest's Display appends the URL, query and all.
+                    tally.first_transport_error = Some(error_chain(&error.without_url()));
                 }
             }
         }
@@ -839,7 +931,11 @@ async fn run(args: Args) -> Result<bool, String> {
             .build()
         }
         (Provider::Remote { token_url, api_url }, _) => {
-            println!("Token endpoint {token_url}; API {api_url}");
+            println!(
+                "Token endpoint {}; API {}",
+                redact_url(token_url),
+                redact_url(api_url)
+            );
             let secret = args
                 .client_secret
                 .clone()
@@ -875,7 +971,9 @@ async fn run(args: Args) -> Result<bool, String> {
         }
         _ => unreachable!("embedded mode has servers"),
     };
-    let api_url = reqwest::Url::parse(&api_url).map_err(|e| format!("--url {api_url:?}: {e}"))?;
+    // The URL may hold credentials: the message does not repeat it.
+    let api_url =
+        reqwest::Url::parse(&api_url).map_err(|e| format!("--url is not a valid URL: {e}"))?;
 
     let (cache, endpoint_fetches) = build_cache(source, &args);
     let layer = BearerAuthLayer::with_cache(cache.clone());
@@ -898,7 +996,14 @@ async fn run(args: Args) -> Result<bool, String> {
     let started = Instant::now();
     let run = Arc::new(Run {
         workload,
-        deadline: workload.duration.map(|d| started + d),
+        deadline: match workload.duration {
+            Some(d) => Some(
+                started
+                    .checked_add(d)
+                    .ok_or("--duration is too long for this clock")?,
+            ),
+            None => None,
+        },
         tickets: AtomicU64::new(0),
         cache: cache.clone(),
         waited_for_first_token: OnceLock::new(),
@@ -1218,4 +1323,48 @@ fn stdin_is_a_pipe() -> bool {
 #[cfg(not(unix))]
 fn stdin_is_a_pipe() -> bool {
     false
+}
+
+// Run with `cargo test --all-features --example demo`: the arguments'
+// Debug cannot be observed from outside the process.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_the_arguments_shows_no_secret() {
+        let args = [
+            "--token-url",
+            "http://cid:PASSW0RD@127.0.0.1/token?k=K3Y",
+            "--client-id",
+            "id",
+            "--client-secret",
+            "S3CRET",
+            "--token-header",
+            "x-api-key: H34DER",
+            "--api-header",
+            "tenant: H34DER",
+            "--url",
+            "http://u:PASS@127.0.0.1/api?api_key=K3Y",
+        ];
+        let Ok(Command::Run(parsed)) = parse_args(args.map(String::from)) else {
+            panic!("the arguments parse");
+        };
+        let shown = format!("{parsed:?}");
+        for secret in ["PASSW0RD", "PASS", "K3Y", "S3CRET", "H34DER"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("x-api-key"), "{shown}");
+        assert!(shown.contains("http://127.0.0.1/api"), "{shown}");
+    }
+
+    #[test]
+    fn redacted_urls_keep_scheme_host_and_path_only() {
+        assert_eq!(
+            redact_url("https://u:p@example.com:8443/a/b?api_key=x#f"),
+            "https://example.com:8443/a/b"
+        );
+        assert!(!redact_url("not a url: u:p@host").contains("u:p"));
+        assert_eq!(redact_url("not a url?api_key=x"), "not a url");
+    }
 }

@@ -240,3 +240,97 @@ async fn remote_mode_sends_the_given_credentials_and_headers() {
     assert_eq!(json["ok"], 10);
     assert_eq!(json["token_fetches"], 1);
 }
+
+#[test]
+fn huge_numbers_exit_2_instead_of_panicking() {
+    for args in [
+        &["--duration", "18446744073709551615"][..],
+        &["--ttl", "18446744073709551615"],
+        &["--concurrency", "18446744073709551615"],
+        &["--serve", "18446744073709551615"],
+    ] {
+        let output = run_demo(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with(&format!("error: {} must be at most ", args[0])),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn mistyped_headers_are_refused_without_repeating_them() {
+    for args in [
+        &["--token-header", "x-api-key=S3CR3T-HEADER"][..],
+        &["--token-header=x-api-key S3CR3T-HEADER: v"],
+        &["--api-header", "x-api-key: S3CR3T-HEADER\u{7f}"],
+        &["-x=S3CR3T-HEADER"],
+        &["S3CR3T-HEADER"],
+    ] {
+        let output = run_demo(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(all.starts_with("error: "), "{all}");
+        assert!(!all.contains("S3CR3T"), "{args:?}: {all}");
+    }
+}
+
+#[tokio::test]
+async fn url_credentials_and_query_secrets_stay_out_of_the_output() {
+    let (addr, server) = start_provider().await;
+    // A port nothing listens on: the API cannot be reached.
+    let unreachable = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let token_url = format!("http://cid:PASSW0RD@{addr}/token?client_key=K3Y#K3Y");
+    let api_url = format!("http://user:PASS@{unreachable}/api?api_key=K3Y");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(demo_binary())
+            .args([
+                "--token-url",
+                &token_url,
+                "--client-id",
+                "id",
+                "--token-header",
+                "x-extra: yes",
+                "--url",
+                &api_url,
+                "--requests",
+                "3",
+            ])
+            .env("CLIENT_SECRET", "s3cret")
+            .output()
+            .expect("the demo runs")
+    })
+    .await
+    .unwrap();
+    server.abort();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stdout.contains(&format!(
+            "Token endpoint http://{addr}/token; API http://{unreachable}/api"
+        )),
+        "{stdout}"
+    );
+    // The token came; the API call failed in reqwest, whose errors name the URL.
+    assert!(
+        stderr.contains("error: the API could not be reached: "),
+        "{stderr}"
+    );
+    for secret in ["PASS", "K3Y", "s3cret"] {
+        assert!(!stdout.contains(secret), "{secret} in {stdout}");
+        assert!(!stderr.contains(secret), "{secret} in {stderr}");
+    }
+    let json = summary(&output);
+    assert_eq!(json["requests"], 3);
+    assert_eq!(json["failed"], 3);
+}
