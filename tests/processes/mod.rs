@@ -6,27 +6,31 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
-/// The compiled `demo` example: `cargo test` builds examples next to the
-/// test binaries (`<target>/<profile>/examples/`); when run alone, build it.
+/// The compiled `demo` example, built (or found up to date) once per test
+/// process: `cargo test` builds examples with tests only as test harnesses,
+/// and a binary left from an earlier build may be stale.
 pub fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("tests run from <target>/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("demo{}", std::env::consts::EXE_SUFFIX));
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--example", "demo", "--all-features"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the demo failed");
-    }
-    binary
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--example", "demo", "--all-features"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building the demo failed");
+            let exe = std::env::current_exe().expect("the test binary's path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|deps| deps.parent())
+                .expect("tests run from <target>/<profile>/deps");
+            profile_dir
+                .join("examples")
+                .join(format!("demo{}", std::env::consts::EXE_SUFFIX))
+        })
+        .clone()
 }
 
 #[cfg(feature = "redis")]
