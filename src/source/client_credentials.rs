@@ -328,29 +328,31 @@ impl ClientCredentialsBuilder {
                 secrets.add(value);
             }
         }
-        if let Some(secret) = &self.client_secret {
+        let basic = self.client_secret.as_ref().map(|secret| {
+            let pair = format!(
+                "{}:{}",
+                form_urlencode(&self.client_id),
+                form_urlencode(secret.secret())
+            );
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
             secrets.add(secret.secret());
-        }
-        let client_auth = match (&self.client_secret, self.auth_style) {
-            (Some(secret), AuthStyle::Basic) => {
-                let pair = format!(
-                    "{}:{}",
-                    form_urlencode(&self.client_id),
-                    form_urlencode(secret.secret())
-                );
-                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-                secrets.add_verbatim(&encoded);
+            // Whatever the style: the Basic form reveals the secret too.
+            secrets.add_verbatim(&encoded);
+            encoded
+        });
+        let client_auth = match (&self.client_secret, basic, self.auth_style) {
+            (Some(_), Some(encoded), AuthStyle::Basic) => {
                 let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
                     .expect("base64 is a valid header value");
                 value.set_sensitive(true);
                 headers.insert(AUTHORIZATION, value);
                 Vec::new()
             }
-            (Some(secret), AuthStyle::RequestBody) => vec![
+            (Some(secret), _, AuthStyle::RequestBody) => vec![
                 ("client_id", self.client_id.clone()),
                 ("client_secret", secret.secret().to_owned()),
             ],
-            (None, _) => vec![("client_id", self.client_id.clone())],
+            _ => vec![("client_id", self.client_id.clone())],
         };
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         form.extend(client_auth.iter().map(|(k, v)| (*k, v.as_str())));
