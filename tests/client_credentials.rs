@@ -325,12 +325,16 @@ async fn expires_in_shapes() {
     let cases = [
         (r#""expires_in":3600"#, Some(Duration::from_secs(3600))),
         (r#""expires_in":"3600""#, Some(Duration::from_secs(3600))),
-        (r#""expires_in":1.5"#, Some(Duration::from_millis(1500))),
+        // Rounded down to whole seconds, as providers stamp expiry.
+        (r#""expires_in":1.5"#, Some(Duration::from_secs(1))),
         (r#""expires_in":null"#, None),
         (r#""unrelated":1"#, None),
         // Zero, negative and non-numeric mean "unknown": the cache's default applies.
         (r#""expires_in":0"#, None),
         (r#""expires_in":-30"#, None),
+        // Below one second rounds to zero: unknown, not a fetch per request.
+        (r#""expires_in":0.0001"#, None),
+        (r#""expires_in":"0.001""#, None),
         (r#""expires_in":"an hour""#, None),
         // Absurd values are clamped to about a year.
         (
@@ -343,6 +347,31 @@ async fn expires_in_shapes() {
         let token = fetch_from(200, &[], &body).await.unwrap();
         assert_eq!(token.lifetime(), expected, "{field}");
     }
+}
+
+#[tokio::test]
+async fn a_sub_second_expires_in_does_not_make_every_request_fetch() {
+    let endpoint =
+        Endpoint::answering(200, &[], r#"{"access_token":"t","expires_in":0.001}"#).await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .client_secret(SECRET)
+        .build()
+        .unwrap();
+    let mut api = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(source))
+        .service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(()))
+        });
+    for _ in 0..20 {
+        api.ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(()))
+            .await
+            .unwrap();
+    }
+    // The cache's default lifetime (minutes) applies: one fetch in all.
+    assert_eq!(endpoint.requests().len(), 1);
 }
 
 #[tokio::test]
@@ -458,6 +487,95 @@ async fn other_client_errors_are_permanent() {
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(err.to_string().contains("<h1>Not Found</h1>"), "{err}");
+}
+
+#[tokio::test]
+async fn a_long_failure_answer_is_judged_by_its_status() {
+    // A maintenance page bigger than the cap: still transient, Retry-After kept.
+    let page = format!(
+        "<html>down for maintenance{}</html>",
+        " ".repeat(100 * 1024)
+    );
+    let err = fetch_from(503, &[("retry-after", "30")], &page)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientCredentialsError::HttpStatus { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(
+        err.class(),
+        ErrorClass::Transient {
+            retry_after: Some(Duration::from_secs(30))
+        }
+    );
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(30)));
+    let shown = err.to_string();
+    assert!(
+        shown.starts_with(
+            "the token endpoint answered HTTP 503 Service Unavailable: <html>down for maintenance"
+        ),
+        "{shown}"
+    );
+    assert!(
+        shown.ends_with(&format!("(reading stopped at {MAX_RESPONSE_BYTES} bytes)")),
+        "{shown}"
+    );
+    assert!(
+        shown.len() < MAX_BODY_EXCERPT_BYTES + 200,
+        "{}",
+        shown.len()
+    );
+
+    // Other statuses keep their class too.
+    let err = fetch_from(429, &[("retry-after", "5")], &page)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.class(),
+        ErrorClass::Transient {
+            retry_after: Some(Duration::from_secs(5))
+        }
+    );
+    let err = fetch_from(400, &[], &page).await.unwrap_err();
+    assert!(
+        matches!(err, ClientCredentialsError::HttpStatus { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), ErrorClass::Permanent);
+
+    // A success answer over the cap is still refused as too large.
+    let err = fetch_from(200, &[], &page).await.unwrap_err();
+    assert!(
+        matches!(err, ClientCredentialsError::BodyTooLarge { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_endless_failure_answer_is_cut_and_judged_by_its_status() {
+    let endpoint = Endpoint::start(Arc::new(|| {
+        Box::pin(async {
+            http::Response::builder()
+                .status(StatusCode::BAD_GATEWAY)
+                .header("retry-after", "3")
+                .body(Endless.boxed())
+                .unwrap()
+        })
+    }))
+    .await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .build()
+        .unwrap();
+    let err = source.fetch().await.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::BAD_GATEWAY));
+    assert_eq!(
+        err.class(),
+        ErrorClass::Transient {
+            retry_after: Some(Duration::from_secs(3))
+        }
+    );
 }
 
 #[tokio::test]
@@ -608,6 +726,140 @@ async fn no_secret_shows_in_debug_or_display() {
     assert!(!shown.contains("SECRET"), "{shown}");
     assert!(shown.contains("[redacted]"), "{shown}");
     assert!(shown.contains("x-api-key"), "{shown}");
+}
+
+const API_KEY: &str = "key-ECHOED-1";
+/// SECRET as it travels in the form.
+const SECRET_FORM: &str = "p%2Bss+w%25rd%3Ax%2Fy";
+/// base64 of "my+client:p%2Bss+w%25rd%3Ax%2Fy", the Basic credentials.
+const BASIC: &str = "bXkrY2xpZW50OnAlMkJzcyt3JTI1cmQlM0F4JTJGeQ==";
+
+fn assert_no_secret(shown: &str) {
+    for secret in [SECRET, SECRET_FORM, BASIC, API_KEY] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_echoing_the_secrets_cannot_put_them_in_an_error() {
+    let cases = [
+        // A text page echoing the request form.
+        (
+            400,
+            "text/html",
+            format!(
+                "rejected {SECRET_FORM} with key {API_KEY}; request was \
+                 grant_type=client_credentials&client_id=my+client&client_secret={SECRET_FORM}"
+            ),
+            "rejected [redacted] with key [redacted]; request was",
+        ),
+        // The raw values and the Basic header, on a transient page.
+        (
+            503,
+            "text/plain",
+            format!("upstream saw {SECRET} / {API_KEY} / Authorization: Basic {BASIC}"),
+            "upstream saw [redacted] / [redacted] / Authorization: Basic [redacted]",
+        ),
+        // An OAuth2 error whose text repeats them.
+        (
+            401,
+            "application/json",
+            serde_json::json!({
+                "error": "invalid_client",
+                "error_description": format!("client secret '{SECRET}' with key '{API_KEY}' is wrong"),
+                "error_uri": format!("https://docs.example.com/e?key={API_KEY}"),
+            })
+            .to_string(),
+            "invalid_client: client secret '[redacted]' with key '[redacted]' is wrong \
+             (see https://docs.example.com/e?key=[redacted])",
+        ),
+    ];
+    for (status, content_type, body, kept) in cases {
+        let endpoint = Endpoint::answering(status, &[("content-type", content_type)], &body).await;
+        for style in [AuthStyle::RequestBody, AuthStyle::Basic] {
+            let source = ClientCredentials::builder(endpoint.url(), ID)
+                .client_secret(SECRET)
+                .auth_style(style)
+                .header("x-api-key", API_KEY)
+                .build()
+                .unwrap();
+            let err = source.fetch().await.unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert_no_secret(&shown);
+            // What is not secret stays, to say what went wrong.
+            assert!(err.to_string().contains(kept), "{err}");
+
+            // Through the cache, the shared TokenError says no more.
+            let mut api = ServiceBuilder::new()
+                .layer(BearerAuthLayer::new(source))
+                .service_fn(|_req: http::Request<()>| async {
+                    Ok::<_, Infallible>(http::Response::new(()))
+                });
+            let err = api
+                .ready()
+                .await
+                .unwrap()
+                .call(http::Request::new(()))
+                .await
+                .unwrap_err();
+            let Error::Token(token_err) = &err else {
+                panic!("{err:?}")
+            };
+            let shown = format!("{err} {err:?} {token_err} {token_err:?}");
+            assert_no_secret(&shown);
+            assert!(shown.contains("[redacted]"), "{shown}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn json_values_under_secret_keys_are_hidden() {
+    let err = fetch_from(
+        400,
+        &[],
+        r#"{"message":"bad request","client_assertion":"eyJ-HIDDEN","password":"pw-HIDDEN","api_key":"k-HIDDEN"}"#,
+    )
+    .await
+    .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("HIDDEN"), "{shown}");
+    assert!(shown.contains("bad request"), "{shown}");
+}
+
+#[tokio::test]
+async fn extra_parameters_show_by_name_only() {
+    let endpoint = Endpoint::answering(
+        400,
+        &[("content-type", "text/plain")],
+        "assertion eyJ-ASSERT-value was refused",
+    )
+    .await;
+    let builder = ClientCredentials::builder(endpoint.url(), ID)
+        .param(
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        )
+        .param("client_assertion", "eyJ-ASSERT-value")
+        .param("audience", "aud-VALUE");
+    let source = builder.clone().build().unwrap();
+    for shown in [format!("{builder:?}"), format!("{source:?}")] {
+        for name in ["client_assertion_type", "client_assertion", "audience"] {
+            assert!(shown.contains(name), "{name} not in {shown}");
+        }
+        for value in ["jwt-bearer", "ASSERT", "aud-VALUE"] {
+            assert!(!shown.contains(value), "{value} in {shown}");
+        }
+    }
+    // The values are still sent, and a secret-named one is scrubbed if echoed.
+    let err = source.fetch().await.unwrap_err();
+    assert_eq!(
+        endpoint.requests()[0].form()["client_assertion"],
+        "eyJ-ASSERT-value"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the token endpoint answered HTTP 400 Bad Request: assertion [redacted] was refused"
+    );
 }
 
 #[tokio::test]

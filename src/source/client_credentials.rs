@@ -44,16 +44,21 @@
 //!
 //! - The body is JSON whatever the `content-type` says; a body that is not
 //!   JSON is read as a form (`application/x-www-form-urlencoded` or
-//!   `text/plain`). At most [`MAX_RESPONSE_BYTES`] are read.
-//! - `expires_in` may be a number, a numeric string or a fraction. Missing or
-//!   `null`, the token has no lifetime and the cache's
+//!   `text/plain`). At most [`MAX_RESPONSE_BYTES`] are read: a longer
+//!   success answer is an error ([`ClientCredentialsError::BodyTooLarge`]);
+//!   a longer failure answer (a big maintenance page with `503`) is judged
+//!   by its status on what was read.
+//! - `expires_in` may be a number, a numeric string or a fraction.
+//!   Fractions are rounded down to whole seconds (`1.5` is one second):
+//!   providers stamp expiry in whole seconds. Missing or `null`, the token
+//!   has no lifetime and the cache's
 //!   [`default_lifetime`](crate::TokenCacheBuilder::default_lifetime) applies.
-//!   **Zero, negative or non-numeric** values are treated the same way, as
-//!   "unknown": a zero lifetime would make every request fetch a new token,
-//!   and a provider that sends one means "no expiry stated" far more often
-//!   than "already dead"; a token that dies sooner is dropped on its first
-//!   401. Values above [`crate::cache::MAX_LIFETIME`] (about a
-//!   year) are clamped to it.
+//!   **Zero, below one second, negative or non-numeric** values are treated
+//!   the same way, as "unknown": a lifetime of (next to) nothing would make
+//!   every request fetch a new token, and a provider that sends one means
+//!   "no expiry stated" far more often than "already dead"; a token that
+//!   dies sooner is dropped on its first 401. Values above
+//!   [`crate::cache::MAX_LIFETIME`] (about a year) are clamped to it.
 //! - `token_type` is compared without regard to case (`bearer` becomes
 //!   `Bearer`); missing, it is `Bearer`.
 //! - A missing or empty `access_token` is an error.
@@ -66,8 +71,15 @@
 //! that are not a token response at all are transient (a `Retry-After` is
 //! kept); other `4xx` answers and OAuth2 errors such as `invalid_client` are
 //! permanent, even when sent with status `200`. The client secret and the
-//! token never appear in `Debug`, `Display` or logs: kept bodies are cut to
-//! [`MAX_BODY_EXCERPT_BYTES`] and stripped of token values.
+//! token never appear in `Debug`, `Display` or logs, even when the endpoint
+//! echoes them back: every form of the source's own secrets (the client
+//! secret raw and form-encoded, the Basic credentials, extra header values,
+//! extra parameters named like secrets) becomes `[redacted]` in kept bodies
+//! and in the provider's `error`, `error_description` and `error_uri`; JSON
+//! values under keys naming a token, secret, password, assertion or API key
+//! are hidden; text that is not JSON is cut before the words `token`,
+//! `secret` and `password`; and kept bodies are cut to
+//! [`MAX_BODY_EXCERPT_BYTES`]. `Debug` shows extra parameters by name only.
 //!
 //! # Avionté
 //!
@@ -307,25 +319,40 @@ impl ClientCredentialsBuilder {
             header_value.set_sensitive(true);
             headers.append(header_name, header_value);
         }
-        let client_auth = match (&self.client_secret, self.auth_style) {
-            (Some(secret), AuthStyle::Basic) => {
-                let pair = format!(
-                    "{}:{}",
-                    form_urlencode(&self.client_id),
-                    form_urlencode(secret.secret())
-                );
-                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+        let mut secrets = Secrets::default();
+        for (_, value) in &self.headers {
+            secrets.add(value.secret());
+        }
+        for (name, value) in &self.extra_params {
+            if secret_key(name) {
+                secrets.add(value);
+            }
+        }
+        let basic = self.client_secret.as_ref().map(|secret| {
+            let pair = format!(
+                "{}:{}",
+                form_urlencode(&self.client_id),
+                form_urlencode(secret.secret())
+            );
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            secrets.add(secret.secret());
+            // Whatever the style: the Basic form reveals the secret too.
+            secrets.add_verbatim(&encoded);
+            encoded
+        });
+        let client_auth = match (&self.client_secret, basic, self.auth_style) {
+            (Some(_), Some(encoded), AuthStyle::Basic) => {
                 let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
                     .expect("base64 is a valid header value");
                 value.set_sensitive(true);
                 headers.insert(AUTHORIZATION, value);
                 Vec::new()
             }
-            (Some(secret), AuthStyle::RequestBody) => vec![
+            (Some(secret), _, AuthStyle::RequestBody) => vec![
                 ("client_id", self.client_id.clone()),
                 ("client_secret", secret.secret().to_owned()),
             ],
-            (None, _) => vec![("client_id", self.client_id.clone())],
+            _ => vec![("client_id", self.client_id.clone())],
         };
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         form.extend(client_auth.iter().map(|(k, v)| (*k, v.as_str())));
@@ -357,6 +384,7 @@ impl ClientCredentialsBuilder {
                 extra_params: self.extra_params,
                 headers,
                 body: ClientSecret::new(body),
+                secrets: secrets.finish(),
                 timeout: self.timeout,
                 http_client,
             }),
@@ -372,7 +400,8 @@ impl fmt::Debug for ClientCredentialsBuilder {
             .field("client_secret", &self.client_secret)
             .field("scopes", &self.scopes)
             .field("auth_style", &self.auth_style)
-            .field("extra_params", &self.extra_params)
+            // Names only: a value may be a secret such as a client_assertion.
+            .field("extra_params", &param_names(&self.extra_params))
             .field(
                 "headers",
                 &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
@@ -469,6 +498,8 @@ struct Inner {
     headers: HeaderMap,
     // The encoded form; it may hold the client secret.
     body: ClientSecret,
+    // Scrubbed from anything the endpoint sends back that an error keeps.
+    secrets: Secrets,
     timeout: Duration,
     http_client: reqwest::Client,
 }
@@ -582,16 +613,31 @@ impl ClientCredentialsSource {
             .map(|v| v.to_ascii_lowercase())
             .unwrap_or_default();
         let mut body = Vec::new();
+        let mut cut = false;
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(ClientCredentialsError::BodyTooLarge {
-                    status,
-                    limit: MAX_RESPONSE_BYTES,
-                });
+                if status.is_success() {
+                    return Err(ClientCredentialsError::BodyTooLarge {
+                        status,
+                        limit: MAX_RESPONSE_BYTES,
+                    });
+                }
+                // A failure's status and Retry-After say what to do; a long
+                // maintenance page must not turn a 503 into a permanent error.
+                body.extend_from_slice(&chunk[..MAX_RESPONSE_BYTES - body.len()]);
+                cut = true;
+                break;
             }
             body.extend_from_slice(&chunk);
         }
-        interpret(status, &content_type, &body, retry_after)
+        let answer = Answer {
+            status,
+            content_type: &content_type,
+            body: &body,
+            cut,
+            retry_after,
+        };
+        interpret(&answer, &inner.secrets)
     }
 }
 
@@ -603,7 +649,7 @@ impl fmt::Debug for ClientCredentialsSource {
             .field("client_id", &inner.client_id)
             .field("scopes", &inner.scopes)
             .field("auth_style", &inner.auth_style)
-            .field("extra_params", &inner.extra_params)
+            .field("extra_params", &param_names(&inner.extra_params))
             .field(
                 "extra_headers",
                 &inner
@@ -940,20 +986,33 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// Turns the endpoint's answer into a token or an error.
-fn interpret(
+/// What the endpoint answered, as far as it was read.
+struct Answer<'a> {
     status: StatusCode,
-    content_type: &str,
-    body: &[u8],
+    content_type: &'a str,
+    body: &'a [u8],
+    // Reading stopped at MAX_RESPONSE_BYTES (failure statuses only).
+    cut: bool,
     retry_after: Option<Duration>,
-) -> Result<Token, ClientCredentialsError> {
+}
+
+/// Turns the endpoint's answer into a token or an error.
+fn interpret(answer: &Answer<'_>, secrets: &Secrets) -> Result<Token, ClientCredentialsError> {
+    let Answer {
+        status,
+        content_type,
+        body,
+        cut,
+        retry_after,
+    } = *answer;
+    let excerpt = || body_excerpt(body, cut, secrets);
     let fields = parse_fields(content_type, body);
     let text_field = |name: &str| {
         fields
             .as_ref()
             .and_then(|f| f.get(name))
             .and_then(Value::as_str)
-            .map(provider_text)
+            .map(|text| provider_text(text, secrets))
     };
     let access_token = fields
         .as_ref()
@@ -976,7 +1035,7 @@ fn interpret(
     if !status.is_success() {
         return Err(ClientCredentialsError::HttpStatus {
             status,
-            body: body_excerpt(body),
+            body: excerpt(),
             retry_after,
         });
     }
@@ -984,7 +1043,7 @@ fn interpret(
         return Err(ClientCredentialsError::InvalidResponse {
             status,
             reason: NOT_A_TOKEN_RESPONSE,
-            body: body_excerpt(body),
+            body: excerpt(),
         });
     };
     let Some(access_token) = access_token else {
@@ -996,7 +1055,7 @@ fn interpret(
         return Err(ClientCredentialsError::InvalidResponse {
             status,
             reason,
-            body: body_excerpt(body),
+            body: excerpt(),
         });
     };
     let token_type = match fields.get("token_type") {
@@ -1006,7 +1065,7 @@ fn interpret(
             return Err(ClientCredentialsError::InvalidResponse {
                 status,
                 reason: "the token_type is not a string",
-                body: body_excerpt(body),
+                body: excerpt(),
             });
         }
     };
@@ -1054,51 +1113,138 @@ fn lifetime(expires_in: Option<&Value>) -> Option<Duration> {
         Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => None?,
     };
-    if !seconds.is_finite() || seconds <= 0.0 {
+    // Whole seconds: `0.001` would otherwise mean a fetch per request.
+    let seconds = seconds.floor();
+    if !seconds.is_finite() || seconds < 1.0 {
         return None;
     }
-    Some(Duration::try_from_secs_f64(seconds).map_or(MAX_LIFETIME, |d| d.min(MAX_LIFETIME)))
+    if seconds >= MAX_LIFETIME.as_secs_f64() {
+        return Some(MAX_LIFETIME);
+    }
+    Some(Duration::from_secs(seconds as u64))
 }
 
-/// Provider text for an error message: bounded, on one line.
-fn provider_text(text: &str) -> String {
-    one_line(&truncate(text, MAX_PROVIDER_TEXT))
+/// Every form the source's own secrets take on the wire, so that text the
+/// endpoint sends back (an echoed request, say) can be scrubbed of them.
+#[derive(Clone, Default)]
+struct Secrets(Vec<String>);
+
+impl Secrets {
+    /// A secret, as sent raw (a header), form-encoded (the body), or
+    /// percent-encoded with `%20` (how some servers re-encode it).
+    fn add(&mut self, secret: &str) {
+        self.add_verbatim(secret);
+        let form = form_urlencode(secret);
+        self.add_verbatim(&form.replace('+', "%20"));
+        self.add_verbatim(&form);
+        // As it would appear inside a JSON string that did not parse.
+        if let Ok(json) = serde_json::to_string(secret) {
+            self.add_verbatim(&json[1..json.len() - 1]);
+        }
+    }
+
+    fn add_verbatim(&mut self, text: &str) {
+        if !text.is_empty() && !self.0.iter().any(|s| s == text) {
+            self.0.push(text.to_owned());
+        }
+    }
+
+    /// Longest first, so that a secret holding another goes whole.
+    fn finish(mut self) -> Self {
+        self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let mut text = text.to_owned();
+        for secret in &self.0 {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "[redacted]");
+            }
+        }
+        text
+    }
+
+    fn scrub_json(&self, value: &mut Value) {
+        match value {
+            Value::String(text) => *text = self.scrub(text),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.scrub_json(v)),
+            _ => {}
+        }
+    }
 }
 
-/// The start of a body for an error message: token values removed, bounded,
-/// on one line.
-fn body_excerpt(body: &[u8]) -> String {
+/// The names of the extra parameters, for `Debug`.
+fn param_names(params: &[(String, String)]) -> Vec<&str> {
+    params.iter().map(|(name, _)| name.as_str()).collect()
+}
+
+/// Provider text for an error message: scrubbed of the source's secrets,
+/// bounded, on one line.
+fn provider_text(text: &str, secrets: &Secrets) -> String {
+    one_line(&truncate(&secrets.scrub(text), MAX_PROVIDER_TEXT, false))
+}
+
+/// Words in text that is not JSON after which a secret may follow.
+const SECRET_WORDS: [&str; 3] = ["token", "secret", "password"];
+
+/// The start of a body for an error message: the source's secrets, token
+/// values and other secret-looking values removed, bounded, on one line.
+fn body_excerpt(body: &[u8], cut: bool, secrets: &Secrets) -> String {
     let text = match serde_json::from_slice::<Value>(body) {
         Ok(mut value) => {
-            redact_tokens(&mut value);
-            value.to_string()
+            redact_secret_keys(&mut value);
+            secrets.scrub_json(&mut value);
+            // Serializing escapes again; scrub that form too.
+            secrets.scrub(&value.to_string())
         }
         Err(_) => {
-            let text = String::from_utf8_lossy(&body[..body.len().min(MAX_RESPONSE_BYTES)]);
-            // Not JSON: cut before anything that may be a token value.
-            match find_ascii_case_insensitive(&text, "token") {
-                Some(at) => format!("{} [rest redacted]", &text[..at + "token".len()]),
-                None => text.into_owned(),
+            let text = secrets.scrub(&String::from_utf8_lossy(body));
+            // Not JSON: cut before anything that may be a secret value.
+            let at = SECRET_WORDS
+                .iter()
+                .filter_map(|word| {
+                    find_ascii_case_insensitive(&text, word).map(|at| at + word.len())
+                })
+                .min();
+            match at {
+                Some(at) => format!("{} [rest redacted]", &text[..at]),
+                None => text,
             }
         }
     };
-    one_line(&truncate(&text, MAX_BODY_EXCERPT_BYTES))
+    one_line(&truncate(&text, MAX_BODY_EXCERPT_BYTES, cut))
 }
 
-fn redact_tokens(value: &mut Value) {
+/// Whether a JSON key or parameter name names a secret.
+fn secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    (key.contains("token") && key != "token_type")
+        || [
+            "secret",
+            "password",
+            "assertion",
+            "api_key",
+            "apikey",
+            "api-key",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+fn redact_secret_keys(value: &mut Value) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
-                if key.to_ascii_lowercase().contains("token")
-                    && !key.eq_ignore_ascii_case("token_type")
-                {
+                if secret_key(key) {
                     *v = Value::String("[redacted]".to_owned());
                 } else {
-                    redact_tokens(v);
+                    redact_secret_keys(v);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(redact_tokens),
+        Value::Array(items) => items.iter_mut().for_each(redact_secret_keys),
         _ => {}
     }
 }
@@ -1110,15 +1256,23 @@ fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
         .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
+/// At most `max` bytes of `text`; `cut` says the text is itself the start
+/// of a longer body, whose full length is unknown.
+fn truncate(text: &str, max: usize, cut: bool) -> String {
+    let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}… ({} bytes in all)", &text[..end], text.len())
+    if cut {
+        format!(
+            "{}… (reading stopped at {MAX_RESPONSE_BYTES} bytes)",
+            &text[..end]
+        )
+    } else if end < text.len() {
+        format!("{}… ({} bytes in all)", &text[..end], text.len())
+    } else {
+        text.to_owned()
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -1132,7 +1286,18 @@ mod tests {
     use super::*;
 
     fn ok(body: &str) -> Result<Token, ClientCredentialsError> {
-        interpret(StatusCode::OK, "application/json", body.as_bytes(), None)
+        let answer = Answer {
+            status: StatusCode::OK,
+            content_type: "application/json",
+            body: body.as_bytes(),
+            cut: false,
+            retry_after: None,
+        };
+        interpret(&answer, &Secrets::default())
+    }
+
+    fn excerpt(body: &[u8]) -> String {
+        body_excerpt(body, false, &Secrets::default())
     }
 
     #[test]
@@ -1151,7 +1316,12 @@ mod tests {
         };
         assert_eq!(life("3600"), Some(Duration::from_secs(3600)));
         assert_eq!(life("\"3600\""), Some(Duration::from_secs(3600)));
-        assert_eq!(life("3599.5"), Some(Duration::from_millis(3_599_500)));
+        // Rounded down to whole seconds; below one second is unknown.
+        assert_eq!(life("3599.5"), Some(Duration::from_secs(3599)));
+        assert_eq!(life("1.999"), Some(Duration::from_secs(1)));
+        assert_eq!(life("0.999"), None);
+        assert_eq!(life("0.0001"), None);
+        assert_eq!(life("\"0.001\""), None);
         assert_eq!(life("\" 60 \""), Some(Duration::from_secs(60)));
         assert_eq!(life("null"), None);
         assert_eq!(life("0"), None);
@@ -1183,20 +1353,69 @@ mod tests {
     #[test]
     fn excerpts_never_keep_token_values() {
         let json = br#"{"access_token":"SECRET1","nested":{"refresh_token":"SECRET2"},"token_type":"bearer"}"#;
-        let kept = body_excerpt(json);
+        let kept = excerpt(json);
         assert!(!kept.contains("SECRET"), "{kept}");
         assert!(kept.contains("bearer"), "{kept}");
         let broken = br#"{"access_token": "SECRET3", "expires_in": "#;
-        let kept = body_excerpt(broken);
+        let kept = excerpt(broken);
         assert!(!kept.contains("SECRET"), "{kept}");
         let form = b"x=1&access_token=SECRET4";
-        assert!(!body_excerpt(form).contains("SECRET"));
+        assert!(!excerpt(form).contains("SECRET"));
+    }
+
+    #[test]
+    fn excerpts_hide_values_under_secret_keys() {
+        let json = br#"{"message":"bad","client_secret":"V1","Password":"V2","client_assertion":"V3","x":{"api_key":"V4","apiKey":"V5"}}"#;
+        let kept = excerpt(json);
+        assert!(!kept.contains('V'), "{kept}");
+        assert!(kept.contains(r#""message":"bad""#), "{kept}");
+        for (text, kept_part) in [
+            ("rejected: client_secret=V1", "rejected: client_secret"),
+            ("bad PASSWORD V2", "bad PASSWORD"),
+            ("id=a&token V3", "id=a&token"),
+        ] {
+            assert_eq!(
+                excerpt(text.as_bytes()),
+                format!("{kept_part} [rest redacted]")
+            );
+        }
+    }
+
+    #[test]
+    fn the_sources_secrets_are_scrubbed_in_every_form() {
+        let mut secrets = Secrets::default();
+        secrets.add("p+ss w\"rd");
+        secrets.add("key-1");
+        let secrets = secrets.finish();
+        for echoed in [
+            "p+ss w\"rd",
+            "p%2Bss+w%22rd",
+            "p%2Bss%20w%22rd",
+            "p+ss w\\\"rd",
+            "key-1",
+        ] {
+            let text = format!("got {echoed} here");
+            assert_eq!(secrets.scrub(&text), "got [redacted] here", "{echoed}");
+        }
+        let json = br#"{"message":"got p+ss w\"rd and key-1"}"#;
+        let kept = body_excerpt(json, false, &secrets);
+        assert_eq!(kept, r#"{"message":"got [redacted] and [redacted]"}"#);
+        assert_eq!(provider_text("bad key-1", &secrets), "bad [redacted]");
+    }
+
+    #[test]
+    fn a_cut_body_says_reading_stopped() {
+        let kept = body_excerpt(&[b'x'; 100], true, &Secrets::default());
+        assert_eq!(
+            kept,
+            format!("{}… (reading stopped at 65536 bytes)", "x".repeat(100))
+        );
     }
 
     #[test]
     fn excerpts_are_bounded_and_on_one_line() {
         let long = "é\n".repeat(10_000);
-        let kept = body_excerpt(long.as_bytes());
+        let kept = excerpt(long.as_bytes());
         assert!(kept.len() < MAX_BODY_EXCERPT_BYTES + 64, "{}", kept.len());
         assert!(!kept.contains('\n'));
         assert!(kept.ends_with("(30000 bytes in all)"), "{kept}");
