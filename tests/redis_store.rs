@@ -318,7 +318,7 @@ async fn a_failed_fetch_releases_the_lease_and_keeps_its_class() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    // The default lease lasts 10 s: only a prompt release lets B in quickly.
+    // The default lease lasts 15 s: only a prompt release lets B in quickly.
     let shared = store(&redis).share(RejectedSource, key());
     assert_eq!(shared.kind(), "rejected");
     let lease_key = format!("{}:lease", shared.redis_key());
@@ -469,4 +469,190 @@ async fn a_cache_that_asks_again_gets_a_newer_token_once_per_fleet() {
         "Bearer token-2"
     );
     assert_eq!(source.calls(), 2);
+}
+
+/// A proxy in front of Redis that holds back the reply to the first command
+/// holding `NX` (the lease `SET`) for `delay`: Redis runs the command, the
+/// client gives up waiting for its answer. Returns the proxy's URL.
+async fn slow_lease_proxy(redis: &RedisServer, delay: Duration) -> String {
+    use std::sync::atomic::AtomicBool;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let upstream = redis
+        .url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let delayed_once = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let hold = Arc::new(AtomicBool::new(false));
+            let (hold_up, delayed_once) = (hold.clone(), delayed_once.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0; 65536];
+                while let Ok(n) = client_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if buf[..n].windows(2).any(|w| w == b"NX")
+                        && !delayed_once.swap(true, Ordering::SeqCst)
+                    {
+                        hold_up.store(true, Ordering::SeqCst);
+                    }
+                    if server_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0; 65536];
+                while let Ok(n) = server_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if hold.swap(false, Ordering::SeqCst) {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("redis://{addr}/")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_whose_reply_came_too_late_is_released_and_the_token_shared() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    // The lease SET's reply comes 800 ms late, past A's 500 ms timeout; A's
+    // later commands are answered in time.
+    let proxied = slow_lease_proxy(&redis, Duration::from_millis(800)).await;
+    let source = CountingSource::default();
+    let shared_a = RedisStore::builder(proxied.as_str())
+        .unwrap()
+        .operation_timeout(Duration::from_millis(500))
+        .build()
+        .share(source.clone(), key());
+    let lease_key = format!("{}:lease", shared_a.redis_key());
+    let token = with_deadline(shared_a.fetch()).await.unwrap();
+    assert_eq!(token.access_token().secret(), "token-1");
+
+    // A wrote its token and released the lease its SET did take.
+    let mut conn = redis.connect().await.unwrap();
+    let held: bool = conn.exists(&lease_key).await.unwrap();
+    assert!(!held, "no orphan lease");
+
+    // B, just after, is served A's token at once: no wait, no second fetch.
+    let cache_b = TokenCache::new(store(&redis).share(source.clone(), key()));
+    let started = Instant::now();
+    assert_eq!(
+        with_deadline(authorization(&cache_b)).await,
+        "Bearer token-1"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(source.calls(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_without_ttl_or_of_the_wrong_type_is_cleared() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let mut conn = redis.connect().await.unwrap();
+    let source = CountingSource::default();
+    let lease_key = format!(
+        "{}:lease",
+        store(&redis).share(source.clone(), key()).redis_key()
+    );
+    let redis_key = lease_key.trim_end_matches(":lease").to_owned();
+
+    // Set by hand, with no TTL: it would never expire on its own.
+    let _: () = conn.set(&lease_key, "stray").await.unwrap();
+    let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
+    let started = Instant::now();
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-1");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "served promptly, not after max_wait: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(source.calls(), 1);
+    let held: bool = conn.exists(&lease_key).await.unwrap();
+    assert!(!held);
+
+    // Of the wrong type.
+    let _: () = conn.del(&redis_key).await.unwrap();
+    let _: () = conn.hset(&lease_key, "field", "value").await.unwrap();
+    let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
+    let started = Instant::now();
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-2");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(source.calls(), 2);
+
+    // A live lease with a TTL is left alone: the reader waits for it.
+    let _: () = conn.del(&redis_key).await.unwrap();
+    let _: () = conn
+        .pset_ex(&lease_key, "another-holder", 60_000)
+        .await
+        .unwrap();
+    let cache = TokenCache::new(
+        RedisStore::builder(redis.url.as_str())
+            .unwrap()
+            .max_wait(Duration::from_millis(300))
+            .poll_interval(Duration::from_millis(20))
+            .build()
+            .share(source.clone(), key()),
+    );
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-3");
+    let holder: String = conn.get(&lease_key).await.unwrap();
+    assert_eq!(holder, "another-holder");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_settings_do_not_panic() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let source = CountingSource::default();
+    let huge = || {
+        RedisStore::builder(redis.url.as_str())
+            .unwrap()
+            .lease_ttl(Duration::MAX)
+            .max_wait(Duration::MAX)
+            .expiry_margin(Duration::MAX)
+            .default_lifetime(Duration::MAX)
+            .build()
+    };
+    let shared = huge().share(source.clone(), key());
+    let token = with_deadline(shared.fetch()).await.unwrap();
+    assert_eq!(token.access_token().secret(), "token-1");
+    // Redis down too: a direct fetch, no panic.
+    let down = RedisStore::builder("redis://127.0.0.1:1/")
+        .unwrap()
+        .max_wait(Duration::MAX)
+        .operation_timeout(Duration::MAX)
+        .build()
+        .share(source.clone(), key());
+    let token = with_deadline(down.fetch()).await.unwrap();
+    assert_eq!(token.access_token().secret(), "token-2");
 }

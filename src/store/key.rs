@@ -158,13 +158,33 @@ impl StoreKeyBuilder {
 
 impl fmt::Debug for StoreKeyBuilder {
     // Parameter values stay out of Debug output: only their names show.
+    // The URL shows without userinfo, query or fragment, which may hold
+    // credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreKeyBuilder")
-            .field("token_url", &self.token_url)
+            .field("token_url", &self.token_url.as_deref().map(redacted_url))
             .field("client_id", &self.client_id)
             .field("scopes", &self.scopes)
             .field("params", &self.params.keys().collect::<Vec<_>>())
             .finish()
+    }
+}
+
+/// `url` without userinfo, query or fragment.
+fn redacted_url(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[authority_start..]
+        .find('/')
+        .map_or(url.len(), |i| authority_start + i);
+    match url[authority_start..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}{}",
+            &url[..authority_start],
+            &url[authority_start + at + 1..]
+        ),
+        None => url.to_owned(),
     }
 }
 
@@ -246,5 +266,28 @@ mod tests {
         assert_eq!(with_secret.build(), base().build());
         let shown = base().param("audience", "value-not-shown");
         assert!(!format!("{shown:?}").contains("value-not-shown"));
+    }
+
+    #[test]
+    fn debug_redacts_the_token_url() {
+        let builder = StoreKey::builder()
+            .token_url("https://id:hunter2@idp.example.com/token?key=K3Y#frag-S3CRET");
+        let shown = format!("{builder:?}");
+        for secret in ["hunter2", "K3Y", "S3CRET", "@"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("https://idp.example.com/token"), "{shown}");
+        for (url, redacted) in [
+            (
+                "https://idp.example.com/token",
+                "https://idp.example.com/token",
+            ),
+            ("https://u:p@idp.example.com", "https://idp.example.com"),
+            ("https://idp.example.com/a@b", "https://idp.example.com/a@b"),
+            ("u:p@host/x?y", "host/x"),
+            ("", ""),
+        ] {
+            assert_eq!(redacted_url(url), redacted);
+        }
     }
 }

@@ -55,12 +55,25 @@
 //! 2. on a miss, takes a short lease (`SET <key>:lease <random> NX PX`), one
 //!    process at a time. The holder reads again (the token may have landed
 //!    meanwhile), asks the wrapped source, writes the token and releases the
-//!    lease by compare-and-delete, so it never deletes another holder's lease;
+//!    lease by compare-and-delete, so it never deletes another holder's lease.
+//!    When the lease `SET` gets no answer in time it may still have run, so
+//!    the process acts as the holder all the same: it fetches, writes and
+//!    releases, rather than leave an orphan lease that stalls the others;
 //! 3. without the lease, polls for the token to appear
 //!    ([`poll_interval`](RedisStoreBuilder::poll_interval), up to
-//!    [`max_wait`](RedisStoreBuilder::max_wait)). A holder that dies lets its
-//!    lease expire ([`lease_ttl`](RedisStoreBuilder::lease_ttl)) and a waiter
-//!    takes over; past the wait, the process fetches on its own.
+//!    [`max_wait`](RedisStoreBuilder::max_wait), 20 s by default). A holder
+//!    that dies lets its lease expire
+//!    ([`lease_ttl`](RedisStoreBuilder::lease_ttl), 15 s by default, longer
+//!    than a client-credentials fetch may take) and a waiter takes over; past
+//!    the wait, the process fetches on its own. Anything under the lease key
+//!    that no holder could have written (no TTL, not a string) is deleted on
+//!    the next read.
+//!
+//! A token read from Redis reaches the local cache with its remaining life,
+//! measured by the key's TTL. Near the end of that life the cache would clamp
+//! its own margin below the writer's (to a quarter of the remaining life), so
+//! there it gets the life Redis keeps it (the remaining life less the writer's
+//! margin) and never uses the token later than the writer's cache would.
 //!
 //! # Refresh ahead without a stampede
 //!

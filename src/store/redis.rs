@@ -20,10 +20,14 @@ use crate::token::Token;
 pub const DEFAULT_KEY_PREFIX: &str = "tower-bearer:";
 /// Default for [`RedisStoreBuilder::operation_timeout`]: 250 milliseconds.
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(250);
-/// Default for [`RedisStoreBuilder::lease_ttl`]: 10 seconds.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
-/// Default for [`RedisStoreBuilder::max_wait`]: 12 seconds.
-pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(12);
+/// Default for [`RedisStoreBuilder::lease_ttl`]: 15 seconds, comfortably
+/// longer than a client-credentials fetch may take (its default timeout is
+/// 10 s) plus the Redis operations around it.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+/// Default for [`RedisStoreBuilder::max_wait`]: 20 seconds, longer than
+/// [`DEFAULT_LEASE_TTL`] and shorter than the cache's
+/// [`DEFAULT_FETCH_TIMEOUT`](crate::cache::DEFAULT_FETCH_TIMEOUT) (30 s).
+pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(20);
 /// Default for [`RedisStoreBuilder::poll_interval`]: 50 milliseconds.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Default for [`RedisStoreBuilder::expiry_margin`]: 30 seconds, as the
@@ -37,15 +41,26 @@ const MAX_VALUE_LEN: usize = 64 * 1024;
 /// The marker the read script returns for a value of the wrong type or size.
 const GARBAGE_MARKER: &[u8] = b"!";
 
-/// Reads the value, its TTL and whether a lease is held, in one round trip.
+/// Reads the value, its TTL and the lease's TTL, in one round trip.
 /// A value of the wrong type or too long comes back as a marker that fails to
 /// parse, so it is treated as garbage without shipping it.
+///
+/// A lease is always a string with a TTL; anything else under the lease key
+/// (no TTL, another type) would make every process wait `max_wait`, so it is
+/// deleted here, atomically, and reported as -3.
 const READ_SCRIPT: &str = r"
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then value = '!' end
 if value and string.len(value) > tonumber(ARGV[1]) then value = '!' end
-return {value, redis.call('PTTL', KEYS[1]), redis.call('EXISTS', KEYS[2])}
+local lease = redis.call('PTTL', KEYS[2])
+if lease ~= -2 and (lease == -1 or redis.call('TYPE', KEYS[2])['ok'] ~= 'string') then
+  redis.call('DEL', KEYS[2])
+  lease = -3
+end
+return {value, redis.call('PTTL', KEYS[1]), lease}
 ";
+/// The lease TTL [`READ_SCRIPT`] reports for a garbage lease it deleted.
+const LEASE_CLEARED: i64 = -3;
 
 /// Writes the token, then releases the lease if it is still ours.
 const WRITE_AND_RELEASE_SCRIPT: &str = r"
@@ -188,7 +203,7 @@ impl RedisStore {
     }
 
     async fn read(&self, token_key: &str, lease_key: &str) -> Result<Read, Unavailable> {
-        let (value, pttl, lease): (Option<Vec<u8>>, i64, i64) = self
+        let (value, pttl, lease_pttl): (Option<Vec<u8>>, i64, i64) = self
             .run(|mut conn| async move {
                 self.inner
                     .read
@@ -199,11 +214,18 @@ impl RedisStore {
                     .await
             })
             .await?;
-        let lease_held = lease == 1;
+        if lease_pttl == LEASE_CLEARED {
+            tracing::debug!(
+                key = lease_key,
+                "deleted a lease without a TTL or of the wrong type"
+            );
+        }
+        // PTTL is -2 for a missing key; a live lease has 0 or more left.
+        let lease_held = lease_pttl >= 0;
         let Some(value) = value else {
             return Ok(Read::Missing { lease_held });
         };
-        match StoredToken::decode(&value, pttl) {
+        match StoredToken::decode(&value, pttl, self.inner.config.expiry_margin) {
             Some(shared) => Ok(Read::Found { shared, lease_held }),
             None => Ok(Read::Garbage { lease_held }),
         }
@@ -323,16 +345,18 @@ impl RedisStoreBuilder {
     ///
     /// Defaults to [`DEFAULT_OPERATION_TIMEOUT`] (250 ms).
     pub fn operation_timeout(mut self, timeout: Duration) -> Self {
-        self.config.operation_timeout = timeout;
+        self.config.operation_timeout = timeout.min(MAX_LIFETIME);
         self
     }
 
     /// How long a lease lasts: a process that takes it and dies blocks the
-    /// others this long. Make it longer than a token fetch usually takes.
+    /// others this long. Make it comfortably longer than the wrapped source's
+    /// timeout plus a few Redis operations: a fetch that outlives its lease
+    /// lets a waiter fetch a second token.
     ///
-    /// Defaults to [`DEFAULT_LEASE_TTL`] (10 s).
+    /// Defaults to [`DEFAULT_LEASE_TTL`] (15 s).
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
-        self.config.lease_ttl = ttl;
+        self.config.lease_ttl = ttl.min(MAX_LIFETIME);
         self
     }
 
@@ -343,9 +367,9 @@ impl RedisStoreBuilder {
     /// [`fetch_timeout`](crate::TokenCacheBuilder::fetch_timeout), which
     /// bounds the whole fetch.
     ///
-    /// Defaults to [`DEFAULT_MAX_WAIT`] (12 s).
+    /// Defaults to [`DEFAULT_MAX_WAIT`] (20 s).
     pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.config.max_wait = wait;
+        self.config.max_wait = wait.min(MAX_LIFETIME);
         self
     }
 
@@ -353,7 +377,7 @@ impl RedisStoreBuilder {
     ///
     /// Defaults to [`DEFAULT_POLL_INTERVAL`] (50 ms).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.config.poll_interval = interval.max(Duration::from_millis(1));
+        self.config.poll_interval = interval.clamp(Duration::from_millis(1), MAX_LIFETIME);
         self
     }
 
@@ -363,7 +387,7 @@ impl RedisStoreBuilder {
     ///
     /// Defaults to [`DEFAULT_EXPIRY_MARGIN`] (30 s).
     pub fn expiry_margin(mut self, margin: Duration) -> Self {
-        self.config.expiry_margin = margin;
+        self.config.expiry_margin = margin.min(MAX_LIFETIME);
         self
     }
 
@@ -372,7 +396,7 @@ impl RedisStoreBuilder {
     ///
     /// Defaults to the cache's [`DEFAULT_LIFETIME`] (5 minutes).
     pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.default_lifetime = lifetime;
+        self.config.default_lifetime = lifetime.min(MAX_LIFETIME);
         self
     }
 
@@ -458,7 +482,9 @@ impl<S: TokenSource> SharedSource<S> {
         let config = &self.store.inner.config;
         let served = self.last_served();
         let served = served.as_deref();
-        let deadline = Instant::now() + config.max_wait;
+        // The builder caps max_wait, but an Instant overflow must never panic.
+        let now = Instant::now();
+        let deadline = now.checked_add(config.max_wait).unwrap_or(now);
         let key = self.token_key.as_str();
         loop {
             let read = match self.store.read(key, &self.lease_key).await {
@@ -473,9 +499,15 @@ impl<S: TokenSource> SharedSource<S> {
 
             let lease_value = random_id();
             match self.store.try_lease(&self.lease_key, &lease_value).await {
-                Ok(true) => return self.fetch_with_lease(lease_value, served).await,
+                Ok(true) => return self.fetch_with_lease(lease_value, served, true).await,
                 Ok(false) => {}
-                Err(error) => return self.fetch_direct("lease failed", &error, false).await,
+                Err(error) => {
+                    // The SET may have run on Redis though its reply never
+                    // came: act as the holder, so the token is shared and the
+                    // lease released instead of stalling the fleet.
+                    tracing::debug!(key, error = %error, "lease outcome unknown; treating it as ours");
+                    return self.fetch_with_lease(lease_value, served, false).await;
+                }
             }
             tracing::debug!(
                 key,
@@ -518,20 +550,25 @@ impl<S: TokenSource> SharedSource<S> {
         shared.token
     }
 
+    /// Fetches under a lease that is ours (`confirmed`) or may be (its SET
+    /// got no reply in time), then writes the token and releases the lease.
     async fn fetch_with_lease(
         &self,
         lease_value: String,
         served: Option<&str>,
+        confirmed: bool,
     ) -> Result<Token, S::Error> {
         let key = self.token_key.as_str();
-        tracing::debug!(key, "lease taken");
+        tracing::debug!(key, confirmed, "lease taken");
         let mut guard = LeaseGuard {
             store: self.store.clone(),
             lease_key: self.lease_key.clone(),
             lease_value: Some(lease_value),
         };
-        // The token may have landed between the miss and the lease.
-        if let Ok(read) = self.store.read(key, &self.lease_key).await
+        // The token may have landed between the miss and the lease. Redis
+        // just failed to answer in time when unconfirmed: skip the re-read.
+        if confirmed
+            && let Ok(read) = self.store.read(key, &self.lease_key).await
             && let Ok(shared) = self.usable(read, served)
         {
             guard.release().await;
@@ -545,11 +582,15 @@ impl<S: TokenSource> SharedSource<S> {
                 return Err(error);
             }
         };
-        let lease_value = guard.lease_value.take();
-        let lease = lease_value
+        // The guard keeps the lease until the write has finished: a future
+        // dropped mid-write, or a failed write, still releases it.
+        let lease = guard
+            .lease_value
             .as_deref()
             .map(|value| (self.lease_key.as_str(), value));
-        self.store_token(&token, started, lease).await;
+        if self.store_token(&token, started, lease).await {
+            guard.lease_value = None;
+        }
         Ok(token)
     }
 
@@ -573,8 +614,14 @@ impl<S: TokenSource> SharedSource<S> {
         Ok(token)
     }
 
-    /// Writes `token` (best effort), releasing `lease` if given.
-    async fn store_token(&self, token: &Token, started: Instant, lease: Option<(&str, &str)>) {
+    /// Writes `token` (best effort), releasing `lease` if given. True when
+    /// Redis confirmed the write (and the release).
+    async fn store_token(
+        &self,
+        token: &Token,
+        started: Instant,
+        lease: Option<(&str, &str)>,
+    ) -> bool {
         let key = self.token_key.as_str();
         let config = &self.store.inner.config;
         let stored = StoredToken::encode(token, started.elapsed(), config);
@@ -593,8 +640,14 @@ impl<S: TokenSource> SharedSource<S> {
             },
         };
         match result {
-            Ok(()) => tracing::debug!(key, stored = stored.is_some(), "shared token written"),
-            Err(error) => tracing::debug!(key, error = %error, "shared token not written"),
+            Ok(()) => {
+                tracing::debug!(key, stored = stored.is_some(), "shared token written");
+                true
+            }
+            Err(error) => {
+                tracing::debug!(key, error = %error, "shared token not written");
+                false
+            }
         }
     }
 }
@@ -739,7 +792,15 @@ impl StoredToken {
     /// A usable token from a stored value and its key's TTL, or `None` for
     /// garbage: bad JSON, another version, a token that is not a valid header
     /// value, a key without a TTL.
-    fn decode(value: &[u8], pttl_ms: i64) -> Option<Shared> {
+    ///
+    /// The token is handed to the cache with its full remaining life when the
+    /// cache's margin on that life (taken to be `margin`, this store's
+    /// [`expiry_margin`](RedisStoreBuilder::expiry_margin)) is at least the
+    /// writer's. Near the end of its life the cache would clamp its margin
+    /// below the writer's, so it gets the life Redis keeps it instead (the
+    /// TTL, the remaining life less the writer's margin): a little earlier
+    /// than needed, never later than the writer's policy allows.
+    fn decode(value: &[u8], pttl_ms: i64, margin: Duration) -> Option<Shared> {
         if value == GARBAGE_MARKER || value.len() > MAX_VALUE_LEN {
             return None;
         }
@@ -754,11 +815,16 @@ impl StoredToken {
         if !valid {
             return None;
         }
-        let remaining = (Duration::from_millis(pttl_ms.unsigned_abs())
-            + Duration::from_millis(stored.margin_ms.min(millis(MAX_LIFETIME))))
-        .min(MAX_LIFETIME);
+        let kept = Duration::from_millis(pttl_ms.unsigned_abs()).min(MAX_LIFETIME);
+        let writer_margin = Duration::from_millis(stored.margin_ms.min(millis(MAX_LIFETIME)));
+        let remaining = (kept + writer_margin).min(MAX_LIFETIME);
+        let lifetime = if crate::cache::clamped_margin(margin, remaining) >= writer_margin {
+            remaining
+        } else {
+            kept
+        };
         Some(Shared {
-            token: Token::new(stored.access_token, &stored.token_type).with_lifetime(remaining),
+            token: Token::new(stored.access_token, &stored.token_type).with_lifetime(lifetime),
             id: stored.id,
             remaining,
         })
@@ -813,12 +879,76 @@ mod tests {
             StoredToken::encode(&token, Duration::from_secs(2), &config()).unwrap();
         // Lifetime less the time the fetch took, less the margin.
         assert_eq!(ttl_ms, (3600 - 2 - 30) * 1000);
-        let shared = StoredToken::decode(value.as_bytes(), 1_000_000).unwrap();
+        let shared =
+            StoredToken::decode(value.as_bytes(), 1_000_000, DEFAULT_EXPIRY_MARGIN).unwrap();
         assert_eq!(shared.token.access_token().secret(), "abc.def");
         assert_eq!(shared.token.token_type(), "Bearer");
         assert_eq!(shared.id, id);
         assert_eq!(shared.remaining, Duration::from_secs(1_030));
         assert_eq!(shared.token.lifetime(), Some(Duration::from_secs(1_030)));
+    }
+
+    #[test]
+    fn a_token_near_the_end_of_its_life_keeps_the_writers_margin() {
+        let token = Token::bearer("t").with_lifetime(Duration::from_secs(3600));
+        let (value, _, _) = StoredToken::encode(&token, Duration::ZERO, &config()).unwrap();
+        let cache_usable = |lifetime: Duration| {
+            lifetime - crate::cache::clamped_margin(DEFAULT_EXPIRY_MARGIN, lifetime)
+        };
+        // 40 s left, 10 s of it in Redis: the cache must stop using the token
+        // no later than the writer's 30 s margin before its end, i.e. within
+        // 10 s; with 40 s it would clamp its margin to 10 s and use it for 30.
+        let shared = StoredToken::decode(value.as_bytes(), 10_000, DEFAULT_EXPIRY_MARGIN).unwrap();
+        assert_eq!(shared.remaining, Duration::from_secs(40));
+        let lifetime = shared.token.lifetime().unwrap();
+        assert_eq!(lifetime, Duration::from_secs(10));
+        assert!(cache_usable(lifetime) <= Duration::from_secs(10));
+        // Far from its end: the full remaining life, and the cache's own
+        // margin equals the writer's.
+        let shared =
+            StoredToken::decode(value.as_bytes(), 1_000_000, DEFAULT_EXPIRY_MARGIN).unwrap();
+        let lifetime = shared.token.lifetime().unwrap();
+        assert_eq!(cache_usable(lifetime), Duration::from_secs(1_000));
+    }
+
+    #[test]
+    fn default_timings_nest() {
+        // A fetch that outlives its lease lets a waiter fetch a second token;
+        // a wait that outlives the cache's fetch timeout fails the fetch.
+        #[cfg(feature = "client-credentials")]
+        let fetch = crate::source::client_credentials::DEFAULT_TIMEOUT;
+        #[cfg(not(feature = "client-credentials"))]
+        let fetch = Duration::from_secs(10);
+        assert!(
+            DEFAULT_LEASE_TTL >= fetch + 4 * DEFAULT_OPERATION_TIMEOUT + Duration::from_secs(3)
+        );
+        assert!(DEFAULT_MAX_WAIT > DEFAULT_LEASE_TTL);
+        assert!(crate::cache::DEFAULT_FETCH_TIMEOUT > DEFAULT_MAX_WAIT);
+    }
+
+    #[test]
+    fn huge_settings_are_capped() {
+        let store = RedisStore::builder("redis://127.0.0.1:1/")
+            .unwrap()
+            .operation_timeout(Duration::MAX)
+            .lease_ttl(Duration::MAX)
+            .max_wait(Duration::MAX)
+            .poll_interval(Duration::MAX)
+            .expiry_margin(Duration::MAX)
+            .default_lifetime(Duration::MAX)
+            .build();
+        let config = &store.inner.config;
+        for setting in [
+            config.operation_timeout,
+            config.lease_ttl,
+            config.max_wait,
+            config.poll_interval,
+            config.expiry_margin,
+            config.default_lifetime,
+        ] {
+            assert!(setting <= MAX_LIFETIME);
+        }
+        assert!(Instant::now().checked_add(config.max_wait).is_some());
     }
 
     #[test]
@@ -843,7 +973,8 @@ mod tests {
                 r#"{{"v":1,"id":"ab","access_token":"{token}","token_type":"{ty}","margin_ms":5}}"#
             )
         };
-        assert!(StoredToken::decode(good("t", "Bearer").as_bytes(), 10).is_some());
+        let margin = DEFAULT_EXPIRY_MARGIN;
+        assert!(StoredToken::decode(good("t", "Bearer").as_bytes(), 10, margin).is_some());
         let bad: Vec<(Vec<u8>, i64)> = vec![
             (b"!".to_vec(), 10),
             (b"not json".to_vec(), 10),
@@ -868,7 +999,7 @@ mod tests {
         ];
         for (value, pttl) in bad {
             assert!(
-                StoredToken::decode(&value, pttl).is_none(),
+                StoredToken::decode(&value, pttl, margin).is_none(),
                 "{:?}",
                 String::from_utf8_lossy(&value)
             );
