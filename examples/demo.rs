@@ -48,7 +48,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_bearer::source::client_credentials::{AuthStyle, ClientCredentials};
+use tower_bearer::source::client_credentials::{AuthStyle, ClientCredentials, redact_url};
 #[cfg(feature = "redis")]
 use tower_bearer::store::{RedisStore, StoreKey};
 use tower_bearer::{BearerAuth, BearerAuthLayer, ClientCredentialsSource, Error, TokenCache};
@@ -415,26 +415,6 @@ fn parse_positive(flag: &str, text: &str, max: u64) -> Result<u64, String> {
         _ => Err(format!(
             "{flag} needs a positive whole number, not {text:?}"
         )),
-    }
-}
-
-/// A URL for messages: without its user info, query or fragment, which may
-/// hold credentials. (The crate's own helper is private.)
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            let _ = parsed.set_password(None);
-            let _ = parsed.set_username("");
-            parsed.set_query(None);
-            parsed.set_fragment(None);
-            parsed.to_string()
-        }
-        // Unparsable: user info could be anywhere before an `@`.
-        Err(_) if url.contains('@') => "[not shown: it may hold credentials]".to_owned(),
-        Err(_) => {
-            let end = url.find(['?', '#']).unwrap_or(url.len());
-            url[..end].chars().take(200).collect()
-        }
     }
 }
 

@@ -295,7 +295,7 @@ impl ClientCredentialsBuilder {
     /// Checks the settings and builds the source. Sends nothing.
     pub fn build(self) -> Result<ClientCredentialsSource, BuildError> {
         let token_url = Url::parse(&self.token_url).map_err(|_| BuildError::InvalidUrl {
-            url: redact_url_text(&self.token_url),
+            url: redact_url(&self.token_url),
         })?;
         check_scheme(&token_url, self.allow_insecure_http)?;
         if let Some((name, _)) = self
@@ -395,7 +395,7 @@ impl ClientCredentialsBuilder {
 impl fmt::Debug for ClientCredentialsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentialsBuilder")
-            .field("token_url", &redact_url_text(&self.token_url))
+            .field("token_url", &redact_url(&self.token_url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scopes", &self.scopes)
@@ -645,7 +645,7 @@ impl fmt::Debug for ClientCredentialsSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         f.debug_struct("ClientCredentialsSource")
-            .field("token_url", &redact_url_text(inner.token_url.as_str()))
+            .field("token_url", &redact_url(inner.token_url.as_str()))
             .field("client_id", &inner.client_id)
             .field("scopes", &inner.scopes)
             .field("auth_style", &inner.auth_style)
@@ -937,9 +937,19 @@ fn is_loopback_host(host: &str) -> bool {
     host == "localhost" || host.ends_with(".localhost")
 }
 
-/// A URL for messages: without its user info, query or fragment, which may
-/// hold credentials.
-fn redact_url_text(url: &str) -> String {
+/// A URL fit for logs and error messages: without its user info, query or
+/// fragment, which may hold credentials. Text that is not a URL is cut at
+/// `?` or `#`, or hidden when it holds an `@`.
+///
+/// ```
+/// use tower_bearer::source::client_credentials::redact_url;
+///
+/// assert_eq!(
+///     redact_url("https://id:secret@idp.example.com/token?api_key=k#x"),
+///     "https://idp.example.com/token"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
     match Url::parse(url) {
         Ok(mut parsed) => {
             let _ = parsed.set_password(None);
@@ -1446,9 +1456,9 @@ mod tests {
 
     #[test]
     fn redacted_urls_lose_credentials() {
-        let shown = redact_url_text("https://user:pw@example.com/token?key=abc#frag");
+        let shown = redact_url("https://user:pw@example.com/token?key=abc#frag");
         assert_eq!(shown, "https://example.com/token");
-        assert_eq!(redact_url_text("not a url?key=abc"), "not a url");
-        assert!(!redact_url_text("https://user:pw word@exa mple").contains("pw"));
+        assert_eq!(redact_url("not a url?key=abc"), "not a url");
+        assert!(!redact_url("https://user:pw word@exa mple").contains("pw"));
     }
 }
