@@ -150,6 +150,20 @@ async fn fetch_from(
     source.fetch().await
 }
 
+/// The error a request gets through `BearerAuthLayer` when `source` fails.
+async fn refused_through_the_layer(
+    source: tower_bearer::ClientCredentialsSource,
+) -> Error<Infallible> {
+    ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(source))
+        .service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(()))
+        })
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn basic_auth_request_is_exact() {
     let endpoint =
@@ -790,18 +804,7 @@ async fn an_endpoint_echoing_the_secrets_cannot_put_them_in_an_error() {
             assert!(err.to_string().contains(kept), "{err}");
 
             // Through the cache, the shared TokenError says no more.
-            let mut api = ServiceBuilder::new()
-                .layer(BearerAuthLayer::new(source))
-                .service_fn(|_req: http::Request<()>| async {
-                    Ok::<_, Infallible>(http::Response::new(()))
-                });
-            let err = api
-                .ready()
-                .await
-                .unwrap()
-                .call(http::Request::new(()))
-                .await
-                .unwrap_err();
+            let err = refused_through_the_layer(source).await;
             let Error::Token(token_err) = &err else {
                 panic!("{err:?}")
             };
@@ -916,18 +919,7 @@ async fn through_the_layer_the_token_reaches_the_api_and_refusals_stay_permanent
     let source = ClientCredentials::builder(refusing.url(), ID)
         .build()
         .unwrap();
-    let mut api = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(source))
-        .service_fn(|_req: http::Request<()>| async {
-            Ok::<_, Infallible>(http::Response::new(()))
-        });
-    let err = api
-        .ready()
-        .await
-        .unwrap()
-        .call(http::Request::new(()))
-        .await
-        .unwrap_err();
+    let err = refused_through_the_layer(source).await;
     let Error::Token(token_err) = &err else {
         panic!("{err:?}")
     };
