@@ -17,6 +17,17 @@ fn run_demo(args: &[&str]) -> Output {
         .expect("the demo runs")
 }
 
+/// Asserts that the run exited 0, showing its output otherwise; its stdout.
+fn succeeded(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// The last line of stdout, as JSON.
 fn summary(output: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -40,12 +51,7 @@ fn histogram_total(summary: &Value) -> u64 {
 #[test]
 fn a_counted_run_succeeds_with_one_token() {
     let output = run_demo(&["--requests", "60", "--concurrency", "4"]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeeded(&output);
     let json = summary(&output);
     assert_eq!(json["requests"], 60);
     assert_eq!(json["ok"], 60);
@@ -66,12 +72,7 @@ fn a_counted_run_succeeds_with_one_token() {
 fn short_lived_tokens_are_refreshed_ahead_and_no_request_waits_after_the_first() {
     // Tokens live 3 s, so the cache must renew them during a 4 s run.
     let output = run_demo(&["--ttl", "3", "--duration", "4", "--concurrency", "4"]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeeded(&output);
     let json = summary(&output);
     let requests = json["requests"].as_u64().unwrap();
     assert!(requests > 0);
@@ -229,12 +230,7 @@ async fn remote_mode_sends_the_given_credentials_and_headers() {
     .await
     .unwrap();
     server.abort();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeded(&output);
     let json = summary(&output);
     assert_eq!(json["requests"], 10);
     assert_eq!(json["ok"], 10);
