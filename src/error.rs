@@ -192,6 +192,13 @@ pub enum TokenErrorKind {
     NoRuntime,
     /// The fetch was cancelled before it finished (the runtime shut down).
     Cancelled,
+    /// The fetch took longer than the token's usable life: the token was
+    /// already past its usable end when it arrived. Transient.
+    ExpiredOnArrival,
+    /// The layer's [`Scope`](crate::Scope) is restricted, and the request's
+    /// URI names no origin to check it against (a relative URI, as a tonic
+    /// `Channel` sends through its layers). Permanent.
+    UnknownOrigin,
 }
 
 /// Why no token could be had.
@@ -216,6 +223,7 @@ struct Repr {
 enum Detail {
     Source(SourceError),
     Timeout(Duration),
+    ExpiredOnArrival { lifetime: Duration, took: Duration },
     Text(&'static str),
 }
 
@@ -261,11 +269,18 @@ impl TokenError {
         )
     }
 
-    pub(crate) fn no_timers() -> Self {
+    pub(crate) fn expired_on_arrival(lifetime: Duration, took: Duration) -> Self {
         Self::from_parts(
-            TokenErrorKind::NoRuntime,
+            TokenErrorKind::ExpiredOnArrival,
+            Detail::ExpiredOnArrival { lifetime, took },
+        )
+    }
+
+    pub(crate) fn unknown_origin() -> Self {
+        Self::from_parts(
+            TokenErrorKind::UnknownOrigin,
             Detail::Text(
-                "the tokio runtime has no time driver to bound the fetch (build it with enable_all or enable_time)",
+                "the request's URI names no origin, so the scope cannot tell whether it may carry the token (a tonic Channel adds the origin below this layer): name it with Scope::base_origin",
             ),
         )
     }
@@ -293,7 +308,13 @@ impl TokenError {
     pub fn class(&self) -> ErrorClass {
         match &self.repr.detail {
             Detail::Source(e) => e.class(),
-            _ if self.repr.kind == TokenErrorKind::InvalidToken => ErrorClass::Permanent,
+            _ if matches!(
+                self.repr.kind,
+                TokenErrorKind::InvalidToken | TokenErrorKind::UnknownOrigin
+            ) =>
+            {
+                ErrorClass::Permanent
+            }
             _ => ErrorClass::TRANSIENT,
         }
     }
@@ -368,6 +389,10 @@ impl fmt::Display for TokenError {
             Detail::Timeout(after) => {
                 write!(f, "the token source did not answer within {after:?}")?
             }
+            Detail::ExpiredOnArrival { lifetime, took } => write!(
+                f,
+                "the token source took {took:?} to return a token that lives {lifetime:?}: it was past its usable end on arrival"
+            )?,
             Detail::Text(text) => f.write_str(text)?,
         }
         if let Some(remaining) = self.backoff_remaining {

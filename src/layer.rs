@@ -26,17 +26,8 @@ use tower_layer::Layer;
 
 use crate::cache::TokenCache;
 use crate::scope::Scope;
-use crate::service::BearerAuth;
+use crate::service::{BearerAuth, Settings};
 use crate::source::TokenSource;
-
-/// Settings shared by a layer and the services it builds.
-#[derive(Clone, Debug)]
-pub(crate) struct Settings {
-    pub(crate) header_name: HeaderName,
-    pub(crate) overwrite_existing: bool,
-    pub(crate) scope: Scope,
-    pub(crate) invalidate_on_unauthorized: bool,
-}
 
 /// A [`Layer`] that attaches an OAuth2 bearer token to every request.
 ///

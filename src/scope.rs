@@ -25,6 +25,22 @@
 //! [`header_name`](crate::BearerAuthLayer::header_name), build the client
 //! with `reqwest::redirect::Policy::none()` (and follow redirects outside the
 //! layer), or the token follows the redirect.
+//!
+//! # Relative URIs (tonic)
+//!
+//! A tonic `Channel` adds the origin to each request below the layers it is
+//! wrapped in: through this layer, a generated client's request has a
+//! relative URI such as `/grpc.health.v1.Health/Check`. A restricted scope
+//! cannot judge such a request, so it is never sent bare: it fails with
+//! [`TokenErrorKind::UnknownOrigin`](crate::TokenErrorKind::UnknownOrigin)
+//! unless the scope is told the origin the inner service talks to:
+//!
+//! ```
+//! use tower_bearer::Scope;
+//!
+//! let scope = Scope::https_only().base_origin("https://grpc.example.com")?;
+//! # Ok::<(), tower_bearer::scope::InvalidOrigin>(())
+//! ```
 
 use std::fmt;
 use std::sync::Arc;
@@ -35,17 +51,47 @@ type Predicate = Arc<dyn Fn(&Target<'_>) -> bool + Send + Sync>;
 
 /// Decides whether a request gets the token. Cheap to clone.
 #[derive(Clone)]
-pub struct Scope(Option<Predicate>);
+pub struct Scope {
+    allows: Option<Predicate>,
+    // Where requests with a relative URI go.
+    base: Option<Arc<Origin>>,
+}
+
+/// What a scope says of one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It gets the token.
+    Attach,
+    /// It goes without the token.
+    Skip,
+    /// It names no origin and the scope is restricted: it must not be sent.
+    UnknownOrigin,
+}
 
 impl Scope {
     /// Every request gets the token (the default).
     pub fn any() -> Self {
-        Self(None)
+        Self {
+            allows: None,
+            base: None,
+        }
     }
 
     /// Requests for which `f` returns `true` get the token.
     pub fn from_fn(f: impl Fn(&Target<'_>) -> bool + Send + Sync + 'static) -> Self {
-        Self(Some(Arc::new(f)))
+        Self {
+            allows: Some(Arc::new(f)),
+            base: None,
+        }
+    }
+
+    /// The origin (`scheme://host[:port]`) that requests with a relative URI
+    /// go to: the one a tonic `Channel` below the layer connects to. Without
+    /// it, a restricted scope refuses such requests (see the
+    /// [module docs](self#relative-uris-tonic)).
+    pub fn base_origin(mut self, origin: &str) -> Result<Self, InvalidOrigin> {
+        self.base = Some(Arc::new(Origin::parse(origin)?));
+        Ok(self)
     }
 
     /// Only requests to these origins (`scheme://host[:port]`) get the token.
@@ -74,24 +120,52 @@ impl Scope {
         })
     }
 
-    /// Requests both scopes accept.
+    /// Requests both scopes accept. The base origin is this scope's, else
+    /// the other's.
     pub fn and(self, other: Scope) -> Self {
-        match (self.0, other.0) {
-            (None, b) => Self(b),
-            (a, None) => Self(a),
-            (Some(a), Some(b)) => Self::from_fn(move |t| a(t) && b(t)),
+        let allows = match (self.allows, other.allows) {
+            (None, b) => b,
+            (a, None) => a,
+            (Some(a), Some(b)) => Some(Arc::new(move |t: &Target<'_>| a(t) && b(t)) as Predicate),
+        };
+        Self {
+            allows,
+            base: self.base.or(other.base),
         }
     }
 
     /// Whether `request` gets the token. Looks at the request's target only
     /// when the scope is restricted.
     pub fn allows_request<R: crate::request::AuthRequest>(&self, request: &R) -> bool {
-        self.0.as_ref().is_none_or(|f| f(&request.target()))
+        self.verdict(request) == Verdict::Attach
     }
 
     /// Whether a request to `target` gets the token.
     pub fn allows(&self, target: &Target<'_>) -> bool {
-        self.0.as_ref().is_none_or(|f| f(target))
+        self.verdict_for(*target) == Verdict::Attach
+    }
+
+    pub(crate) fn verdict<R: crate::request::AuthRequest>(&self, request: &R) -> Verdict {
+        if self.allows.is_none() {
+            return Verdict::Attach;
+        }
+        self.verdict_for(request.target())
+    }
+
+    fn verdict_for(&self, target: Target<'_>) -> Verdict {
+        let Some(allows) = &self.allows else {
+            return Verdict::Attach;
+        };
+        let target = match (target.host(), &self.base) {
+            (Some(_), _) => target,
+            (None, Some(base)) => base.target(),
+            (None, None) => return Verdict::UnknownOrigin,
+        };
+        if allows(&target) {
+            Verdict::Attach
+        } else {
+            Verdict::Skip
+        }
     }
 }
 
@@ -103,7 +177,7 @@ impl Default for Scope {
 
 impl fmt::Debug for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
+        f.write_str(if self.allows.is_some() {
             "Scope(restricted)"
         } else {
             "Scope(any)"
@@ -131,6 +205,10 @@ impl Origin {
             host: host.to_ascii_lowercase(),
             port: target.port().ok_or_else(invalid)?,
         })
+    }
+
+    fn target(&self) -> Target<'_> {
+        Target::new(Some(&self.scheme), Some(&self.host), Some(self.port))
     }
 
     fn matches(&self, target: &Target<'_>) -> bool {
@@ -203,5 +281,27 @@ mod tests {
         assert!(!allows(&scope, "http://a.test/x"));
         assert!(!allows(&scope, "https://b.test/x"));
         assert!(allows(&Scope::any(), "/anything"));
+    }
+
+    #[test]
+    fn a_relative_uri_is_judged_by_the_base_origin_or_not_at_all() {
+        let verdict =
+            |scope: &Scope, uri: &str| scope.verdict(&http::Request::get(uri).body(()).unwrap());
+        let scope = Scope::origins(["http://127.0.0.1:50051"]).unwrap();
+        assert_eq!(
+            verdict(&scope, "/grpc.health.v1.Health/Check"),
+            Verdict::UnknownOrigin
+        );
+        let based = scope.clone().base_origin("http://127.0.0.1:50051").unwrap();
+        assert_eq!(
+            verdict(&based, "/grpc.health.v1.Health/Check"),
+            Verdict::Attach
+        );
+        assert_eq!(verdict(&based, "http://127.0.0.1:50052/x"), Verdict::Skip);
+        let elsewhere = scope.base_origin("http://127.0.0.1:50052").unwrap();
+        assert_eq!(verdict(&elsewhere, "/x"), Verdict::Skip);
+        assert_eq!(verdict(&Scope::any(), "/x"), Verdict::Attach);
+        assert_eq!(verdict(&Scope::https_only(), "/x"), Verdict::UnknownOrigin);
+        assert!(Scope::any().base_origin("not an origin").is_err());
     }
 }

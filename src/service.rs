@@ -30,10 +30,19 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::cache::{Acquire, Outcome, TokenCache, TokenId, with_timers};
+use crate::cache::{Acquire, Outcome, TokenCache, TokenId};
 use crate::error::{Error, TokenError};
-use crate::layer::Settings;
 use crate::request::{AuthRequest, AuthResponse};
+use crate::scope::{Scope, Verdict};
+
+/// Settings shared by a layer and the services it builds.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) header_name: HeaderName,
+    pub(crate) overwrite_existing: bool,
+    pub(crate) scope: Scope,
+    pub(crate) invalidate_on_unauthorized: bool,
+}
 
 /// Attaches `Authorization: <Type> <token>` to every request, with the token
 /// from a shared [`TokenCache`].
@@ -75,6 +84,16 @@ impl<S> BearerAuth<S> {
     pub fn into_inner(self) -> S {
         self.inner
     }
+
+    /// Takes the readied inner service out, leaving a clone that must be
+    /// readied before the next call (tower-http #561).
+    fn take_readied(&mut self) -> S
+    where
+        S: Clone,
+    {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
 }
 
 impl<S, R> Service<R> for BearerAuth<S>
@@ -95,8 +114,13 @@ where
         let settings = &self.settings;
         let keep_existing =
             !settings.overwrite_existing && request.headers().contains_key(&settings.header_name);
-        if keep_existing || !settings.scope.allows_request(&request) {
+        if keep_existing {
             return ResponseFuture::calling(self.inner.call(request), None);
+        }
+        match settings.scope.verdict(&request) {
+            Verdict::Attach => {}
+            Verdict::Skip => return ResponseFuture::calling(self.inner.call(request), None),
+            Verdict::UnknownOrigin => return self.fail(TokenError::unknown_origin()),
         }
         match self.cache.acquire() {
             Acquire::Ready(lease) => {
@@ -107,15 +131,15 @@ where
                 ResponseFuture::calling(self.inner.call(request), rejected)
             }
             Acquire::Wait(token, deadline) => {
-                // The readied service goes into the future; a clone takes its
-                // place and must be readied before the next call.
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                // Give up on a fetch whose task cannot run. Without a runtime
-                // to time it, wait on the fetch's own timeout.
+                let header_name = settings.header_name.clone();
+                let invalidate_on_unauthorized = settings.invalidate_on_unauthorized;
+                // The readied service goes into the future.
+                let inner = self.take_readied();
+                // Give up on a fetch whose task cannot run. Outside a
+                // runtime there is no timer: wait on the fetch's own timeout.
                 let deadline = tokio::runtime::Handle::try_current()
                     .ok()
-                    .and_then(|_| with_timers(|| Box::pin(tokio::time::sleep_until(deadline))));
+                    .map(|_| Box::pin(tokio::time::sleep_until(deadline)));
                 ResponseFuture {
                     state: State::Waiting {
                         token,
@@ -124,8 +148,8 @@ where
                         pending: Some(Box::new(Pending {
                             inner,
                             request,
-                            header_name: settings.header_name.clone(),
-                            invalidate_on_unauthorized: settings.invalidate_on_unauthorized,
+                            header_name,
+                            invalidate_on_unauthorized,
                             // Keeps the cache, and so its fetch, alive while
                             // this request waits.
                             cache: self.cache.clone(),
@@ -135,10 +159,23 @@ where
                     rejected: None,
                 }
             }
-            Acquire::Failed(error) => ResponseFuture {
-                state: State::Failed { error: Some(error) },
-                rejected: None,
-            },
+            Acquire::Failed(error) => self.fail(error),
+        }
+    }
+}
+
+impl<S: Clone> BearerAuth<S> {
+    /// Fails a request without sending it, and releases what the inner
+    /// service's `poll_ready` reserved for it (a `ConcurrencyLimit` permit,
+    /// a `Buffer` slot).
+    fn fail<R>(&mut self, error: TokenError) -> ResponseFuture<S, R>
+    where
+        S: Service<R>,
+    {
+        drop(self.take_readied());
+        ResponseFuture {
+            state: State::Failed { error: Some(error) },
+            rejected: None,
         }
     }
 }
@@ -212,7 +249,7 @@ where
                                 .expect("ResponseFuture polled after completion");
                             if let Some(deadline) = waiting.deadline.as_mut() {
                                 ready!(deadline.as_mut().poll(cx));
-                                waiting.cache.reap_stalled_now();
+                                waiting.cache.give_up_on_stalled();
                                 return Poll::Ready(Err(Error::Token(TokenError::timeout(
                                     waiting.cache.fetch_timeout(),
                                 ))));

@@ -15,6 +15,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
+
 /// An access token value: a secret.
 ///
 /// Its `Debug` prints `[redacted]`; it has no `Display`. Read the value with
@@ -93,6 +95,20 @@ impl Token {
     pub fn lifetime(&self) -> Option<Duration> {
         self.lifetime
     }
+
+    /// `"<type> <token>"` as a sensitive header value, or `None` when either
+    /// part is not visible ASCII without spaces: anything else could split or
+    /// inject headers.
+    pub(crate) fn header_value(&self) -> Option<HeaderValue> {
+        let visible = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
+        let secret = self.access_token.secret();
+        if !visible(secret) || !visible(&self.token_type) {
+            return None;
+        }
+        let mut value = HeaderValue::try_from(format!("{} {secret}", self.token_type)).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
 }
 
 #[cfg(test)]
@@ -110,6 +126,25 @@ mod tests {
     fn other_types_pass_through() {
         assert_eq!(Token::new("t", "DPoP").token_type(), "DPoP");
         assert_eq!(Token::new("t", "mac").token_type(), "mac");
+    }
+
+    #[test]
+    fn the_header_refuses_control_bytes_and_spaces() {
+        for bad in [
+            "a\r\nx-injected: 1",
+            "a\nb",
+            "a\0b",
+            "a b",
+            "",
+            "tab\there",
+            "é",
+        ] {
+            assert!(Token::bearer(bad).header_value().is_none(), "{bad:?}");
+        }
+        assert!(Token::new("ok", "Bad Type").header_value().is_none());
+        let value = Token::bearer("abc.DEF-_~+/=").header_value().unwrap();
+        assert_eq!(value, "Bearer abc.DEF-_~+/=");
+        assert!(value.is_sensitive());
     }
 
     #[test]

@@ -49,14 +49,18 @@ where
     }
 }
 
+/// Advances the paused clock to `at`.
+async fn advance_to(at: Instant) {
+    advance(at.saturating_duration_since(Instant::now())).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn refresh_ahead_runs_once_in_the_background_and_no_request_waits() {
-    // Lifetime 100 s: usable 75 s (25 s margin), refresh window 37.5 s, so
-    // the refresh point is at 37.5 s. The refresh itself takes 5 s.
+    // Lifetime 100 s: usable 75 s (25 s margin). Fetches take 5 s, so the
+    // refresh window is 5% of 75 s plus twice 5 s: 13.75 s, and the refresh
+    // point is at 61.25 s.
     let counting = Counting::new(|n| async move {
-        if n > 1 {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
         Ok(Token::bearer(format!("token-{n}")).with_lifetime(Duration::from_secs(100)))
     });
     let cache = TokenCache::builder(counting.source())
@@ -66,13 +70,14 @@ async fn refresh_ahead_runs_once_in_the_background_and_no_request_waits() {
         .layer(BearerAuthLayer::with_cache(cache.clone()))
         .service(echo::<String>());
 
+    let start = Instant::now();
     cache.refresh().await.unwrap();
-    advance(Duration::from_millis(37_400)).await;
+    advance_to(start + Duration::from_millis(61_249)).await;
     assert_eq!(send_without_waiting(&svc), "Bearer token-1");
     tokio::task::yield_now().await;
     assert_eq!(counting.count(), 1, "not yet due");
 
-    advance(Duration::from_millis(100)).await;
+    advance(MS).await;
     assert_eq!(send_without_waiting(&svc), "Bearer token-1");
     tokio::task::yield_now().await;
     assert_eq!(
@@ -82,13 +87,13 @@ async fn refresh_ahead_runs_once_in_the_background_and_no_request_waits() {
     );
 
     // While the refresh runs, requests go on with the old token at once.
-    for _ in 0..40 {
+    for _ in 0..49 {
         advance(Duration::from_millis(100)).await;
         assert_eq!(send_without_waiting(&svc), "Bearer token-1");
     }
     assert_eq!(counting.count(), 2, "exactly one refresh");
 
-    advance(Duration::from_secs(1)).await;
+    advance(Duration::from_millis(100)).await;
     tokio::task::yield_now().await;
     assert_eq!(send_without_waiting(&svc), "Bearer token-2");
     let stats = cache.stats();
@@ -112,8 +117,9 @@ async fn a_failed_refresh_keeps_the_valid_token_and_retries_after_the_backoff() 
         .layer(BearerAuthLayer::with_cache(cache.clone()))
         .service(echo::<String>());
 
+    // Usable 75 s, refreshed from 71.25 s (5% of 75 s; fetches take no time).
     cache.refresh().await.unwrap();
-    advance(Duration::from_secs(40)).await;
+    advance(Duration::from_secs(72)).await;
     assert_eq!(send_without_waiting(&svc), "Bearer token-1");
     tokio::task::yield_now().await;
     assert_eq!(counting.count(), 2);

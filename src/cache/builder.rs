@@ -1,0 +1,191 @@
+//! [`TokenCacheBuilder`]: every setting of a cache, each with a documented
+//! default.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_bearer::{Backoff, Token, TokenCache, source::StaticSource};
+//!
+//! let cache = TokenCache::builder(StaticSource::new(Token::bearer("t")))
+//!     .expiry_margin(Duration::from_secs(60))
+//!     .refresh_share(0.1)
+//!     .fetch_timeout(Duration::from_secs(5))
+//!     .backoff(Backoff { max: Duration::from_secs(30), ..Backoff::default() })
+//!     .build();
+//! assert_eq!(cache.stats().fetches_started, 0);
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::TokenCache;
+use super::policy::{Backoff, MAX_LIFETIME, Timing};
+use crate::source::{DynTokenSource, TokenSource};
+
+/// Default for [`TokenCacheBuilder::fetch_timeout`]: 30 seconds.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for [`TokenCacheBuilder::invalidation_cooldown`]: 5 seconds.
+pub const DEFAULT_INVALIDATION_COOLDOWN: Duration = Duration::from_secs(5);
+
+/// How the hot path knows that a cached token has not reached its refresh
+/// point.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FreshnessCheck {
+    /// [`Timer`](Self::Timer) on a multi-thread runtime, whose workers drive
+    /// timers for as long as it lives; [`Clock`](Self::Clock) on a
+    /// current-thread runtime, which drives them only while something blocks
+    /// on it. The default.
+    #[default]
+    Auto,
+    /// A timer, armed on the runtime that fetched the token, marks the token
+    /// due at its refresh point; until then a request reads no clock. If that
+    /// runtime shuts down the timer's task is dropped and the clock decides
+    /// again. Choose it for a current-thread runtime only when every request
+    /// runs on that runtime.
+    Timer,
+    /// Every request compares the clock with the token's refresh point.
+    Clock,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) timing: Timing,
+    pub(crate) fetch_timeout: Duration,
+    pub(crate) backoff: Backoff,
+    pub(crate) invalidation_cooldown: Duration,
+    pub(crate) freshness: FreshnessCheck,
+}
+
+/// Builds a [`TokenCache`]. Every setting has a documented default.
+pub struct TokenCacheBuilder {
+    pub(crate) source: Arc<dyn DynTokenSource>,
+    pub(crate) config: Config,
+}
+
+impl TokenCacheBuilder {
+    pub(crate) fn new(source: impl TokenSource) -> Self {
+        Self {
+            source: Arc::new(source),
+            config: Config {
+                timing: Timing::default(),
+                fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+                backoff: Backoff::default(),
+                invalidation_cooldown: DEFAULT_INVALIDATION_COOLDOWN,
+                freshness: FreshnessCheck::default(),
+            },
+        }
+    }
+
+    /// How long before a token expires it stops being used. Clamped for
+    /// short lifetimes: at most a quarter of the lifetime (but at least one
+    /// second) and never more than half of it, so a 3 s token is used for
+    /// 2 s.
+    ///
+    /// Defaults to [`DEFAULT_EXPIRY_MARGIN`](super::DEFAULT_EXPIRY_MARGIN)
+    /// (30 s). It covers clock skew, the request's time in flight, and
+    /// providers that stamp expiry in whole seconds.
+    pub fn expiry_margin(mut self, margin: Duration) -> Self {
+        self.config.timing.expiry_margin = margin.min(MAX_LIFETIME);
+        self
+    }
+
+    /// The most time before a token stops being usable that its background
+    /// refresh starts, not counting twice the observed fetch time, which is
+    /// always added so that the refresh and one retry finish in time.
+    /// `Duration::ZERO` turns refresh-ahead off: the token is then renewed
+    /// when a request finds it unusable, and that request waits.
+    ///
+    /// Defaults to [`DEFAULT_REFRESH_AHEAD`](super::DEFAULT_REFRESH_AHEAD)
+    /// (5 minutes).
+    pub fn refresh_ahead(mut self, window: Duration) -> Self {
+        self.config.timing.refresh_ahead = window.min(MAX_LIFETIME);
+        self
+    }
+
+    /// The share (0 to 0.5) of a token's usable time spent refreshing ahead,
+    /// up to [`refresh_ahead`](Self::refresh_ahead). Each token fetched costs
+    /// the user (providers bill and rate-limit machine tokens), so the
+    /// default refetches a token about once per usable lifetime (1.06
+    /// times). A value that is not a number keeps the default.
+    ///
+    /// Defaults to [`DEFAULT_REFRESH_SHARE`](super::DEFAULT_REFRESH_SHARE) (0.05).
+    pub fn refresh_share(mut self, share: f64) -> Self {
+        if !share.is_nan() {
+            self.config.timing.refresh_share = share.clamp(0.0, 0.5);
+        }
+        self
+    }
+
+    /// How much earlier than its share a refresh may start, as a random
+    /// fraction (0 to 1) of the share, so that a fleet of processes does not
+    /// refresh in step. A value that is not a number keeps the default.
+    ///
+    /// Defaults to [`DEFAULT_REFRESH_JITTER`](super::DEFAULT_REFRESH_JITTER) (0.2).
+    pub fn refresh_jitter(mut self, fraction: f64) -> Self {
+        if !fraction.is_nan() {
+            self.config.timing.refresh_jitter = fraction.clamp(0.0, 1.0);
+        }
+        self
+    }
+
+    /// The lifetime of a token whose source did not say how long it lives
+    /// (or said zero). At least one second.
+    ///
+    /// Defaults to [`DEFAULT_LIFETIME`](super::DEFAULT_LIFETIME) (5
+    /// minutes): an unknown lifetime is renewed often, and a token that dies
+    /// sooner is dropped on its first 401.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.timing.default_lifetime = lifetime.clamp(Duration::from_secs(1), MAX_LIFETIME);
+        self
+    }
+
+    /// How long one fetch may take, whatever the source. Requests waiting
+    /// for a fetch give up a second after this, even if the fetch's task
+    /// cannot run (its runtime stopped).
+    ///
+    /// Defaults to [`DEFAULT_FETCH_TIMEOUT`] (30 seconds).
+    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
+        self.config.fetch_timeout = timeout.min(MAX_LIFETIME);
+        self
+    }
+
+    /// After a token is thrown away because the API rejected it, how long
+    /// further rejections are not acted on: if fresh tokens are rejected too,
+    /// the cause is configuration (audience, scope), and refetching on every
+    /// 401 would only flood the provider.
+    ///
+    /// Defaults to [`DEFAULT_INVALIDATION_COOLDOWN`] (5 seconds).
+    pub fn invalidation_cooldown(mut self, cooldown: Duration) -> Self {
+        self.config.invalidation_cooldown = cooldown.min(MAX_LIFETIME);
+        self
+    }
+
+    /// How to back off after failures. Defaults to [`Backoff::default`].
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// How the hot path knows a token has not reached its refresh point.
+    ///
+    /// Defaults to [`FreshnessCheck::Auto`].
+    pub fn freshness_check(mut self, check: FreshnessCheck) -> Self {
+        self.config.freshness = check;
+        self
+    }
+
+    /// Builds the cache. Fetches nothing and needs no runtime.
+    pub fn build(self) -> TokenCache {
+        TokenCache::from_builder(self)
+    }
+}
+
+impl fmt::Debug for TokenCacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCacheBuilder")
+            .field("source", &self.source.kind_dyn())
+            .field("config", &self.config)
+            .finish()
+    }
+}
