@@ -19,7 +19,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::server::HealthReporter;
 use tower::ServiceBuilder;
-use tower_bearer::{BearerAuth, BearerAuthLayer, ErrorClass, SourceError};
+use tower_bearer::{BearerAuth, BearerAuthLayer, ErrorClass, Scope, SourceError};
 
 /// A gRPC health server that answers UNAUTHENTICATED unless the call carries
 /// `authorization: Bearer <accepted>`. Stopped when dropped.
@@ -173,4 +173,55 @@ async fn an_unauthenticated_answer_throws_the_token_away() {
     assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving);
     assert_eq!(server.seen(), ["Bearer first", "Bearer second"]);
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}
+
+/// A generated client sends relative URIs; the `Channel` adds the origin
+/// below the layer. A restricted scope must never let such a call go out
+/// bare: without a base origin the call fails saying why, with one the
+/// token is attached.
+#[tokio::test]
+async fn a_restricted_scope_never_sends_a_relative_grpc_call_bare() {
+    let server = HealthServer::start("grpc-token").await;
+    let origin = format!("http://{}", server.addr);
+
+    let (source, fetches) = counting_source(&["grpc-token"]);
+    let scope = Scope::origins([origin.as_str()]).unwrap();
+    let mut client = health_client(
+        server.channel().await,
+        BearerAuthLayer::new(source).scope(scope.clone()),
+    );
+    let status = check(&mut client).await.unwrap_err();
+    assert!(
+        status.message().contains("Scope::base_origin"),
+        "{}",
+        status.message()
+    );
+    assert!(server.seen().is_empty(), "nothing was sent bare");
+    assert_eq!(fetches.load(Ordering::SeqCst), 0);
+
+    let (source, _) = counting_source(&["grpc-token"]);
+    let based = scope.base_origin(&origin).unwrap();
+    let mut client = health_client(
+        server.channel().await,
+        BearerAuthLayer::new(source).scope(based),
+    );
+    assert_eq!(check(&mut client).await.unwrap(), ServingStatus::Serving);
+    assert_eq!(server.seen(), ["Bearer grpc-token"]);
+
+    // A base origin the scope does not allow: sent without the token, as
+    // for any request to another origin.
+    let (source, _) = counting_source(&["grpc-token"]);
+    let elsewhere = Scope::origins(["http://127.0.0.1:1"])
+        .unwrap()
+        .base_origin(&origin)
+        .unwrap();
+    let mut client = health_client(
+        server.channel().await,
+        BearerAuthLayer::new(source).scope(elsewhere),
+    );
+    assert_eq!(
+        check(&mut client).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    assert_eq!(server.seen(), ["Bearer grpc-token", ""]);
 }
