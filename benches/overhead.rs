@@ -3,7 +3,7 @@
 //! Run: `cargo bench --bench overhead` (a few minutes), or
 //! `cargo bench --bench overhead -- --quick` (or `TOWER_BEARER_BENCH_QUICK=1`)
 //! for a short run. Name sections to run only those: `hot`, `contention`,
-//! `size`, `storm`, `refresh`, `outage` (e.g. `-- --quick hot`).
+//! `size`, `storm`, `refresh`, `outage`, `economy` (e.g. `-- --quick hot`).
 //!
 //! Variants compared:
 //!
@@ -39,6 +39,7 @@ use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
+use tower_bearer::cache::FreshnessCheck;
 use tower_bearer::source::{BoxTokenSource, FnSource, StaticSource};
 use tower_bearer::{
     Backoff, BearerAuthLayer, BoxError, ErrorClass, Token, TokenCache, TokenSource,
@@ -146,6 +147,9 @@ fn main() {
     }
     if plan.runs("outage") {
         outage(&mut summary);
+    }
+    if plan.runs("economy") {
+        economy(&mut summary);
     }
 
     println!("\n# figures");
@@ -368,13 +372,23 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
     let uri = Uri::from_static(URI);
     let iters = plan.hot_iters;
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The token's freshness timer runs on a multi-thread runtime, as in
+    // production; the requests are driven by hand on this thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     let cache = TokenCache::new(StaticSource::new(static_token()));
     runtime
         .block_on(cache.refresh())
+        .expect("warming the cache");
+    // The same cache reading the clock on every request, for context.
+    let clock_cache = TokenCache::builder(StaticSource::new(static_token()))
+        .freshness_check(FreshnessCheck::Clock)
+        .build();
+    runtime
+        .block_on(clock_cache.refresh())
         .expect("warming the cache");
 
     let mut bare = noop_service();
@@ -384,6 +398,7 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
     let mut bearer_no_401 = BearerAuthLayer::with_cache(cache.clone())
         .invalidate_on_unauthorized(false)
         .layer(noop_service());
+    let mut bearer_clock = BearerAuthLayer::with_cache(clock_cache.clone()).layer(noop_service());
     let mut naive = NaiveBearer::new(noop_service(), StaticSource::new(static_token()));
     // The naive design fetches on its first request; do it before timing.
     runtime.block_on(async {
@@ -391,7 +406,14 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
         naive.call(request(&uri)).await.expect("first request");
     });
 
-    let names = ["bare", "tower_http", "bearer", "naive", "bearer_no_401"];
+    let names = [
+        "bare",
+        "tower_http",
+        "bearer",
+        "naive",
+        "bearer_no_401",
+        "bearer_clock",
+    ];
     let samples = {
         let uri = &uri;
         let mut variants: Vec<Variant<'_>> = vec![
@@ -412,6 +434,10 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
                 names[4],
                 Box::new(|| per_request_ns(&mut bearer_no_401, iters, uri)),
             ),
+            (
+                names[5],
+                Box::new(|| per_request_ns(&mut bearer_clock, iters, uri)),
+            ),
         ];
         interleave(plan.hot_rounds, &mut variants)
     };
@@ -422,11 +448,12 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
     );
     print_samples(&names, &samples, "ns/request");
 
-    let [bare, tower_http, bearer, naive, bearer_no_401] =
-        [0, 1, 2, 3, 4].map(|i| median(&samples[i]));
+    let [bare, tower_http, bearer, naive, bearer_no_401, bearer_clock] =
+        [0, 1, 2, 3, 4, 5].map(|i| median(&samples[i]));
     let bearer_ratio = ratio_of_rounds(&samples[2], &samples[1]);
     let naive_ratio = ratio_of_rounds(&samples[3], &samples[1]);
     let no_401_ratio = ratio_of_rounds(&samples[4], &samples[1]);
+    let clock_ratio = ratio_of_rounds(&samples[5], &samples[1]);
     println!(
         "  added over bare: tower_http {:.1} ns, bearer {:.1} ns, naive {:.1} ns, bearer_no_401 {:.1} ns",
         tower_http - bare,
@@ -437,6 +464,7 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
     println!("  bearer / tower_http        = {bearer_ratio:.3} (target <= 1.15)");
     println!("  naive / tower_http         = {naive_ratio:.3}");
     println!("  bearer_no_401 / tower_http = {no_401_ratio:.3}");
+    println!("  bearer_clock / tower_http  = {clock_ratio:.3}");
 
     // Parts of the bearer hot path that tower-http does not have, for context.
     let clock = |iters: u64| {
@@ -470,6 +498,9 @@ fn hot_path(plan: &Plan, summary: &mut Summary) {
         "ns",
     );
     summary.ratio("hot_path_bearer_no_401_over_tower_http", no_401_ratio);
+    summary.figure("hot_path_bearer_clock", format!("{bearer_clock:.1}"), "ns");
+    summary.ratio("hot_path_bearer_clock_over_tower_http", clock_ratio);
+    drop(runtime);
 }
 
 // ---------------------------------------------------------------------------
@@ -776,15 +807,15 @@ const REFRESH_LIFETIME: Duration = Duration::from_secs(60);
 const REFRESH_RUN: Duration = Duration::from_secs(70);
 const REQUEST_EVERY: Duration = Duration::from_millis(1);
 
-/// Sends a request every millisecond for `run`, each on its own task; returns
+/// Sends a request `every` so often for `run`, each on its own task; returns
 /// (requests, how many were delayed at all, the largest delay).
-async fn steady_flow<S>(service: S, run: Duration) -> (usize, usize, Duration)
+async fn steady_flow<S>(service: S, run: Duration, every: Duration) -> (usize, usize, Duration)
 where
     S: Service<Request<()>> + Clone + Send + 'static,
     S::Future: Send,
 {
     let mut requests = JoinSet::new();
-    let mut ticks = tokio::time::interval(REQUEST_EVERY);
+    let mut ticks = tokio::time::interval(every);
     let end = Instant::now() + run;
     let (mut sent, mut delayed, mut slowest) = (0, 0, Duration::ZERO);
     let mut tally = |result: Result<(Duration, bool), tokio::task::JoinError>| {
@@ -813,11 +844,12 @@ fn refresh_window(summary: &mut Summary) {
         REFRESH_FETCH.as_millis()
     );
     let (sent, delayed, slowest, renewals) = paused_runtime().block_on(async {
-        // Default settings: refresh-ahead starts 18 to 22.5 s into a 60 s token.
+        // Default settings: refresh-ahead starts about 41.7 s into a 60 s
+        // token (usable 45 s, less 5% of that, less twice the 200 ms fetch).
         let cache = TokenCache::new(slow_source(REFRESH_FETCH, REFRESH_LIFETIME));
         cache.refresh().await.expect("warming the cache");
         let service = BearerAuthLayer::with_cache(cache.clone()).layer(noop_service());
-        let (sent, delayed, slowest) = steady_flow(service, REFRESH_RUN).await;
+        let (sent, delayed, slowest) = steady_flow(service, REFRESH_RUN, REQUEST_EVERY).await;
         (sent, delayed, slowest, cache.stats().refreshes_ahead)
     });
     let (naive_sent, naive_delayed, naive_slowest) = paused_runtime().block_on(async {
@@ -825,7 +857,7 @@ fn refresh_window(summary: &mut Summary) {
             NaiveBearer::new(noop_service(), slow_source(REFRESH_FETCH, REFRESH_LIFETIME));
         // Warm, as for ours.
         timed_request(&mut service).await;
-        steady_flow(service, REFRESH_RUN).await
+        steady_flow(service, REFRESH_RUN, REQUEST_EVERY).await
     });
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
@@ -889,13 +921,13 @@ fn outage(summary: &mut Summary) {
         let fetches = count();
         let cache = TokenCache::new(failing_source(Arc::clone(&fetches)));
         let service = BearerAuthLayer::with_cache(cache.clone()).layer(noop_service());
-        let (sent, _, _) = steady_flow(service, OUTAGE_RUN).await;
+        let (sent, _, _) = steady_flow(service, OUTAGE_RUN, REQUEST_EVERY).await;
         (fetches.load(Ordering::Relaxed), sent, cache.stats())
     });
     let naive_fetches = paused_runtime().block_on(async {
         let fetches = count();
         let service = NaiveBearer::new(noop_service(), failing_source(Arc::clone(&fetches)));
-        steady_flow(service, OUTAGE_RUN).await;
+        steady_flow(service, OUTAGE_RUN, REQUEST_EVERY).await;
         fetches.load(Ordering::Relaxed)
     });
     let bound = backoff_bound(&Backoff::default(), OUTAGE_RUN);
@@ -907,4 +939,71 @@ fn outage(summary: &mut Summary) {
     summary.figure("outage_fetches", fetches, "fetches");
     summary.figure("outage_fetch_bound", bound, "fetches");
     summary.figure("outage_naive_fetches", naive_fetches, "fetches");
+}
+
+// ---------------------------------------------------------------------------
+// 7. Token economy.
+
+const ECONOMY_FETCH: Duration = Duration::from_millis(300);
+/// Requests spread evenly over each run: dense enough that every refresh
+/// window (5 minutes at most) sees some, as lazy refresh-ahead needs.
+const ECONOMY_REQUESTS: u32 = 20_000;
+
+/// The usable part of a lifetime under the default margin (30 s, clamped to
+/// a quarter of the lifetime but at least 1 s, and at most half).
+fn default_usable(lifetime: Duration) -> Duration {
+    let margin = Duration::from_secs(30)
+        .min((lifetime / 4).max(Duration::from_secs(1)))
+        .min(lifetime / 2);
+    lifetime - margin
+}
+
+/// Tokens fetched over ten lifetimes of steady traffic, default settings, a
+/// provider that answers in 300 ms; how many requests waited.
+fn economy_run(lifetime: Duration, run: Duration) -> (u64, usize, usize) {
+    paused_runtime().block_on(async {
+        let cache = TokenCache::new(slow_source(ECONOMY_FETCH, lifetime));
+        cache.refresh().await.expect("warming the cache");
+        let service = BearerAuthLayer::with_cache(cache.clone()).layer(noop_service());
+        let rest = run.saturating_sub(ECONOMY_FETCH);
+        let (sent, delayed, _) = steady_flow(service, rest, rest / ECONOMY_REQUESTS).await;
+        (cache.stats().fetches_started, sent, delayed)
+    })
+}
+
+fn economy(summary: &mut Summary) {
+    println!(
+        "\n## 7. token economy: steady traffic over ten lifetimes, default settings, source takes {} ms (simulated time)",
+        ECONOMY_FETCH.as_millis()
+    );
+    for (name, lifetime, goal) in [
+        ("1min", Duration::from_secs(60), 1.5),
+        ("5min", Duration::from_secs(300), 1.15),
+        ("1h", Duration::from_secs(3600), 1.15),
+        ("24h", Duration::from_secs(24 * 3600), 1.15),
+    ] {
+        let run = lifetime * 10;
+        let (fetches, sent, delayed) = economy_run(lifetime, run);
+        let usable_lifetimes = run.as_secs_f64() / default_usable(lifetime).as_secs_f64();
+        let per_usable = fetches as f64 / usable_lifetimes;
+        println!(
+            "  {name:>5} tokens: {fetches} fetches in {usable_lifetimes:.2} usable lifetimes = {per_usable:.3} per usable lifetime (goal <= {goal}); {delayed} of {sent} requests waited"
+        );
+        summary.figure(
+            &format!("economy_{name}_tokens_per_usable_lifetime"),
+            format!("{per_usable:.3}"),
+            "tokens",
+        );
+        summary.figure(
+            &format!("economy_{name}_requests_waited"),
+            delayed,
+            "requests",
+        );
+    }
+    let (fetches, sent, delayed) = economy_run(Duration::from_secs(3), Duration::from_secs(10));
+    println!(
+        "     3s tokens: {fetches} fetches in 10 s (goal <= 8); {delayed} of {sent} requests waited"
+    );
+    summary.figure("economy_3s_tokens_in_10s", fetches, "tokens");
+    summary.figure("economy_3s_requests_waited", delayed, "requests");
 }
