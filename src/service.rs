@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use crate::cache::{Acquire, Outcome, TokenCache, TokenId};
+use crate::cache::{Acquire, Outcome, Reader, TokenCache, TokenId};
 use crate::error::{Error, TokenError};
 use crate::request::{AuthRequest, AuthResponse};
 use crate::scope::{Scope, Verdict};
@@ -52,7 +52,7 @@ pub(crate) struct Settings {
 #[derive(Clone, Debug)]
 pub struct BearerAuth<S> {
     inner: S,
-    cache: TokenCache,
+    cache: Reader,
     settings: Settings,
 }
 
@@ -60,14 +60,14 @@ impl<S> BearerAuth<S> {
     pub(crate) fn new(inner: S, cache: TokenCache, settings: Settings) -> Self {
         Self {
             inner,
-            cache,
+            cache: Reader::new(cache),
             settings,
         }
     }
 
     /// The token cache this service uses.
     pub fn cache(&self) -> &TokenCache {
-        &self.cache
+        self.cache.cache()
     }
 
     /// The inner service.
@@ -152,7 +152,7 @@ where
                             invalidate_on_unauthorized,
                             // Keeps the cache, and so its fetch, alive while
                             // this request waits.
-                            cache: self.cache.clone(),
+                            cache: self.cache.cache().clone(),
                             deadline,
                         })),
                     },

@@ -239,3 +239,42 @@ fn a_runtime_without_timers_is_refused_by_tokio_with_its_fix_named() {
         .unwrap_or_default();
     assert!(message.contains("enable_time"), "{message}");
 }
+
+/// The hot path trusts a timer instead of the clock; a timer whose runtime
+/// shut down can never fire, and must never keep an expired token in use.
+#[test]
+fn a_token_whose_timer_runtime_shut_down_is_not_used_past_its_usable_end() {
+    within(Duration::from_secs(20), || {
+        let counting = Counting::tokens(Duration::ZERO, Some(Duration::from_secs(100)));
+        let cache = TokenCache::new(counting.source());
+        let svc = ServiceBuilder::new()
+            .layer(BearerAuthLayer::with_cache(cache.clone()))
+            .service(echo::<String>());
+
+        // A multi-thread runtime fetches the token and arms its timer, then
+        // shuts down.
+        let first = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        first.block_on(async {
+            let res = svc.clone().oneshot(request()).await.unwrap();
+            assert_eq!(res.body(), "Bearer token-1");
+        });
+        drop(first);
+
+        // Another runtime, 80 s later: past the 75 s usable end.
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        second.block_on(async {
+            tokio::time::advance(Duration::from_secs(80)).await;
+            let res = svc.clone().oneshot(request()).await.unwrap();
+            assert_eq!(res.body(), "Bearer token-2", "never the expired token");
+        });
+        assert_eq!(counting.count(), 2);
+    });
+}
