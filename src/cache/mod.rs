@@ -209,12 +209,17 @@ impl Reader {
         &self.cache
     }
 
-    /// The hot path: a fresh token with no lock, no clock and no shared
-    /// write but the header's reference count; else the cache decides.
+    /// The hot path: a fresh token with no lock and no shared write but the
+    /// header's reference count (and, with the timer, no clock read); past
+    /// the refresh point or with no token, the cache decides.
     pub(crate) fn acquire(&mut self) -> Acquire {
         let fresh = match self.view.load() {
             Some(entry) if entry.is_fresh() => Some(entry.lease()),
-            _ => None,
+            Some(entry) => {
+                let now = Instant::now();
+                (entry.is_usable(now) && !entry.refresh_due(now)).then(|| entry.lease())
+            }
+            None => None,
         };
         match fresh {
             Some(lease) => {

@@ -33,9 +33,11 @@ pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// Lifetimes above this (about a year) are treated as this long.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
-/// How long before its refresh point the hot path stops trusting a timer
-/// and reads the clock: a timer may fire a little late, never early.
-const TIMER_SLACK: Duration = Duration::from_millis(100);
+/// How long before the usable end, at least, the hot path stops trusting a
+/// timer and reads the clock (a quarter of the usable time for tokens that
+/// live less than four seconds): a timer fires late when its runtime falls
+/// behind, never early.
+const TIMER_SLACK: Duration = Duration::from_secs(1);
 
 /// How the cache backs off after failed fetches.
 ///
