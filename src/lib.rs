@@ -43,11 +43,18 @@
 //!   source is called once and every waiter gets its result, success or
 //!   error. The fetch runs on its own task: a dropped request cancels
 //!   nothing.
-//! - **Hot path.** While the token is fresh, a request costs one atomic load,
-//!   a header clone and an insert: no lock, no await before the inner call.
-//! - **Refresh ahead.** Past its refresh point (a window before expiry, with
-//!   jitter) the first request starts one background refresh and goes on
-//!   with the still-valid token. No request waits while a token is usable.
+//! - **Hot path.** While the token is fresh, a request costs a check that
+//!   the service's cached view is current, a flag, a header clone and an
+//!   insert: no lock, no await, no shared write but the header's reference
+//!   count, and on a multi-thread runtime no clock read (a timer marks the
+//!   token due; see [`cache::FreshnessCheck`]).
+//! - **Refresh ahead.** Past its refresh point (5% of the usable time plus
+//!   twice the observed fetch time before the usable end, with jitter) the
+//!   first request starts one background refresh and goes on with the
+//!   still-valid token. No request waits while a token is usable, and a
+//!   token is refetched about once per usable lifetime, not twice.
+//! - **Never a dead token.** A token is never attached past its usable end,
+//!   even one that arrives from a slow provider already past it.
 //! - **Failures.** A failed refresh keeps the usable token. After a failure
 //!   the cache backs off (exponentially, with jitter, honouring
 //!   `Retry-After`); meanwhile requests with no usable token fail at once with
@@ -56,18 +63,24 @@
 //! - **401.** A `401` (or gRPC `UNAUTHENTICATED`) throws away the token that
 //!   request carried, only if it is still current, and starts one refresh.
 //!   [`RetryOnUnauthorized`] re-sends a replayable request once.
-//! - **Scope.** [`Scope`] keeps the token to the origins it is meant for.
+//! - **Scope.** [`Scope`] keeps the token to the origins it is meant for;
+//!   a request whose URI names no origin (tonic) is never sent bare under a
+//!   restricted scope.
+//! - **Runtime.** Fetches and timers need a tokio runtime with its time
+//!   driver, as `#[tokio::main]` builds it.
 //!
 //! # Choosing settings
 //!
 //! | setting | default | change it when |
 //! |---|---|---|
 //! | [`expiry_margin`](TokenCacheBuilder::expiry_margin) | 30 s | requests spend long in flight, or clocks are skewed |
-//! | [`refresh_ahead`](TokenCacheBuilder::refresh_ahead) | 5 min | the provider is slow; `ZERO` turns it off |
+//! | [`refresh_share`](TokenCacheBuilder::refresh_share) | 5% of the usable time | tokens are cheap and you want more room for retries |
+//! | [`refresh_ahead`](TokenCacheBuilder::refresh_ahead) | at most 5 min | long-lived tokens should be renewed earlier; `ZERO` turns refresh-ahead off |
 //! | [`refresh_jitter`](TokenCacheBuilder::refresh_jitter) | 0.2 | many processes share one provider |
 //! | [`default_lifetime`](TokenCacheBuilder::default_lifetime) | 5 min | the provider omits `expires_in` and documents a lifetime |
 //! | [`fetch_timeout`](TokenCacheBuilder::fetch_timeout) | 30 s | the provider is known to be fast or slow |
 //! | [`backoff`](TokenCacheBuilder::backoff) | 1 s doubling to 60 s | the provider asks for gentler retries |
+//! | [`freshness_check`](TokenCacheBuilder::freshness_check) | a timer on multi-thread runtimes, the clock on current-thread ones | every request runs on one current-thread runtime (`Timer`), or you want the clock on every request (`Clock`) |
 //! | [`BearerAuthLayer::overwrite_existing`] | `false` | requests carry stale credentials you want replaced |
 //! | [`BearerAuthLayer::scope`] | every request | the client talks to more than one origin |
 //!
