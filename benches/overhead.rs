@@ -609,6 +609,14 @@ fn contention(plan: &Plan, summary: &mut Summary) {
     println!("  naive / tower_http         = {naive_ratio:.3}");
     println!("  bearer_no_401 / tower_http = {no_401_ratio:.3}");
 
+    // What a per-request handle clone would add: the response future could
+    // hold the cache to report a 401, instead of its id in a registry.
+    let shared_count_ns = contended_arc_clone_ns(plan.clone_iters);
+    println!(
+        "  for context: an Arc clone + drop shared by 2 threads costs {shared_count_ns:.1} ns (what a per-request cache handle would add; the 401 path finds its cache by id instead)"
+    );
+    summary.figure("contended_arc_clone", format!("{shared_count_ns:.1}"), "ns");
+
     summary.figure(
         "contention_tower_http",
         format!("{tower_http:.0}"),
@@ -624,6 +632,23 @@ fn contention(plan: &Plan, summary: &mut Summary) {
         "requests/s",
     );
     summary.ratio("contention_bearer_no_401_over_tower_http", no_401_ratio);
+}
+
+/// Nanoseconds per `Arc` clone + drop when two threads share the count.
+fn contended_arc_clone_ns(iters: u64) -> f64 {
+    let shared = Arc::new(0u64);
+    let start = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let shared = &shared;
+            scope.spawn(move || {
+                for _ in 0..iters {
+                    drop(black_box(Arc::clone(shared)));
+                }
+            });
+        }
+    });
+    start.elapsed().as_nanos() as f64 / iters as f64
 }
 
 // ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Counting, echo};
+use common::{Counting, echo, no_jitter, request};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tokio::time::{Instant, advance};
@@ -16,24 +16,11 @@ use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::retry::ReplayBody;
 use tower_bearer::{
-    Backoff, BearerAuthLayer, ErrorClass, RetryOnUnauthorized, SourceError, Token, TokenCache,
+    BearerAuthLayer, ErrorClass, RetryOnUnauthorized, SourceError, Token, TokenCache,
     TokenErrorKind,
 };
 
 const MS: Duration = Duration::from_millis(1);
-
-fn request() -> Request<String> {
-    Request::get("http://api.test/v1")
-        .body(String::new())
-        .unwrap()
-}
-
-fn no_jitter() -> Backoff {
-    Backoff {
-        jitter: 0.0,
-        ..Backoff::default()
-    }
-}
 
 /// Sends a request and asserts that it completes on its first poll: it did
 /// not wait for anything.

@@ -3,33 +3,16 @@
 mod common;
 
 use std::convert::Infallible;
-use std::sync::mpsc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use common::{Counting, echo};
+use common::{Counting, echo, request, within};
 use http::{Request, Response, StatusCode};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::source::StaticSource;
 use tower_bearer::{
     Backoff, BearerAuthLayer, ErrorClass, SourceError, Token, TokenCache, TokenErrorKind,
 };
-
-fn request() -> Request<String> {
-    Request::get("http://api.test/v1")
-        .body(String::new())
-        .unwrap()
-}
-
-/// Runs `f` on its own thread and fails the test if it does not finish in
-/// time, instead of hanging the test run.
-fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(limit).expect("hung")
-}
 
 #[test]
 fn a_request_on_a_runtime_that_has_shut_down_fails_instead_of_deadlocking() {

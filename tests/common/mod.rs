@@ -8,9 +8,46 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::sync::mpsc::{self, RecvTimeoutError};
+
+use http::Request;
 use tokio::time::Instant;
 use tower_bearer::source::FnSource;
-use tower_bearer::{SourceError, Token, TokenSource};
+use tower_bearer::{Backoff, SourceError, Token, TokenSource};
+
+/// A request to the test API.
+pub fn request() -> Request<String> {
+    Request::get("http://api.test/v1")
+        .body(String::new())
+        .unwrap()
+}
+
+/// The default backoff without its random part: delays are exact.
+pub fn no_jitter() -> Backoff {
+    Backoff {
+        jitter: 0.0,
+        ..Backoff::default()
+    }
+}
+
+/// Runs `f` on its own thread and fails the test if it does not finish in
+/// time, instead of hanging the test run. A panic in `f` is re-raised here,
+/// so that its assertion message is what the test reports.
+pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(RecvTimeoutError::Timeout) => panic!("hung: did not finish within {limit:?}"),
+        Err(RecvTimeoutError::Disconnected) => std::panic::resume_unwind(
+            worker
+                .join()
+                .expect_err("the worker neither answered nor panicked"),
+        ),
+    }
+}
 
 type Step = Box<
     dyn Fn(usize) -> Pin<Box<dyn Future<Output = Result<Token, SourceError>> + Send>> + Send + Sync,
