@@ -27,7 +27,7 @@ use std::task::{Context, Poll, ready};
 use http::HeaderName;
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::cache::{Acquire, Outcome, Reader, TokenCache, TokenId};
@@ -241,26 +241,49 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Waiting { token, pending } => {
-                    let outcome = match Pin::new(token).poll(cx) {
+                    let waiting = pending
+                        .as_mut()
+                        .expect("ResponseFuture polled after completion");
+                    let outcome = match Pin::new(&mut *token).poll(cx) {
                         Poll::Ready(outcome) => outcome,
                         Poll::Pending => {
-                            let waiting = pending
-                                .as_mut()
-                                .expect("ResponseFuture polled after completion");
                             if let Some(deadline) = waiting.deadline.as_mut() {
                                 ready!(deadline.as_mut().poll(cx));
-                                waiting.cache.give_up_on_stalled();
+                                let cache = waiting.cache.clone();
+                                // Release the readied service now, not when
+                                // the caller drops this future.
+                                pending.take();
+                                cache.give_up_on_stalled();
                                 return Poll::Ready(Err(Error::Token(TokenError::timeout(
-                                    waiting.cache.fetch_timeout(),
+                                    cache.fetch_timeout(),
                                 ))));
                             }
                             return Poll::Pending;
                         }
                     };
-                    let entry = match outcome {
-                        Ok(Ok(entry)) => entry,
-                        Ok(Err(error)) => return Poll::Ready(Err(Error::Token(error))),
-                        Err(_) => return Poll::Ready(Err(Error::Token(TokenError::cancelled()))),
+                    let acquired = match outcome {
+                        Ok(Ok(entry)) if entry.is_usable(Instant::now()) => {
+                            Acquire::Ready(entry.lease())
+                        }
+                        // This future sat unpolled past the token's usable
+                        // end: ask the cache again.
+                        Ok(Ok(_)) => waiting.cache.acquire(),
+                        Ok(Err(error)) => Acquire::Failed(error),
+                        Err(_) => Acquire::Failed(TokenError::cancelled()),
+                    };
+                    let lease = match acquired {
+                        Acquire::Ready(lease) => lease,
+                        Acquire::Wait(next, deadline) => {
+                            *token = next;
+                            if let Some(sleep) = waiting.deadline.as_mut() {
+                                sleep.as_mut().reset(deadline);
+                            }
+                            continue;
+                        }
+                        Acquire::Failed(error) => {
+                            pending.take();
+                            return Poll::Ready(Err(Error::Token(error)));
+                        }
                     };
                     let Pending {
                         mut inner,
@@ -271,7 +294,6 @@ where
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let lease = entry.lease();
                     request.headers_mut().insert(header_name, lease.header);
                     *this.rejected = invalidate_on_unauthorized.then_some(lease.id);
                     let future = inner.call(request);

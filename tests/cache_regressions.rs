@@ -13,6 +13,7 @@ use common::{Counting, echo, no_jitter, request, within};
 use http::{Request, Response};
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bearer::cache::FreshnessCheck;
 use tower_bearer::{
     Backoff, BearerAuthLayer, Error, ErrorClass, SourceError, Token, TokenCache, TokenErrorKind,
 };
@@ -360,4 +361,66 @@ async fn a_request_that_waited_for_a_failing_fetch_gives_back_the_inner_readines
     );
     drop(readiness);
     drop(first);
+}
+
+/// A request that waited for a fetch attaches
+/// the fetched token whenever its future is next polled, without checking
+/// that the token is still usable. Token: 4 s lifetime, usable 3 s.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_waiting_request_polled_late_does_not_send_a_token_past_its_usable_end() {
+    let counting = Counting::tokens(Duration::ZERO, Some(Duration::from_secs(4)));
+    let cache = TokenCache::builder(counting.source())
+        .freshness_check(FreshnessCheck::Clock)
+        .build();
+    let mut svc = ServiceBuilder::new()
+        .layer(BearerAuthLayer::with_cache(cache.clone()))
+        .service(echo::<String>());
+
+    // No token: the request waits for the fetch it starts.
+    let pending = svc.ready().await.unwrap().call(request());
+    // The fetch lands (token-1, usable until t0 + 3 s) while the request's
+    // future is not polled.
+    cache.refresh().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!cache.has_usable_token(), "token-1 is past its usable end");
+
+    let sent = pending.await.map(http::Response::into_body);
+    assert_ne!(
+        sent.as_deref().ok(),
+        Some("Bearer token-1"),
+        "token-1 was handed to the inner service 2 s past its usable end"
+    );
+}
+
+/// A fetch's own timeout and its waiters' patience count from the same
+/// start: a task first polled late is decided by its own timeout, not
+/// abandoned as stalled while it runs (which cancelled a healthy fetch,
+/// recorded no failure and let the next request start another at once).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_fetch_whose_task_runs_is_decided_by_its_own_timeout_not_abandoned() {
+    let counting = Counting::new(|n| async move {
+        if n == 1 {
+            tokio::time::sleep(Duration::from_millis(4600)).await;
+        }
+        Ok(Token::bearer(format!("token-{n}")).with_lifetime(Duration::from_secs(3600)))
+    });
+    let cache = TokenCache::builder(counting.source())
+        .fetch_timeout(Duration::from_secs(5))
+        .build();
+    let mut svc = ServiceBuilder::new()
+        .layer(BearerAuthLayer::with_cache(cache.clone()))
+        .service(echo::<String>());
+
+    // t0: the request starts flight 1; its task is not polled yet.
+    let pending = svc.ready().await.unwrap().call(request());
+    // The runtime gets to the task 1.5 s late: the source answers at
+    // t0 + 6.1 s, within 5 s of the task's start; waiters give up at t0 + 6 s.
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    let result = pending.await.map(http::Response::into_body);
+    let stats = cache.stats();
+    assert!(
+        result.is_ok() || stats.fetches_failed == 1,
+        "a fetch whose task ran was abandoned as stalled instead of being \
+         decided by its own timeout: {result:?}, {stats:?}"
+    );
 }

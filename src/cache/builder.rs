@@ -32,20 +32,25 @@ pub const DEFAULT_INVALIDATION_COOLDOWN: Duration = Duration::from_secs(5);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FreshnessCheck {
-    /// [`Timer`](Self::Timer) on a multi-thread runtime, whose workers drive
-    /// timers for as long as it lives; [`Clock`](Self::Clock) on a
-    /// current-thread runtime, which drives them only while something blocks
-    /// on it. The default.
+    /// On a multi-thread runtime, a timer armed at the token's refresh point
+    /// (at least a second before its usable end) marks the token due; until
+    /// then a request reads no clock. The runtime's workers run due timers
+    /// before they sit idle, so the flag is cleared on time unless the whole
+    /// runtime falls behind by more than that second; if the runtime shuts
+    /// down, the timer's task is dropped and the clock decides again. On a
+    /// current-thread runtime, the clock on every request: such a runtime
+    /// runs its timers only while something blocks on it, and polls the
+    /// blocked-on future before it looks at its timers. The default.
     #[default]
     Auto,
-    /// A timer, armed on the runtime that fetched the token, marks the token
-    /// due at its refresh point; until then a request reads no clock. If that
-    /// runtime shuts down the timer's task is dropped and the clock decides
-    /// again. Choose it for a current-thread runtime only when every request
-    /// runs on that runtime.
-    Timer,
     /// Every request compares the clock with the token's refresh point.
     Clock,
+    /// The timer on any runtime, current-thread ones included. For tests on
+    /// tokio's paused clock, where time moves only as the runtime allows; in
+    /// a program, a current-thread runtime re-entered with `block_on` after
+    /// an idle spell would see a stale flag.
+    #[doc(hidden)]
+    Timer,
 }
 
 #[derive(Clone, Debug)]

@@ -115,6 +115,17 @@ impl Entry {
         self.next_refresh.store(due, Ordering::Release);
     }
 
+    /// Gives back a claim whose flight was abandoned: the refresh is due
+    /// again at `now`. An unclaimed schedule is left as it is.
+    pub(crate) fn unclaim(&self, now: Instant) {
+        let _ = self.next_refresh.compare_exchange(
+            REFRESHING,
+            self.offset(now),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
     /// The next refresh may start at `at` (after a failed one).
     pub(crate) fn reschedule_refresh(&self, at: Instant) {
         self.next_refresh.store(self.offset(at), Ordering::Release);

@@ -88,8 +88,12 @@ impl Flight {
         let task = runtime.spawn(
             async move {
                 let mut guard = guard;
-                // The timer is made here, on the fetch's own task.
-                let result = match tokio::time::timeout(timeout, source.fetch_dyn()).await {
+                guard.running();
+                // The deadline counts from the start, as the waiters'
+                // patience does, however late the task is first polled. The
+                // timer is made here, on the fetch's own task.
+                let deadline = later(started, timeout);
+                let result = match tokio::time::timeout_at(deadline, source.fetch_dyn()).await {
                     Ok(Ok(token)) => Ok(token),
                     Ok(Err(error)) => Err(TokenError::source_failed(error)),
                     Err(_) => Err(TokenError::timeout(timeout)),
@@ -98,10 +102,10 @@ impl Flight {
             }
             .instrument(span.clone()),
         );
-        if spawn_state
-            .compare_exchange(SPAWNING, SPAWNED, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        let dropped =
+            spawn_state.compare_exchange(SPAWNING, SPAWNED, Ordering::AcqRel, Ordering::Acquire)
+                == Err(DROPPED_WHILE_SPAWNING);
+        if dropped {
             // The runtime is shutting down and dropped the task at once.
             return Err(TokenError::cancelled());
         }
@@ -171,6 +175,17 @@ struct Guard {
 }
 
 impl Guard {
+    /// The task runs: from now on a drop is a real ending (a panic, an
+    /// abort), even if the spawner has not yet seen `spawn` return.
+    fn running(&self) {
+        let _ = self.spawn_state.compare_exchange(
+            SPAWNING,
+            SPAWNED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
     fn finish(&mut self, result: Result<Token, TokenError>) {
         self.done = true;
         let elapsed = Instant::now().saturating_duration_since(self.started);

@@ -128,6 +128,9 @@ use crate::token::Token;
 /// does not run at all (its runtime is idle or gone).
 const STALL_GRACE: Duration = Duration::from_secs(1);
 
+/// The waiters of a flight the cache gave up on, to be told after the lock.
+type Abandoned = Option<Vec<oneshot::Sender<Outcome>>>;
+
 /// A shared, lazily filled token cache. Cloning it is cheap and shares the
 /// token.
 #[derive(Clone)]
@@ -403,8 +406,10 @@ impl TokenCache {
 
     fn acquire_slow(&self) -> Acquire {
         let shared = &self.shared;
-        let now = Instant::now();
         let mut state = shared.lock();
+        // Read after the lock: waiting for it must not make a token look
+        // usable longer than it is.
+        let now = Instant::now();
         // A fetch may have finished since the lock-free look.
         if let Some(entry) = shared.usable(now) {
             shared.counters.served_from_cache.bump();
@@ -459,20 +464,24 @@ impl TokenCache {
     /// Gives up on a flight whose task has not reported well past the fetch
     /// timeout: its runtime is idle or gone. Returns its waiters, to be told
     /// once the lock is released.
-    fn abandon_stalled(&self, state: &mut State, now: Instant) -> Vec<oneshot::Sender<Outcome>> {
+    fn abandon_stalled(&self, state: &mut State, now: Instant) -> Abandoned {
         match &state.flight {
             Some(flight) if flight.is_stalled(now, self.patience()) => {
-                tracing::warn!(
-                    "token fetch task did not finish within the fetch timeout; abandoned"
-                );
-                state.flight.take().map(Flight::abandon).unwrap_or_default()
+                // A refresh claimed while this flight ran counted on it: the
+                // next request may claim it again.
+                if let Some(entry) = self.shared.current.load_full() {
+                    entry.unclaim(now);
+                }
+                state.flight.take().map(Flight::abandon)
             }
-            _ => Vec::new(),
+            _ => None,
         }
     }
 
-    fn tell_stalled(&self, waiters: Vec<oneshot::Sender<Outcome>>) {
-        if !waiters.is_empty() {
+    /// Tells the waiters of an abandoned flight, once the lock is released.
+    fn tell_stalled(&self, abandoned: Abandoned) {
+        if let Some(waiters) = abandoned {
+            tracing::warn!("token fetch task did not finish within the fetch timeout; abandoned");
             tell(waiters, &Err(TokenError::timeout(self.fetch_timeout())));
         }
     }
@@ -716,5 +725,94 @@ impl fmt::Debug for TokenCache {
             .field("has_usable_token", &self.has_usable_token())
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::StaticSource;
+
+    fn token(lifetime: u64) -> StaticSource {
+        StaticSource::new(Token::bearer("t").with_lifetime(Duration::from_secs(lifetime)))
+    }
+
+    fn current(cache: &TokenCache) -> Arc<Entry> {
+        cache.shared.current.load_full().expect("a token is cached")
+    }
+
+    /// A refresh claimed while another flight ran counted on that flight;
+    /// when the cache gives up on it, the claim must come back, or the
+    /// token is never refreshed ahead again and requests wait at its end.
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_claim_comes_back_when_the_flight_it_counted_on_is_abandoned() {
+        let cache = TokenCache::builder(token(8))
+            .refresh_share(0.5)
+            .freshness_check(FreshnessCheck::Clock)
+            .build();
+        cache.refresh().await.unwrap();
+        let entry = current(&cache);
+        let now = Instant::now();
+        {
+            let mut state = cache.shared.lock();
+            cache.begin_flight(&mut state, Reason::Requested).unwrap();
+        }
+        // Past the refresh point (3 s): claimed, while the flight runs.
+        let due = now + Duration::from_millis(3100);
+        assert!(entry.claim_refresh(due).is_some());
+        assert!(!entry.refresh_due(due));
+        // The flight's task never reports; the cache gives up on it.
+        let abandoned = {
+            let mut state = cache.shared.lock();
+            cache.abandon_stalled(&mut state, now + Duration::from_secs(40))
+        };
+        assert!(abandoned.is_some());
+        assert!(entry.refresh_due(due + Duration::from_secs(40)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unclaimed_schedule_is_left_alone_when_a_flight_is_abandoned() {
+        let cache = TokenCache::builder(token(3600)).build();
+        cache.refresh().await.unwrap();
+        let entry = current(&cache);
+        let now = Instant::now();
+        {
+            let mut state = cache.shared.lock();
+            cache.begin_flight(&mut state, Reason::Requested).unwrap();
+            assert!(
+                cache
+                    .abandon_stalled(&mut state, now + Duration::from_secs(40))
+                    .is_some()
+            );
+        }
+        assert!(
+            !entry.refresh_due(now + Duration::from_secs(40)),
+            "not pulled forward"
+        );
+    }
+
+    /// A current-thread runtime runs its timers only while something blocks
+    /// on it, and polls that future first: there the clock decides.
+    #[tokio::test(flavor = "current_thread")]
+    async fn auto_trusts_a_timer_on_a_multi_thread_runtime_only() {
+        let cache = TokenCache::new(token(3600));
+        cache.refresh().await.unwrap();
+        assert!(!current(&cache).is_fresh());
+        assert!(cache.shared.lock().timer.is_none());
+
+        let multi = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cache = TokenCache::new(token(3600));
+        let warmed = cache.clone();
+        multi
+            .spawn(async move { warmed.refresh().await })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(current(&cache).is_fresh());
+        multi.shutdown_background();
     }
 }

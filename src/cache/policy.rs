@@ -259,7 +259,8 @@ pub(crate) fn scaled(duration: Duration, factor: f64) -> Duration {
         .min(MAX_LIFETIME)
 }
 
-/// `at + duration`, saturating instead of panicking.
+/// `at + duration`, never panicking: durations are capped at
+/// [`MAX_LIFETIME`], which no clock is near overflowing; were it to, `at`.
 pub(crate) fn later(at: Instant, duration: Duration) -> Instant {
     at.checked_add(duration.min(MAX_LIFETIME)).unwrap_or(at)
 }
