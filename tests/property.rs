@@ -469,7 +469,7 @@ fn run_seed(seed: u64) -> (Vec<(&'static str, String)>, Stats) {
         let retry = rng.bool();
         // Half the seeds trust the freshness timer (the hot path reads no
         // clock), half read the clock on every request.
-        let freshness = if seed % 2 == 0 {
+        let freshness = if seed.is_multiple_of(2) {
             FreshnessCheck::Timer
         } else {
             FreshnessCheck::Clock
