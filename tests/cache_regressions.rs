@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{Counting, echo, no_jitter, request, within};
+use common::{Counting, echo, no_jitter, request, strand_a_fetch, within};
 use http::{Request, Response};
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};
@@ -159,17 +159,7 @@ fn the_late_completion_of_an_abandoned_fetch_does_not_complete_the_newer_one() {
 
         // Runtime A starts flight 1, then is never driven again: its task
         // never runs (so it never calls the source).
-        let idle = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        idle.block_on(async {
-            let mut first = tokio_test::task::spawn(svc.clone().oneshot(request()));
-            assert!(
-                first.poll().is_pending(),
-                "the first request waits for flight 1"
-            );
-        });
+        let idle = strand_a_fetch(&svc);
         assert_eq!(cache.stats().fetches_started, 1, "flight 1 started");
 
         // Runtime B: a request gives up on flight 1 (abandoning it), and the

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use common::{Counting, echo, request, within};
+use common::{Counting, echo, request, strand_a_fetch, within};
 use http::{Request, Response, StatusCode};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::source::StaticSource;
@@ -51,14 +51,7 @@ fn a_fetch_stranded_on_an_idle_runtime_does_not_hang_requests_elsewhere() {
             .service(echo::<String>());
 
         // Runtime A starts the fetch, then is never driven again.
-        let idle = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        idle.block_on(async {
-            let mut first = tokio_test::task::spawn(svc.clone().oneshot(request()));
-            assert!(first.poll().is_pending());
-        });
+        let idle = strand_a_fetch(&svc);
         assert_eq!(cache.stats().fetches_started, 1);
 
         // Runtime B: its requests give up on that fetch, then start their own.

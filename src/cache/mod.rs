@@ -87,12 +87,13 @@ mod builder;
 mod entry;
 mod flight;
 mod policy;
+mod reader;
+mod registry;
 mod stats;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -113,6 +114,7 @@ pub use stats::Stats;
 pub(crate) use entry::{Lease, TokenId};
 pub(crate) use flight::Outcome;
 pub(crate) use policy::margin as clamped_margin;
+pub(crate) use reader::Reader;
 
 use builder::Config;
 use entry::Entry;
@@ -181,65 +183,6 @@ impl State {
     }
 }
 
-/// One service's view of a cache. It keeps the current token at hand and
-/// checks that it is still current with one relaxed atomic load: no
-/// reference count is touched on the hot path.
-#[derive(Clone)]
-pub(crate) struct Reader {
-    cache: TokenCache,
-    view: arc_swap::Cache<Current, Option<Arc<Entry>>>,
-}
-
-/// The cache's current token, for [`arc_swap::Cache`].
-#[derive(Clone)]
-struct Current(Arc<Shared>);
-
-impl std::ops::Deref for Current {
-    type Target = ArcSwapOption<Entry>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0.current
-    }
-}
-
-impl Reader {
-    pub(crate) fn new(cache: TokenCache) -> Self {
-        let view = arc_swap::Cache::new(Current(Arc::clone(&cache.shared)));
-        Self { cache, view }
-    }
-
-    pub(crate) fn cache(&self) -> &TokenCache {
-        &self.cache
-    }
-
-    /// The hot path: a fresh token with no lock and no shared write but the
-    /// header's reference count (and, with the timer, no clock read); past
-    /// the refresh point or with no token, the cache decides.
-    pub(crate) fn acquire(&mut self) -> Acquire {
-        let fresh = match self.view.load() {
-            Some(entry) if entry.is_fresh() => Some(entry.lease()),
-            Some(entry) => {
-                let now = Instant::now();
-                (entry.is_usable(now) && !entry.refresh_due(now)).then(|| entry.lease())
-            }
-            None => None,
-        };
-        match fresh {
-            Some(lease) => {
-                self.cache.shared.counters.served_from_cache.bump();
-                Acquire::Ready(lease)
-            }
-            None => self.cache.acquire(),
-        }
-    }
-}
-
-impl fmt::Debug for Reader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.cache, f)
-    }
-}
-
 /// What the cache can give a request right now.
 pub(crate) enum Acquire {
     /// A usable token.
@@ -248,29 +191,6 @@ pub(crate) enum Acquire {
     Wait(oneshot::Receiver<Outcome>, Instant),
     /// No token, and no fetch may start now.
     Failed(TokenError),
-}
-
-static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Every live cache by id, so that a response future can report a 401
-/// without holding a handle: cloning one per request would make every core
-/// write the same reference count.
-static REGISTRY: Mutex<BTreeMap<u64, Weak<Shared>>> = Mutex::new(BTreeMap::new());
-
-fn registry() -> MutexGuard<'static, BTreeMap<u64, Weak<Shared>>> {
-    REGISTRY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl TokenId {
-    /// The API rejected this token: tell its cache, if it is still alive.
-    pub(crate) fn reject(self, reason: &'static str) {
-        let shared = registry().get(&self.cache).and_then(Weak::upgrade);
-        if let Some(shared) = shared {
-            TokenCache { shared }.invalidate_if_current(self, reason);
-        }
-    }
 }
 
 impl TokenCache {
@@ -285,9 +205,8 @@ impl TokenCache {
     }
 
     fn from_builder(builder: TokenCacheBuilder) -> Self {
-        let id = NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(Shared {
-            id,
+        let shared = Arc::new_cyclic(|weak| Shared {
+            id: registry::register(weak.clone()),
             current: ArcSwapOption::empty(),
             state: Mutex::new(State::default()),
             source: builder.source,
@@ -295,7 +214,6 @@ impl TokenCache {
             counters: Counters::default(),
             next_token: AtomicU64::new(1),
         });
-        registry().insert(id, Arc::downgrade(&shared));
         TokenCache { shared }
     }
 
@@ -350,10 +268,17 @@ impl TokenCache {
 
     /// A usable token without a lock, or the way to get one.
     pub(crate) fn acquire(&self) -> Acquire {
-        let shared = &*self.shared;
-        if let Some(entry) = &*shared.current.load() {
+        self.acquire_from(self.shared.current.load().as_deref())
+    }
+
+    /// Serves `entry`, the current token as the caller last saw it, if it is
+    /// usable, starting its refresh if due; else the slow path decides.
+    #[inline]
+    fn acquire_from(&self, entry: Option<&Entry>) -> Acquire {
+        if let Some(entry) = entry {
+            // A live timer vouches that the refresh point has not come.
             if entry.is_fresh() {
-                shared.counters.served_from_cache.bump();
+                self.shared.counters.served_from_cache.bump();
                 return Acquire::Ready(entry.lease());
             }
             let now = Instant::now();
@@ -361,7 +286,7 @@ impl TokenCache {
                 if entry.refresh_due(now) {
                     self.refresh_ahead(entry, now);
                 }
-                shared.counters.served_from_cache.bump();
+                self.shared.counters.served_from_cache.bump();
                 return Acquire::Ready(entry.lease());
             }
         }
@@ -705,7 +630,7 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        registry().remove(&self.id);
+        registry::unregister(self.id);
         // Nothing runs after the last handle is gone.
         let state = self
             .state

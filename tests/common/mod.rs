@@ -122,3 +122,25 @@ pub fn echo<B: Send + 'static>() -> impl tower::Service<
         Ok::<_, Infallible>(http::Response::new(seen))
     })
 }
+
+/// Sends a request through `svc` on a current-thread runtime that is then
+/// never driven again: the fetch the request starts is stranded, its task
+/// never runs. Returns that runtime, for the test to drop when it chooses.
+pub fn strand_a_fetch<S>(svc: &S) -> tokio::runtime::Runtime
+where
+    S: tower::Service<Request<String>> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    let idle = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    idle.block_on(async {
+        let mut first = tokio_test::task::spawn(tower::ServiceExt::oneshot(svc.clone(), request()));
+        assert!(
+            first.poll().is_pending(),
+            "the request waits for the stranded fetch"
+        );
+    });
+    idle
+}
