@@ -6,114 +6,19 @@
 #![cfg(feature = "redis")]
 
 mod processes;
+mod store_support;
 
 use processes::RedisServer;
+use store_support::*;
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use tokio::time::{Instant, timeout};
-use tower::{ServiceBuilder, ServiceExt};
-use tower_bearer::store::{RedisStore, StoreKey};
-use tower_bearer::{BearerAuthLayer, ErrorClass, Token, TokenCache, TokenSource};
-
-const CLIENT_SECRET: &str = "client-secret-must-never-reach-redis";
-const FETCH_LATENCY: Duration = Duration::from_millis(100);
-
-/// A store with its own connection, and test-friendly timings.
-fn store(server: &RedisServer) -> RedisStore {
-    RedisStore::builder(server.url.as_str())
-        .expect("valid url")
-        .poll_interval(Duration::from_millis(20))
-        .build()
-}
-
-/// A source that counts its calls, takes a while, and yields
-/// `token-<n>` for the `n`th call.
-#[derive(Clone, Default)]
-struct CountingSource {
-    calls: Arc<AtomicUsize>,
-}
-
-impl CountingSource {
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-impl TokenSource for CountingSource {
-    type Error = Infallible;
-
-    async fn fetch(&self) -> Result<Token, Infallible> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        tokio::time::sleep(FETCH_LATENCY).await;
-        Ok(Token::bearer(format!("token-{n}")).with_lifetime(Duration::from_secs(3600)))
-    }
-}
-
-/// A source whose fetch never finishes: a process that stops mid-fetch.
-#[derive(Clone, Default)]
-struct StuckSource {
-    calls: Arc<AtomicUsize>,
-}
-
-impl TokenSource for StuckSource {
-    type Error = Infallible;
-
-    async fn fetch(&self) -> Result<Token, Infallible> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        std::future::pending().await
-    }
-}
-
-fn key() -> StoreKey {
-    StoreKey::builder()
-        .token_url("https://idp.example.com/oauth2/token")
-        .client_id("billing-service")
-        .scopes(["invoices.read", "invoices.write"])
-        .param("audience", "https://api.example.com")
-        // Ignored by the builder: credentials never identify a token.
-        .param("client_secret", CLIENT_SECRET)
-        .build()
-}
-
-/// Sends one request through a layer over `cache`; the response body is
-/// the `Authorization` header the request carried.
-async fn authorization(cache: &TokenCache) -> String {
-    let service = ServiceBuilder::new()
-        .layer(BearerAuthLayer::with_cache(cache.clone()))
-        .service_fn(|req: http::Request<()>| async move {
-            let value = req.headers()["authorization"].to_str().unwrap().to_owned();
-            Ok::<_, Infallible>(http::Response::new(value))
-        });
-    let response = service
-        .oneshot(http::Request::new(()))
-        .await
-        .expect("request served");
-    response.into_body()
-}
-
-/// The header a request gets, asserting that it came promptly: well under
-/// the lease, wait and timeout settings that a stall would run into.
-async fn authorization_promptly(cache: &TokenCache) -> String {
-    let started = Instant::now();
-    let value = with_deadline(authorization(cache)).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        started.elapsed()
-    );
-    value
-}
-
-async fn with_deadline<F: std::future::Future>(future: F) -> F::Output {
-    timeout(Duration::from_secs(8), future)
-        .await
-        .expect("finished well within the deadline: nothing hangs")
-}
+use tokio::time::Instant;
+use tower_bearer::store::RedisStore;
+use tower_bearer::{ErrorClass, Token, TokenCache, TokenSource};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_independent_caches_make_one_fetch() {
@@ -156,7 +61,6 @@ async fn a_lease_holder_that_stops_mid_fetch_is_taken_over() {
         RedisStore::builder(redis.url.as_str())
             .unwrap()
             .lease_ttl(lease_ttl)
-            .max_wait(Duration::from_secs(5))
             .poll_interval(Duration::from_millis(20))
             .build()
     };
@@ -170,16 +74,7 @@ async fn a_lease_holder_that_stops_mid_fetch_is_taken_over() {
         let cache_a = cache_a.clone();
         async move { authorization(&cache_a).await }
     });
-    let mut conn = redis.connect().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let held: bool = conn.exists(&lease_key).await.unwrap();
-        if held {
-            break;
-        }
-        assert!(Instant::now() < deadline, "process A never took the lease");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_key(&redis, &lease_key).await;
     let lease_seen = Instant::now();
 
     // Process B waits for A's lease to expire, then fetches itself.
@@ -197,7 +92,7 @@ async fn a_lease_holder_that_stops_mid_fetch_is_taken_over() {
     );
     assert!(
         waited < Duration::from_secs(3),
-        "B did not wait out max_wait ({waited:?})"
+        "B took over as soon as the lease expired ({waited:?})"
     );
     assert!(!a.is_finished(), "A is still stuck");
 
@@ -451,66 +346,6 @@ async fn a_cache_that_asks_again_gets_a_newer_token_once_per_fleet() {
     assert_eq!(source.calls(), 2);
 }
 
-/// A proxy in front of Redis that holds back the reply to the first command
-/// holding `NX` (the lease `SET`) for `delay`: Redis runs the command, the
-/// client gives up waiting for its answer. Returns the proxy's URL.
-async fn slow_lease_proxy(redis: &RedisServer, delay: Duration) -> String {
-    use std::sync::atomic::AtomicBool;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-
-    let upstream = redis
-        .url
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .to_owned();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let delayed_once = Arc::new(AtomicBool::new(false));
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = TcpStream::connect(&upstream).await else {
-                continue;
-            };
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            let hold = Arc::new(AtomicBool::new(false));
-            let (hold_up, delayed_once) = (hold.clone(), delayed_once.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0; 65536];
-                while let Ok(n) = client_read.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if buf[..n].windows(2).any(|w| w == b"NX")
-                        && !delayed_once.swap(true, Ordering::SeqCst)
-                    {
-                        hold_up.store(true, Ordering::SeqCst);
-                    }
-                    if server_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            tokio::spawn(async move {
-                let mut buf = vec![0; 65536];
-                while let Ok(n) = server_read.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if hold.swap(false, Ordering::SeqCst) {
-                        tokio::time::sleep(delay).await;
-                    }
-                    if client_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    format!("redis://{addr}/")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_whose_reply_came_too_late_is_released_and_the_token_shared() {
     let Some(redis) = RedisServer::start().await else {
@@ -518,7 +353,7 @@ async fn a_lease_whose_reply_came_too_late_is_released_and_the_token_shared() {
     };
     // The lease SET's reply comes 800 ms late, past A's 500 ms timeout; A's
     // later commands are answered in time.
-    let proxied = slow_lease_proxy(&redis, Duration::from_millis(800)).await;
+    let proxied = reply_delaying_proxy(&redis, b"NX", Duration::from_millis(800)).await;
     let source = CountingSource::default();
     let shared_a = RedisStore::builder(proxied.as_str())
         .unwrap()
@@ -556,7 +391,7 @@ async fn a_lease_without_ttl_or_of_the_wrong_type_is_cleared() {
     // Set by hand, with no TTL: it would never expire on its own.
     let _: () = conn.set(&lease_key, "stray").await.unwrap();
     let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
-    // Served promptly, not after max_wait.
+    // Served promptly, not after the cache gives up.
     assert_eq!(authorization_promptly(&cache).await, "Bearer token-1");
     assert_eq!(source.calls(), 1);
     let held: bool = conn.exists(&lease_key).await.unwrap();
@@ -569,23 +404,36 @@ async fn a_lease_without_ttl_or_of_the_wrong_type_is_cleared() {
     assert_eq!(authorization_promptly(&cache).await, "Bearer token-2");
     assert_eq!(source.calls(), 2);
 
-    // A live lease with a TTL is left alone: the reader waits for it.
+    // A live lease with a TTL is left alone: the reader never fetches beside
+    // it. Its cache's fetch timeout ends the wait...
     let _: () = conn.del(&redis_key).await.unwrap();
     let _: () = conn
         .pset_ex(&lease_key, "another-holder", 60_000)
         .await
         .unwrap();
-    let cache = TokenCache::new(
-        RedisStore::builder(redis.url.as_str())
-            .unwrap()
-            .max_wait(Duration::from_millis(300))
-            .poll_interval(Duration::from_millis(20))
-            .build()
-            .share(source.clone(), key()),
-    );
-    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-3");
+    let cache = TokenCache::builder(store(&redis).share(source.clone(), key()))
+        .fetch_timeout(Duration::from_millis(300))
+        .build();
+    let error = with_deadline(cache.refresh()).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert_eq!(source.calls(), 2);
     let holder: String = conn.get(&lease_key).await.unwrap();
     assert_eq!(holder, "another-holder");
+
+    // ... or the lease's end, after which the reader takes the next lease.
+    let _: () = conn
+        .pset_ex(&lease_key, "another-holder", 500)
+        .await
+        .unwrap();
+    let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
+    let started = Instant::now();
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-3");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(source.calls(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -598,7 +446,6 @@ async fn huge_settings_do_not_panic() {
         RedisStore::builder(redis.url.as_str())
             .unwrap()
             .lease_ttl(Duration::MAX)
-            .max_wait(Duration::MAX)
             .expiry_margin(Duration::MAX)
             .default_lifetime(Duration::MAX)
             .build()
@@ -609,7 +456,6 @@ async fn huge_settings_do_not_panic() {
     // Redis down too: a direct fetch, no panic.
     let down = RedisStore::builder("redis://127.0.0.1:1/")
         .unwrap()
-        .max_wait(Duration::MAX)
         .operation_timeout(Duration::MAX)
         .build()
         .share(source.clone(), key());

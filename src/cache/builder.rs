@@ -141,7 +141,7 @@ impl TokenCacheBuilder {
     /// minutes): an unknown lifetime is renewed often, and a token that dies
     /// sooner is dropped on its first 401.
     pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.timing.default_lifetime = lifetime.clamp(Duration::from_secs(1), MAX_LIFETIME);
+        self.config.timing.default_lifetime = super::policy::default_lifetime(lifetime);
         self
     }
 

@@ -113,7 +113,7 @@ pub use stats::Stats;
 
 pub(crate) use entry::{Lease, TokenId};
 pub(crate) use flight::Outcome;
-pub(crate) use policy::margin as clamped_margin;
+pub(crate) use policy::{default_lifetime, lifetime as token_lifetime, margin as clamped_margin};
 pub(crate) use reader::Reader;
 
 use builder::Config;

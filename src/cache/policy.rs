@@ -158,9 +158,7 @@ impl Timing {
     /// The lifetime the cache works with: the source's, or the default when
     /// the source said nothing or zero; at most [`MAX_LIFETIME`].
     pub(crate) fn lifetime(&self, said: Option<Duration>) -> Duration {
-        said.filter(|l| !l.is_zero())
-            .unwrap_or(self.default_lifetime)
-            .min(MAX_LIFETIME)
+        lifetime(said, self.default_lifetime)
     }
 
     /// The schedule of a token that lives `lifetime`, when fetches take about
@@ -196,6 +194,22 @@ impl Timing {
             fresh,
         }
     }
+}
+
+/// The lifetime a token is kept for: what its source said, or `default`
+/// when the source said nothing or zero (a zero `expires_in` means the
+/// provider did not know, not that the token is dead); at most
+/// [`MAX_LIFETIME`]. One rule for the cache and the fleet store.
+pub(crate) fn lifetime(said: Option<Duration>, default: Duration) -> Duration {
+    said.filter(|l| !l.is_zero())
+        .unwrap_or_else(|| default_lifetime(default))
+        .min(MAX_LIFETIME)
+}
+
+/// A default lifetime setting, clamped: at least a second, at most
+/// [`MAX_LIFETIME`].
+pub(crate) fn default_lifetime(setting: Duration) -> Duration {
+    setting.clamp(Duration::from_secs(1), MAX_LIFETIME)
 }
 
 /// The expiry margin for a token that lives `lifetime`: `margin`, but no

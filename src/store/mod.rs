@@ -51,7 +51,9 @@
 //!    its remaining life less a margin
 //!    ([`expiry_margin`](RedisStoreBuilder::expiry_margin)), so Redis drops it
 //!    before it dies; its remaining life is computed from that TTL, on the
-//!    Redis server's clock, so clock skew between hosts does not matter;
+//!    Redis server's clock, so clock skew between hosts does not matter. A
+//!    token without a lifetime, or with a zero one, is kept for the default
+//!    lifetime: the cache's rule;
 //! 2. on a miss, takes a short lease (`SET <key>:lease <random> NX PX`), one
 //!    process at a time. The holder reads again (the token may have landed
 //!    meanwhile), asks the wrapped source, writes the token and releases the
@@ -59,15 +61,18 @@
 //!    When the lease `SET` gets no answer in time it may still have run, so
 //!    the process acts as the holder all the same: it fetches, writes and
 //!    releases, rather than leave an orphan lease that stalls the others;
-//! 3. without the lease, polls for the token to appear
-//!    ([`poll_interval`](RedisStoreBuilder::poll_interval), up to
-//!    [`max_wait`](RedisStoreBuilder::max_wait), 20 s by default). A holder
-//!    that dies lets its lease expire
+//! 3. without the lease, follows it to its outcome: it polls
+//!    ([`poll_interval`](RedisStoreBuilder::poll_interval)) until the
+//!    holder's token appears, or the lease is released or expires
 //!    ([`lease_ttl`](RedisStoreBuilder::lease_ttl), 15 s by default, longer
-//!    than a client-credentials fetch may take) and a waiter takes over; past
-//!    the wait, the process fetches on its own. Anything under the lease key
-//!    that no holder could have written (no TTL, not a string) is deleted on
-//!    the next read.
+//!    than a client-credentials fetch may take), and then races for the next
+//!    lease. It never fetches beside a live lease: a holder that fails
+//!    slowly is most often waiting on a provider that is timing out, and the
+//!    fleet then sends that provider one request at a time, not one per
+//!    process. The cache's
+//!    [`fetch_timeout`](crate::TokenCacheBuilder::fetch_timeout) bounds the
+//!    wait. Anything under the lease key that no holder could have written
+//!    (no TTL, not a string) is deleted on the next read.
 //!
 //! A token read from Redis reaches the local cache with its remaining life,
 //! measured by the key's TTL. Near the end of that life the cache would clamp
@@ -75,17 +80,32 @@
 //! there it gets the life Redis keeps it (the remaining life less the writer's
 //! margin) and never uses the token later than the writer's cache would.
 //!
+//! # Which token wins
+//!
+//! A holder whose fetch outlives its lease is overtaken: another process
+//! takes the lease and fetches a newer token. Whichever finishes last, the
+//! fleet keeps the newer one. A write never replaces a stored token that
+//! lives at least as long as the one written, unless the writer is
+//! refreshing that very token (its cache has had it) or could not read it
+//! (garbage, or sealed with a key it does not have). The check and the write
+//! are one script, atomic on the server. A writer whose token was refused
+//! hands its cache the stored one instead, so the whole fleet uses one token,
+//! and an older token, which providers that revoke on issue may already have
+//! revoked, is not spread.
+//!
 //! # Refresh ahead without a stampede
 //!
 //! The local cache refreshes a token ahead of its expiry and, after a 401,
 //! asks for a new one. Re-reading Redis must not hand back the very token the
-//! cache is trying to replace. So each [`SharedSource`] remembers the token
-//! it last handed to its cache: when Redis still holds that one, the cache
-//! asked again because it wants a newer token, and the store treats it as a
-//! miss (lease, fetch, write). The first process of the fleet whose cache
-//! refreshes fetches the new token; every other process finds that new token
-//! when its own cache refreshes, and keeps using its current token until then.
-//! Refresh jitter in the cache spreads these refreshes out.
+//! cache is trying to replace. So each [`SharedSource`] remembers the tokens
+//! it has handed to its cache, recorded before the write that shares one is
+//! sent (the write may happen though its reply is lost): when Redis still
+//! holds one of them, the cache asked again because it wants a newer token,
+//! and the store treats it as a miss (lease, fetch, write). The first process
+//! of the fleet whose cache refreshes fetches the new token; every other
+//! process finds that new token when its own cache refreshes, and keeps using
+//! its current token until then. Refresh jitter in the cache spreads these
+//! refreshes out.
 //!
 //! # Redis is an accelerator, not a dependency
 //!
@@ -101,19 +121,39 @@
 //! and the next waiter tries in turn; each process's cache then backs off as
 //! usual.
 //!
-//! # Security: who can read Redis can read the token
+//! # The Redis user: an ACL that is enough
 //!
-//! The access token is stored in Redis **in the clear**: anyone who can read
-//! the key can use the token until it expires, and anyone who can write it can
-//! choose the token your processes send. Scope that access:
+//! Give the store its own key prefix
+//! ([`key_prefix`](RedisStoreBuilder::key_prefix)) and a Redis user limited
+//! to it and to the commands it runs ([`ACL_COMMANDS`]). Scripts run by hash
+//! and are sent whole only when Redis lacks them (`EVALSHA`, then `EVAL`), so
+//! no `SCRIPT LOAD` is needed. For the prefix `billing:tower-bearer:`, word
+//! for word as the tests create it:
 //!
-//! - give the store its own key prefix
-//!   ([`key_prefix`](RedisStoreBuilder::key_prefix)) and a Redis ACL user
-//!   limited to it, e.g.
-//!   `ACL SETUSER billing on >password ~billing:tower-bearer:* +get +set +pttl +exists +del +eval +evalsha`;
-//! - or a separate logical database (`redis://host/3`) or a separate Redis
-//!   instance for tokens;
-//! - use TLS (`rediss://`) when Redis is not on a trusted network.
+//! ```text
+//! ACL SETUSER billing on >password resetkeys ~billing:tower-bearer:* resetchannels -@all +get +set +pttl +del +eval +evalsha
+//! ```
+//!
+//! Add `+select` when the URL names a database other than 0. If Redis
+//! refuses the store a command, the store says so once, at warn level, naming
+//! the command; each process then fetches its own token, as without Redis.
+//!
+//! # Security: tokens at rest
+//!
+//! Without encryption the access token is stored **in the clear**: anyone who
+//! can read the key can use the token until it expires. Turn on
+//! [`encryption`](RedisStoreBuilder::encryption) (recommended): each value is
+//! sealed with AES-256-GCM under a key the fleet shares, rotated by id (one
+//! key writes, older ones still read; see [`Encryption`]). The key id and the
+//! Redis key are bound into each value, so a value copied to another key or
+//! altered is a miss, never a token. A store with encryption reads no value
+//! in the clear.
+//!
+//! Whoever can write the keys can still delete them, or block sharing with
+//! values that do not open: each process then fetches its own token. Scope
+//! access with the ACL above, a separate logical database (`redis://host/3`)
+//! or a separate Redis instance, and use TLS (`rediss://`) when Redis is not
+//! on a trusted network.
 //!
 //! The client secret never reaches Redis: keys are a SHA-256 of the token's
 //! identity (see [`StoreKey`]), and values hold only the token, its type and
@@ -121,11 +161,16 @@
 //!
 //! [`TokenCache`]: crate::TokenCache
 
+mod encryption;
 mod key;
 mod redis;
+mod shared;
+mod value;
 
+pub use self::encryption::{Encryption, EncryptionKey, EncryptionKeyError, KEY_LEN};
 pub use self::key::{StoreKey, StoreKeyBuilder};
 pub use self::redis::{
-    DEFAULT_EXPIRY_MARGIN, DEFAULT_KEY_PREFIX, DEFAULT_LEASE_TTL, DEFAULT_MAX_WAIT,
-    DEFAULT_OPERATION_TIMEOUT, DEFAULT_POLL_INTERVAL, RedisStore, RedisStoreBuilder, SharedSource,
+    ACL_COMMANDS, DEFAULT_EXPIRY_MARGIN, DEFAULT_KEY_PREFIX, DEFAULT_LEASE_TTL,
+    DEFAULT_OPERATION_TIMEOUT, DEFAULT_POLL_INTERVAL, RedisStore, RedisStoreBuilder,
 };
+pub use self::shared::SharedSource;

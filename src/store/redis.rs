@@ -1,20 +1,23 @@
-//! The Redis store and the source that shares tokens through it.
+//! The Redis store: its settings, its connection and the few operations the
+//! sharing protocol needs, each one round trip within a timeout.
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, RedisError, RedisResult, Script};
-use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
+use redis::{
+    Client, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult, ServerErrorKind,
+};
 
+use super::encryption::Encryption;
 use super::key::StoreKey;
-use crate::cache::{DEFAULT_LIFETIME, MAX_LIFETIME};
-use crate::error::ErrorClass;
+use super::shared::SharedSource;
+use super::value::{Format, MAX_VALUE_LEN, Shared, Unreadable, millis};
+use crate::cache::{DEFAULT_LIFETIME, MAX_LIFETIME, default_lifetime};
 use crate::source::TokenSource;
-use crate::token::Token;
 
 /// Default for [`RedisStoreBuilder::key_prefix`]: `tower-bearer:`.
 pub const DEFAULT_KEY_PREFIX: &str = "tower-bearer:";
@@ -22,38 +25,33 @@ pub const DEFAULT_KEY_PREFIX: &str = "tower-bearer:";
 pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_millis(250);
 /// Default for [`RedisStoreBuilder::lease_ttl`]: 15 seconds, comfortably
 /// longer than a client-credentials fetch may take (its default timeout is
-/// 10 s) plus the Redis operations around it.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
-/// Default for [`RedisStoreBuilder::max_wait`]: 20 seconds, longer than
-/// [`DEFAULT_LEASE_TTL`] and shorter than the cache's
+/// 10 s) plus the Redis operations around it, and shorter than the cache's
 /// [`DEFAULT_FETCH_TIMEOUT`](crate::cache::DEFAULT_FETCH_TIMEOUT) (30 s).
-pub const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(20);
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 /// Default for [`RedisStoreBuilder::poll_interval`]: 50 milliseconds.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Default for [`RedisStoreBuilder::expiry_margin`]: 30 seconds, as the
 /// cache's [`DEFAULT_EXPIRY_MARGIN`](crate::cache::DEFAULT_EXPIRY_MARGIN).
 pub const DEFAULT_EXPIRY_MARGIN: Duration = crate::cache::DEFAULT_EXPIRY_MARGIN;
 
-/// The format version written in every stored value.
-const FORMAT_VERSION: u32 = 1;
-/// A stored value longer than this is garbage: it is never shipped back.
-const MAX_VALUE_LEN: usize = 64 * 1024;
-/// The marker the read script returns for a value of the wrong type or size.
-const GARBAGE_MARKER: &[u8] = b"!";
+/// The commands the store runs, inside its scripts and out, as Redis ACL
+/// rules: `+get +set +pttl +del +eval +evalsha`. A user limited to these
+/// (and to the store's key prefix) can do everything the store needs.
+pub const ACL_COMMANDS: &str = "+get +set +pttl +del +eval +evalsha";
 
 /// Reads the value, its TTL and the lease's TTL, in one round trip.
 /// A value of the wrong type or too long comes back as a marker that fails to
 /// parse, so it is treated as garbage without shipping it.
 ///
 /// A lease is always a string with a TTL; anything else under the lease key
-/// (no TTL, another type) would make every process wait `max_wait`, so it is
-/// deleted here, atomically, and reported as -3.
+/// (no TTL, another type) would make every process wait, so it is deleted
+/// here, atomically, and reported as -3.
 const READ_SCRIPT: &str = r"
 local value = redis.pcall('GET', KEYS[1])
 if type(value) == 'table' then value = '!' end
 if value and string.len(value) > tonumber(ARGV[1]) then value = '!' end
 local lease = redis.call('PTTL', KEYS[2])
-if lease ~= -2 and (lease == -1 or redis.call('TYPE', KEYS[2])['ok'] ~= 'string') then
+if lease == -1 or (lease >= 0 and type(redis.pcall('GET', KEYS[2])) == 'table') then
   redis.call('DEL', KEYS[2])
   lease = -3
 end
@@ -62,17 +60,44 @@ return {value, redis.call('PTTL', KEYS[1]), lease}
 /// The lease TTL [`READ_SCRIPT`] reports for a garbage lease it deleted.
 const LEASE_CLEARED: i64 = -3;
 
-/// Writes the token, then releases the lease if it is still ours.
-const WRITE_AND_RELEASE_SCRIPT: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
-return 1
+/// Writes the token (ARGV[1], TTL ARGV[2] ms) unless the stored one lives at
+/// least as long and is not one the writer may replace: ARGV[5] onwards are
+/// the ids of tokens its cache has had or that it could not read, and a
+/// value longer than ARGV[4] is garbage. Releases the lease if it is still
+/// the writer's (ARGV[3]). Returns `{1}` when it wrote, and otherwise
+/// `{0, value, pttl}`: the token it kept, which the writer hands its cache
+/// instead of its own older one.
+///
+/// So a slow holder whose lease expired never overwrites the newer token of
+/// the holder that took over, and a refresh always replaces the token it
+/// refreshes.
+const WRITE_SCRIPT: &str = r"
+local write = true
+local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'string' and string.len(current) <= tonumber(ARGV[4]) then
+  local ok, stored = pcall(cjson.decode, current)
+  if ok and type(stored) == 'table' and type(stored['id']) == 'string' then
+    local replaceable = false
+    for i = 5, #ARGV do
+      if stored['id'] == ARGV[i] then replaceable = true end
+    end
+    if not replaceable and redis.call('PTTL', KEYS[1]) >= tonumber(ARGV[2]) then
+      write = false
+    end
+  end
+end
+if redis.pcall('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+if write then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1, false, 0}
+end
+return {0, current, redis.call('PTTL', KEYS[1])}
 ";
 
 /// Releases the lease only if it is still ours: a holder whose lease expired
 /// must not delete the next holder's.
 const RELEASE_SCRIPT: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 ";
 
@@ -82,8 +107,8 @@ return 0
 /// or [`RedisStore::from_connection_manager`], then wrap each token source with
 /// [`RedisStore::share`]. Building it connects to nothing and needs no
 /// runtime: the connection is made on first use, and Redis being down then is
-/// a miss, not an error. See the [module docs](super) for the protocol and for
-/// who can read the tokens.
+/// a miss, not an error. See the [module docs](super) for the protocol, the
+/// ACL it needs and who can read the tokens.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<StoreInner>,
@@ -92,9 +117,11 @@ pub struct RedisStore {
 struct StoreInner {
     connection: Connection,
     config: StoreConfig,
-    read: Script,
-    write_and_release: Script,
-    release: Script,
+    read: LuaScript,
+    write: LuaScript,
+    release: LuaScript,
+    /// Set once Redis has refused a command for lack of permission.
+    denial_reported: AtomicBool,
 }
 
 enum Connection {
@@ -110,10 +137,29 @@ struct StoreConfig {
     key_prefix: String,
     operation_timeout: Duration,
     lease_ttl: Duration,
-    max_wait: Duration,
     poll_interval: Duration,
     expiry_margin: Duration,
     default_lifetime: Duration,
+    encryption: Option<Arc<Encryption>>,
+}
+
+/// A script, run by its hash and sent whole only when Redis does not have it
+/// yet: `EVALSHA`, then `EVAL`, never `SCRIPT LOAD`, so that the ACL needs
+/// no more than [`ACL_COMMANDS`].
+struct LuaScript {
+    name: &'static str,
+    source: &'static str,
+    hash: String,
+}
+
+impl LuaScript {
+    fn new(name: &'static str, source: &'static str) -> Self {
+        Self {
+            name,
+            source,
+            hash: redis::Script::new(source).get_hash().to_owned(),
+        }
+    }
 }
 
 /// Builds a [`RedisStore`]. Every setting has a documented default.
@@ -152,19 +198,29 @@ impl RedisStore {
     /// Put a [`TokenCache`](crate::TokenCache) in front of the result, so
     /// that Redis is asked only on a local miss or refresh.
     pub fn share<S: TokenSource>(&self, source: S, key: StoreKey) -> SharedSource<S> {
-        let base = format!("{}{{{}}}", self.inner.config.key_prefix, key.digest());
-        SharedSource {
-            store: self.clone(),
-            source,
-            lease_key: format!("{base}:lease"),
-            token_key: base,
-            last_served: Mutex::new(None),
-        }
+        let token_key = format!("{}{{{}}}", self.inner.config.key_prefix, key.digest());
+        SharedSource::new(self.clone(), source, token_key)
     }
 
     /// The prefix of every key this store writes.
     pub fn key_prefix(&self) -> &str {
         &self.inner.config.key_prefix
+    }
+
+    /// How often a waiting process looks for the token.
+    pub(super) fn poll_interval(&self) -> Duration {
+        self.inner.config.poll_interval
+    }
+
+    /// How values under `redis_key` are written and read.
+    pub(super) fn format<'a>(&'a self, redis_key: &'a str) -> Format<'a> {
+        let config = &self.inner.config;
+        Format {
+            expiry_margin: config.expiry_margin,
+            default_lifetime: config.default_lifetime,
+            encryption: config.encryption.as_deref(),
+            redis_key,
+        }
     }
 
     fn manager(&self) -> Result<ConnectionManager, Unavailable> {
@@ -188,8 +244,9 @@ impl RedisStore {
         }
     }
 
-    /// Runs one Redis operation within the operation timeout.
-    async fn run<T, F, Fut>(&self, op: F) -> Result<T, Unavailable>
+    /// Runs one Redis operation (`what`, for the permission warning) within
+    /// the operation timeout.
+    async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Unavailable>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -197,22 +254,68 @@ impl RedisStore {
         let manager = self.manager()?;
         match tokio::time::timeout(self.inner.config.operation_timeout, op(manager)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(Unavailable::Redis(error)),
+            Ok(Err(error)) => {
+                self.report_if_denied(what, &error);
+                Err(Unavailable::Redis(error))
+            }
             Err(_) => Err(Unavailable::Timeout),
         }
     }
 
-    async fn read(&self, token_key: &str, lease_key: &str) -> Result<Read, Unavailable> {
+    /// Says once, at warn level, that Redis refuses the store a command:
+    /// sharing is then off, and nothing else would tell.
+    fn report_if_denied(&self, what: &str, error: &RedisError) {
+        let Some(denied) = denied_command(what, error) else {
+            return;
+        };
+        if self.inner.denial_reported.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        tracing::warn!(
+            denied = %denied,
+            needed = ACL_COMMANDS,
+            "Redis refused the token store's '{denied}' command for lack of permission: \
+             tokens are not shared and each process fetches its own; give the store's Redis \
+             user the ACL in the tower_bearer::store docs"
+        );
+    }
+
+    /// Runs `script`: by hash, and whole when Redis does not have it yet.
+    async fn eval<T: FromRedisValue>(
+        &self,
+        script: &LuaScript,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<T, Unavailable> {
+        self.run(script.name, |mut conn| async move {
+            let invocation = |verb: &str, body: &str| {
+                let mut cmd = redis::cmd(verb);
+                cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
+                cmd
+            };
+            match invocation("EVALSHA", &script.hash)
+                .query_async(&mut conn)
+                .await
+            {
+                Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                    invocation("EVAL", script.source)
+                        .query_async(&mut conn)
+                        .await
+                }
+                other => other,
+            }
+        })
+        .await
+    }
+
+    /// What is under `token_key` and whether `lease_key` is held.
+    pub(super) async fn read(&self, token_key: &str, lease_key: &str) -> Result<Read, Unavailable> {
         let (value, pttl, lease_pttl): (Option<Vec<u8>>, i64, i64) = self
-            .run(|mut conn| async move {
-                self.inner
-                    .read
-                    .key(token_key)
-                    .key(lease_key)
-                    .arg(MAX_VALUE_LEN)
-                    .invoke_async(&mut conn)
-                    .await
-            })
+            .eval(
+                &self.inner.read,
+                &[token_key, lease_key],
+                &[MAX_VALUE_LEN.to_string()],
+            )
             .await?;
         if lease_pttl == LEASE_CLEARED {
             tracing::debug!(
@@ -221,20 +324,21 @@ impl RedisStore {
             );
         }
         // PTTL is -2 for a missing key; a live lease has 0 or more left.
-        let lease_held = lease_pttl >= 0;
-        let Some(value) = value else {
-            return Ok(Read::Missing { lease_held });
-        };
-        match StoredToken::decode(&value, pttl, self.inner.config.expiry_margin) {
-            Some(shared) => Ok(Read::Found { shared, lease_held }),
-            None => Ok(Read::Garbage { lease_held }),
-        }
+        Ok(Read {
+            found: self.found(token_key, value, pttl),
+            lease_held: lease_pttl >= 0,
+        })
     }
 
-    async fn try_lease(&self, lease_key: &str, lease_value: &str) -> Result<bool, Unavailable> {
+    /// Takes the lease if nobody holds it.
+    pub(super) async fn try_lease(
+        &self,
+        lease_key: &str,
+        lease_value: &str,
+    ) -> Result<bool, Unavailable> {
         let ttl_ms = millis(self.inner.config.lease_ttl).max(1);
         let reply: Option<String> = self
-            .run(|mut conn| async move {
+            .run("set", |mut conn| async move {
                 redis::cmd("SET")
                     .arg(lease_key)
                     .arg(lease_value)
@@ -248,61 +352,72 @@ impl RedisStore {
         Ok(reply.is_some())
     }
 
-    async fn release(&self, lease_key: &str, lease_value: &str) -> Result<(), Unavailable> {
+    /// Deletes the lease if it is still `lease_value`.
+    pub(super) async fn release(
+        &self,
+        lease_key: &str,
+        lease_value: &str,
+    ) -> Result<(), Unavailable> {
         let _: i64 = self
-            .run(|mut conn| async move {
-                self.inner
-                    .release
-                    .key(lease_key)
-                    .arg(lease_value)
-                    .invoke_async(&mut conn)
-                    .await
-            })
+            .eval(&self.inner.release, &[lease_key], &[lease_value.to_owned()])
             .await?;
         Ok(())
     }
 
-    /// Writes `value` with a TTL of `ttl_ms`, and releases the lease if one
-    /// is given and still ours.
-    async fn write(
+    /// Writes `value` with a TTL of `ttl_ms` unless the stored token lives at
+    /// least as long and its id is not in `replaceable`, and releases the
+    /// lease if it is still ours. `None` when it wrote; otherwise what it
+    /// kept.
+    pub(super) async fn write(
         &self,
         token_key: &str,
-        value: &str,
+        (lease_key, lease_value): (&str, &str),
+        value: String,
         ttl_ms: u64,
-        lease: Option<(&str, &str)>,
-    ) -> Result<(), Unavailable> {
-        match lease {
-            Some((lease_key, lease_value)) => {
-                let _: i64 = self
-                    .run(|mut conn| async move {
-                        self.inner
-                            .write_and_release
-                            .key(token_key)
-                            .key(lease_key)
-                            .arg(value)
-                            .arg(ttl_ms)
-                            .arg(lease_value)
-                            .invoke_async(&mut conn)
-                            .await
-                    })
-                    .await?;
-            }
-            None => {
-                let _: () = self
-                    .run(|mut conn| async move {
-                        redis::cmd("SET")
-                            .arg(token_key)
-                            .arg(value)
-                            .arg("PX")
-                            .arg(ttl_ms)
-                            .query_async(&mut conn)
-                            .await
-                    })
-                    .await?;
-            }
+        replaceable: impl IntoIterator<Item = String>,
+    ) -> Result<Option<Found>, Unavailable> {
+        let mut args = vec![
+            value,
+            ttl_ms.to_string(),
+            lease_value.to_owned(),
+            MAX_VALUE_LEN.to_string(),
+        ];
+        args.extend(replaceable);
+        let (written, kept, pttl): (i64, Option<Vec<u8>>, i64) = self
+            .eval(&self.inner.write, &[token_key, lease_key], &args)
+            .await?;
+        if written == 1 {
+            return Ok(None);
         }
-        Ok(())
+        Ok(Some(self.found(token_key, kept, pttl)))
     }
+
+    /// A value read from `token_key`, decoded.
+    fn found(&self, token_key: &str, value: Option<Vec<u8>>, pttl: i64) -> Found {
+        let Some(value) = value else {
+            return Found::Nothing;
+        };
+        match self.format(token_key).decode(&value, pttl) {
+            Ok(shared) => Found::Token(shared),
+            Err(unreadable) => Found::Unreadable(unreadable),
+        }
+    }
+}
+
+/// The command a permission error names, if `error` is one.
+fn denied_command(what: &str, error: &RedisError) -> Option<String> {
+    let text = error.to_string();
+    if error.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) {
+        if text.contains("keys") {
+            return Some(format!("{what} (a key outside the ACL's key pattern)"));
+        }
+        // "... no permissions to run the 'evalsha' command"
+        let named = text.split('\'').nth(1).filter(|name| !name.is_empty());
+        return Some(named.unwrap_or(what).to_owned());
+    }
+    // A command inside a script is refused with a plain error.
+    text.contains("can't run this command")
+        .then(|| format!("a command inside the {what}"))
 }
 
 impl fmt::Debug for RedisStore {
@@ -322,10 +437,10 @@ impl RedisStoreBuilder {
                 key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
                 operation_timeout: DEFAULT_OPERATION_TIMEOUT,
                 lease_ttl: DEFAULT_LEASE_TTL,
-                max_wait: DEFAULT_MAX_WAIT,
                 poll_interval: DEFAULT_POLL_INTERVAL,
                 expiry_margin: DEFAULT_EXPIRY_MARGIN,
                 default_lifetime: DEFAULT_LIFETIME,
+                encryption: None,
             },
         }
     }
@@ -350,26 +465,16 @@ impl RedisStoreBuilder {
     }
 
     /// How long a lease lasts: a process that takes it and dies blocks the
-    /// others this long. Make it comfortably longer than the wrapped source's
-    /// timeout plus a few Redis operations: a fetch that outlives its lease
-    /// lets a waiter fetch a second token.
+    /// others this long, and the others wait on a live lease rather than
+    /// fetch on their own. Make it comfortably longer than the wrapped
+    /// source's timeout plus a few Redis operations (a fetch that outlives
+    /// its lease lets a waiter fetch a second token), and shorter than the
+    /// cache's [`fetch_timeout`](crate::TokenCacheBuilder::fetch_timeout)
+    /// (a waiter gives up then).
     ///
     /// Defaults to [`DEFAULT_LEASE_TTL`] (15 s).
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.config.lease_ttl = ttl.min(MAX_LIFETIME);
-        self
-    }
-
-    /// How long a process waits for another's fetch before fetching on its
-    /// own. Longer than [`lease_ttl`](Self::lease_ttl), so that a dead
-    /// holder's lease expires and a waiter takes over before anyone gives up;
-    /// shorter than the cache's
-    /// [`fetch_timeout`](crate::TokenCacheBuilder::fetch_timeout), which
-    /// bounds the whole fetch.
-    ///
-    /// Defaults to [`DEFAULT_MAX_WAIT`] (20 s).
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.config.max_wait = wait.min(MAX_LIFETIME);
         self
     }
 
@@ -391,12 +496,23 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// The lifetime assumed for a token whose source did not say. Match the
-    /// cache's [`default_lifetime`](crate::TokenCacheBuilder::default_lifetime).
+    /// The lifetime assumed for a token whose source did not say, or said
+    /// zero: the cache's rule. Match the cache's
+    /// [`default_lifetime`](crate::TokenCacheBuilder::default_lifetime).
     ///
     /// Defaults to the cache's [`DEFAULT_LIFETIME`] (5 minutes).
     pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
-        self.config.default_lifetime = lifetime.min(MAX_LIFETIME);
+        self.config.default_lifetime = default_lifetime(lifetime);
+        self
+    }
+
+    /// Seals every token written with AES-256-GCM, and reads only sealed
+    /// values: see [`Encryption`]. Recommended wherever more than the
+    /// fleet itself can read the Redis.
+    ///
+    /// Defaults to none: tokens are stored in the clear.
+    pub fn encryption(mut self, encryption: Encryption) -> Self {
+        self.config.encryption = Some(Arc::new(encryption));
         self
     }
 
@@ -406,9 +522,10 @@ impl RedisStoreBuilder {
             inner: Arc::new(StoreInner {
                 connection: self.connection,
                 config: self.config,
-                read: Script::new(READ_SCRIPT),
-                write_and_release: Script::new(WRITE_AND_RELEASE_SCRIPT),
-                release: Script::new(RELEASE_SCRIPT),
+                read: LuaScript::new("read script", READ_SCRIPT),
+                write: LuaScript::new("write script", WRITE_SCRIPT),
+                release: LuaScript::new("release script", RELEASE_SCRIPT),
+                denial_reported: AtomicBool::new(false),
             }),
         }
     }
@@ -422,417 +539,21 @@ impl fmt::Debug for RedisStoreBuilder {
     }
 }
 
-/// A token source shared by every process that uses the same Redis and
-/// [`StoreKey`]: made by [`RedisStore::share`].
-///
-/// Its errors, [`classify`](TokenSource::classify) and
-/// [`kind`](TokenSource::kind) are the wrapped source's: Redis trouble is
-/// never an error, only a direct fetch.
-pub struct SharedSource<S> {
-    store: RedisStore,
-    source: S,
-    token_key: String,
-    lease_key: String,
-    // The id of the stored token last handed to this source's cache: when
-    // Redis still holds it, the cache is asking for a newer one.
-    last_served: Mutex<Option<String>>,
-}
-
-impl<S> SharedSource<S> {
-    /// The wrapped source.
-    pub fn get_ref(&self) -> &S {
-        &self.source
-    }
-
-    /// The store.
-    pub fn store(&self) -> &RedisStore {
-        &self.store
-    }
-
-    /// The Redis key the token is stored under.
-    pub fn redis_key(&self) -> &str {
-        &self.token_key
-    }
-
-    fn last_served(&self) -> Option<String> {
-        self.last_served
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    fn set_last_served(&self, id: String) {
-        *self
-            .last_served
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(id);
-    }
-
-    /// A stored token this source's cache has not had yet.
-    fn usable(&self, read: Read, served: Option<&str>) -> Result<Shared, Read> {
-        match read {
-            Read::Found { shared, .. } if Some(shared.id.as_str()) != served => Ok(shared),
-            other => Err(other),
-        }
-    }
-}
-
-impl<S: TokenSource> SharedSource<S> {
-    async fn fetch_shared(&self) -> Result<Token, S::Error> {
-        let config = &self.store.inner.config;
-        let served = self.last_served();
-        let served = served.as_deref();
-        // The builder caps max_wait, but an Instant overflow must never panic.
-        let now = Instant::now();
-        let deadline = now.checked_add(config.max_wait).unwrap_or(now);
-        let key = self.token_key.as_str();
-        loop {
-            let read = match self.store.read(key, &self.lease_key).await {
-                Ok(read) => read,
-                Err(error) => return self.fetch_direct("read failed", &error, false).await,
-            };
-            let read = match self.usable(read, served) {
-                Ok(shared) => return Ok(self.hit(shared, "hit")),
-                Err(read) => read,
-            };
-            tracing::debug!(key, state = read.describe(), "shared token miss");
-
-            let lease_value = random_id();
-            match self.store.try_lease(&self.lease_key, &lease_value).await {
-                Ok(true) => return self.fetch_with_lease(lease_value, served, true).await,
-                Ok(false) => {}
-                Err(error) => {
-                    // The SET may have run on Redis though its reply never
-                    // came: act as the holder, so the token is shared and the
-                    // lease released instead of stalling the fleet.
-                    tracing::debug!(key, error = %error, "lease outcome unknown; treating it as ours");
-                    return self.fetch_with_lease(lease_value, served, false).await;
-                }
-            }
-            tracing::debug!(
-                key,
-                "another process holds the lease; waiting for its token"
-            );
-
-            // Wait for the holder's token, or for its lease to go.
-            loop {
-                let now = Instant::now();
-                if now >= deadline {
-                    return self
-                        .fetch_direct("waited too long", &Unavailable::Timeout, true)
-                        .await;
-                }
-                tokio::time::sleep(config.poll_interval.min(deadline - now)).await;
-                let read = match self.store.read(key, &self.lease_key).await {
-                    Ok(read) => read,
-                    Err(error) => return self.fetch_direct("read failed", &error, false).await,
-                };
-                match self.usable(read, served) {
-                    Ok(shared) => return Ok(self.hit(shared, "appeared")),
-                    Err(read) if !read.lease_held() => {
-                        tracing::debug!(key, "lease released or expired without a new token");
-                        break;
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-    }
-
-    fn hit(&self, shared: Shared, how: &'static str) -> Token {
-        tracing::debug!(
-            key = self.token_key.as_str(),
-            how,
-            remaining_ms = millis(shared.remaining),
-            "shared token hit"
-        );
-        self.set_last_served(shared.id);
-        shared.token
-    }
-
-    /// Fetches under a lease that is ours (`confirmed`) or may be (its SET
-    /// got no reply in time), then writes the token and releases the lease.
-    async fn fetch_with_lease(
-        &self,
-        lease_value: String,
-        served: Option<&str>,
-        confirmed: bool,
-    ) -> Result<Token, S::Error> {
-        let key = self.token_key.as_str();
-        tracing::debug!(key, confirmed, "lease taken");
-        let mut guard = LeaseGuard {
-            store: self.store.clone(),
-            lease_key: self.lease_key.clone(),
-            lease_value: Some(lease_value),
-        };
-        // The token may have landed between the miss and the lease. Redis
-        // just failed to answer in time when unconfirmed: skip the re-read.
-        if confirmed
-            && let Ok(read) = self.store.read(key, &self.lease_key).await
-            && let Ok(shared) = self.usable(read, served)
-        {
-            guard.release().await;
-            return Ok(self.hit(shared, "landed before the lease"));
-        }
-        let started = Instant::now();
-        let token = match self.source.fetch().await {
-            Ok(token) => token,
-            Err(error) => {
-                guard.release().await;
-                return Err(error);
-            }
-        };
-        // The guard keeps the lease until the write has finished: a future
-        // dropped mid-write, or a failed write, still releases it.
-        let lease = guard
-            .lease_value
-            .as_deref()
-            .map(|value| (self.lease_key.as_str(), value));
-        if self.store_token(&token, started, lease).await {
-            guard.lease_value = None;
-        }
-        Ok(token)
-    }
-
-    async fn fetch_direct(
-        &self,
-        why: &'static str,
-        error: &Unavailable,
-        write: bool,
-    ) -> Result<Token, S::Error> {
-        tracing::debug!(
-            key = self.token_key.as_str(),
-            why,
-            error = %error,
-            "fetching directly from the source"
-        );
-        let started = Instant::now();
-        let token = self.source.fetch().await?;
-        if write {
-            self.store_token(&token, started, None).await;
-        }
-        Ok(token)
-    }
-
-    /// Writes `token` (best effort), releasing `lease` if given. True when
-    /// Redis confirmed the write (and the release).
-    async fn store_token(
-        &self,
-        token: &Token,
-        started: Instant,
-        lease: Option<(&str, &str)>,
-    ) -> bool {
-        let key = self.token_key.as_str();
-        let config = &self.store.inner.config;
-        let stored = StoredToken::encode(token, started.elapsed(), config);
-        let result = match &stored {
-            Some((value, id, ttl_ms)) => {
-                let result = self.store.write(key, value, *ttl_ms, lease).await;
-                if result.is_ok() {
-                    self.set_last_served(id.clone());
-                }
-                result
-            }
-            // Too short-lived to share: just let the lease go.
-            None => match lease {
-                Some((lease_key, lease_value)) => self.store.release(lease_key, lease_value).await,
-                None => Ok(()),
-            },
-        };
-        match result {
-            Ok(()) => {
-                tracing::debug!(key, stored = stored.is_some(), "shared token written");
-                true
-            }
-            Err(error) => {
-                tracing::debug!(key, error = %error, "shared token not written");
-                false
-            }
-        }
-    }
-}
-
-impl<S: TokenSource> TokenSource for SharedSource<S> {
-    type Error = S::Error;
-
-    fn fetch(&self) -> impl Future<Output = Result<Token, S::Error>> + Send {
-        self.fetch_shared()
-    }
-
-    fn classify(&self, error: &S::Error) -> ErrorClass {
-        self.source.classify(error)
-    }
-
-    fn kind(&self) -> &'static str {
-        self.source.kind()
-    }
-}
-
-impl<S> fmt::Debug for SharedSource<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedSource")
-            .field("redis_key", &self.token_key)
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Releases a lease when the fetch holding it ends early (an error, or the
-/// cache dropping the fetch), instead of leaving others to wait out its TTL.
-struct LeaseGuard {
-    store: RedisStore,
-    lease_key: String,
-    lease_value: Option<String>,
-}
-
-impl LeaseGuard {
-    async fn release(&mut self) {
-        if let Some(value) = self.lease_value.take()
-            && let Err(error) = self.store.release(&self.lease_key, &value).await
-        {
-            tracing::debug!(key = self.lease_key.as_str(), error = %error, "lease not released");
-        }
-    }
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        let Some(value) = self.lease_value.take() else {
-            return;
-        };
-        // Dropped mid-fetch: release on the side if a runtime is still there;
-        // otherwise the lease expires on its own.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let store = self.store.clone();
-            let lease_key = std::mem::take(&mut self.lease_key);
-            runtime.spawn(async move {
-                let _ = store.release(&lease_key, &value).await;
-            });
-        }
-    }
-}
-
 /// What a read found under the key.
-enum Read {
-    Found { shared: Shared, lease_held: bool },
-    Missing { lease_held: bool },
-    Garbage { lease_held: bool },
+pub(super) struct Read {
+    pub(super) found: Found,
+    pub(super) lease_held: bool,
 }
 
-impl Read {
-    fn lease_held(&self) -> bool {
-        match self {
-            Read::Found { lease_held, .. }
-            | Read::Missing { lease_held }
-            | Read::Garbage { lease_held } => *lease_held,
-        }
-    }
-
-    fn describe(&self) -> &'static str {
-        match self {
-            Read::Found { .. } => "already served (a newer token is wanted)",
-            Read::Missing { .. } => "missing",
-            Read::Garbage { .. } => "unreadable",
-        }
-    }
-}
-
-/// A token read from Redis.
-struct Shared {
-    token: Token,
-    id: String,
-    remaining: Duration,
-}
-
-/// The stored value. Its fields are public knowledge: anyone reading Redis
-/// sees them.
-#[derive(Serialize, Deserialize)]
-struct StoredToken {
-    v: u32,
-    /// Identifies this write, so a process can tell a token it has already
-    /// served from a newer one.
-    id: String,
-    access_token: String,
-    token_type: String,
-    /// The margin subtracted from the token's life for the key's TTL: the
-    /// remaining life is the TTL plus this.
-    margin_ms: u64,
-}
-
-impl StoredToken {
-    /// The value to write, its id and the key's TTL in milliseconds; `None`
-    /// when the token is too short-lived to share.
-    fn encode(
-        token: &Token,
-        elapsed: Duration,
-        config: &StoreConfig,
-    ) -> Option<(String, String, u64)> {
-        let lifetime = token
-            .lifetime()
-            .unwrap_or(config.default_lifetime)
-            .min(MAX_LIFETIME);
-        let margin = crate::cache::clamped_margin(config.expiry_margin, lifetime);
-        let ttl = lifetime.checked_sub(elapsed)?.checked_sub(margin)?;
-        let ttl_ms = millis(ttl);
-        if ttl_ms == 0 {
-            return None;
-        }
-        let id = random_id();
-        let stored = StoredToken {
-            v: FORMAT_VERSION,
-            id: id.clone(),
-            access_token: token.access_token().secret().to_owned(),
-            token_type: token.token_type().to_owned(),
-            margin_ms: millis(margin),
-        };
-        let value = serde_json::to_string(&stored).ok()?;
-        Some((value, id, ttl_ms))
-    }
-
-    /// A usable token from a stored value and its key's TTL, or `None` for
-    /// garbage: bad JSON, another version, a token that is not a valid header
-    /// value, a key without a TTL.
-    ///
-    /// The token is handed to the cache with its full remaining life when the
-    /// cache's margin on that life (taken to be `margin`, this store's
-    /// [`expiry_margin`](RedisStoreBuilder::expiry_margin)) is at least the
-    /// writer's. Near the end of its life the cache would clamp its margin
-    /// below the writer's, so it gets the life Redis keeps it instead (the
-    /// TTL, the remaining life less the writer's margin): a little earlier
-    /// than needed, never later than the writer's policy allows.
-    fn decode(value: &[u8], pttl_ms: i64, margin: Duration) -> Option<Shared> {
-        if value == GARBAGE_MARKER || value.len() > MAX_VALUE_LEN {
-            return None;
-        }
-        let stored: StoredToken = serde_json::from_slice(value).ok()?;
-        let visible = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
-        let valid = stored.v == FORMAT_VERSION
-            && visible(&stored.access_token)
-            && visible(&stored.token_type)
-            && !stored.id.is_empty()
-            && stored.id.len() <= 64
-            && pttl_ms > 0;
-        if !valid {
-            return None;
-        }
-        let kept = Duration::from_millis(pttl_ms.unsigned_abs()).min(MAX_LIFETIME);
-        let writer_margin = Duration::from_millis(stored.margin_ms.min(millis(MAX_LIFETIME)));
-        let remaining = (kept + writer_margin).min(MAX_LIFETIME);
-        let lifetime = if crate::cache::clamped_margin(margin, remaining) >= writer_margin {
-            remaining
-        } else {
-            kept
-        };
-        Some(Shared {
-            token: Token::new(stored.access_token, &stored.token_type).with_lifetime(lifetime),
-            id: stored.id,
-            remaining,
-        })
-    }
+/// The value under the key.
+pub(super) enum Found {
+    Nothing,
+    Token(Shared),
+    Unreadable(Unreadable),
 }
 
 /// Why Redis could not be used for this fetch.
-enum Unavailable {
+pub(super) enum Unavailable {
     Redis(RedisError),
     Timeout,
 }
@@ -846,75 +567,14 @@ impl fmt::Display for Unavailable {
     }
 }
 
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// 128 random bits in hex: a lease value or a stored token's id. Only
-/// uniqueness matters; neither is a secret.
-fn random_id() -> String {
-    format!("{:032x}", fastrand::u128(..))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn config() -> StoreConfig {
-        StoreConfig {
-            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
-            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
-            lease_ttl: DEFAULT_LEASE_TTL,
-            max_wait: DEFAULT_MAX_WAIT,
-            poll_interval: DEFAULT_POLL_INTERVAL,
-            expiry_margin: DEFAULT_EXPIRY_MARGIN,
-            default_lifetime: DEFAULT_LIFETIME,
-        }
-    }
-
-    #[test]
-    fn stored_token_round_trips_with_its_remaining_life() {
-        let token = Token::bearer("abc.def").with_lifetime(Duration::from_secs(3600));
-        let (value, id, ttl_ms) =
-            StoredToken::encode(&token, Duration::from_secs(2), &config()).unwrap();
-        // Lifetime less the time the fetch took, less the margin.
-        assert_eq!(ttl_ms, (3600 - 2 - 30) * 1000);
-        let shared =
-            StoredToken::decode(value.as_bytes(), 1_000_000, DEFAULT_EXPIRY_MARGIN).unwrap();
-        assert_eq!(shared.token.access_token().secret(), "abc.def");
-        assert_eq!(shared.token.token_type(), "Bearer");
-        assert_eq!(shared.id, id);
-        assert_eq!(shared.remaining, Duration::from_secs(1_030));
-        assert_eq!(shared.token.lifetime(), Some(Duration::from_secs(1_030)));
-    }
-
-    #[test]
-    fn a_token_near_the_end_of_its_life_keeps_the_writers_margin() {
-        let token = Token::bearer("t").with_lifetime(Duration::from_secs(3600));
-        let (value, _, _) = StoredToken::encode(&token, Duration::ZERO, &config()).unwrap();
-        let cache_usable = |lifetime: Duration| {
-            lifetime - crate::cache::clamped_margin(DEFAULT_EXPIRY_MARGIN, lifetime)
-        };
-        // 40 s left, 10 s of it in Redis: the cache must stop using the token
-        // no later than the writer's 30 s margin before its end, i.e. within
-        // 10 s; with 40 s it would clamp its margin to 10 s and use it for 30.
-        let shared = StoredToken::decode(value.as_bytes(), 10_000, DEFAULT_EXPIRY_MARGIN).unwrap();
-        assert_eq!(shared.remaining, Duration::from_secs(40));
-        let lifetime = shared.token.lifetime().unwrap();
-        assert_eq!(lifetime, Duration::from_secs(10));
-        assert!(cache_usable(lifetime) <= Duration::from_secs(10));
-        // Far from its end: the full remaining life, and the cache's own
-        // margin equals the writer's.
-        let shared =
-            StoredToken::decode(value.as_bytes(), 1_000_000, DEFAULT_EXPIRY_MARGIN).unwrap();
-        let lifetime = shared.token.lifetime().unwrap();
-        assert_eq!(cache_usable(lifetime), Duration::from_secs(1_000));
-    }
-
     #[test]
     fn default_timings_nest() {
         // A fetch that outlives its lease lets a waiter fetch a second token;
-        // a wait that outlives the cache's fetch timeout fails the fetch.
+        // a lease that outlives the cache's fetch timeout fails its waiters.
         #[cfg(feature = "client-credentials")]
         let fetch = crate::source::client_credentials::DEFAULT_TIMEOUT;
         #[cfg(not(feature = "client-credentials"))]
@@ -922,8 +582,7 @@ mod tests {
         assert!(
             DEFAULT_LEASE_TTL >= fetch + 4 * DEFAULT_OPERATION_TIMEOUT + Duration::from_secs(3)
         );
-        assert!(DEFAULT_MAX_WAIT > DEFAULT_LEASE_TTL);
-        assert!(crate::cache::DEFAULT_FETCH_TIMEOUT > DEFAULT_MAX_WAIT);
+        assert!(crate::cache::DEFAULT_FETCH_TIMEOUT > DEFAULT_LEASE_TTL);
     }
 
     #[test]
@@ -932,7 +591,6 @@ mod tests {
             .unwrap()
             .operation_timeout(Duration::MAX)
             .lease_ttl(Duration::MAX)
-            .max_wait(Duration::MAX)
             .poll_interval(Duration::MAX)
             .expiry_margin(Duration::MAX)
             .default_lifetime(Duration::MAX)
@@ -941,78 +599,51 @@ mod tests {
         for setting in [
             config.operation_timeout,
             config.lease_ttl,
-            config.max_wait,
             config.poll_interval,
             config.expiry_margin,
             config.default_lifetime,
         ] {
             assert!(setting <= MAX_LIFETIME);
         }
-        assert!(Instant::now().checked_add(config.max_wait).is_some());
     }
 
     #[test]
-    fn short_and_unknown_lifetimes() {
-        // A 3 s token keeps a 1 s margin, as the cache's own clamp does.
-        let short = Token::bearer("t").with_lifetime(Duration::from_secs(3));
-        let (_, _, ttl_ms) = StoredToken::encode(&short, Duration::ZERO, &config()).unwrap();
-        assert_eq!(ttl_ms, 2_000);
-        // Too short-lived to be worth sharing.
-        let gone = Token::bearer("t").with_lifetime(Duration::from_millis(500));
-        assert!(StoredToken::encode(&gone, Duration::from_secs(1), &config()).is_none());
-        // No lifetime: the default lifetime.
-        let unknown = Token::bearer("t");
-        let (_, _, ttl_ms) = StoredToken::encode(&unknown, Duration::ZERO, &config()).unwrap();
-        assert_eq!(ttl_ms, (300 - 30) * 1000);
-    }
-
-    #[test]
-    fn garbage_is_rejected() {
-        let good = |token: &str, ty: &str| {
-            format!(
-                r#"{{"v":1,"id":"ab","access_token":"{token}","token_type":"{ty}","margin_ms":5}}"#
-            )
-        };
-        let margin = DEFAULT_EXPIRY_MARGIN;
-        assert!(StoredToken::decode(good("t", "Bearer").as_bytes(), 10, margin).is_some());
-        let bad: Vec<(Vec<u8>, i64)> = vec![
-            (b"!".to_vec(), 10),
-            (b"not json".to_vec(), 10),
-            (b"{}".to_vec(), 10),
-            (vec![0xff, 0xfe], 10),
-            (
-                good("t", "Bearer")
-                    .replace("\"v\":1", "\"v\":2")
-                    .into_bytes(),
-                10,
-            ),
-            (good("a\\r\\nx: y", "Bearer").into_bytes(), 10),
-            (good("", "Bearer").into_bytes(), 10),
-            (good("t", "Bear er").into_bytes(), 10),
-            (
-                good("t", "Bearer").replace("\"ab\"", "\"\"").into_bytes(),
-                10,
-            ),
-            // No TTL, or the key just expired.
-            (good("t", "Bearer").into_bytes(), -1),
-            (good("t", "Bearer").into_bytes(), -2),
-        ];
-        for (value, pttl) in bad {
+    fn the_acl_names_every_command_the_scripts_run() {
+        let scripts = [READ_SCRIPT, WRITE_SCRIPT, RELEASE_SCRIPT].concat();
+        let mut called: Vec<String> = scripts
+            .split("redis.")
+            .skip(1)
+            .filter_map(|call| call.split('\'').nth(1))
+            .map(|command| format!("+{}", command.to_lowercase()))
+            .collect();
+        called.sort();
+        called.dedup();
+        for command in &called {
             assert!(
-                StoredToken::decode(&value, pttl, margin).is_none(),
-                "{:?}",
-                String::from_utf8_lossy(&value)
+                ACL_COMMANDS.split(' ').any(|rule| rule == command),
+                "{command} is missing from {ACL_COMMANDS}"
             );
         }
+        assert_eq!(called, ["+del", "+get", "+pttl", "+set"]);
     }
 
     #[test]
     fn debug_shows_no_connection_details() {
+        use crate::store::{EncryptionKey, StoreKey};
+        use crate::token::Token;
+
         let store = RedisStore::builder("redis://user:hunter2@127.0.0.1:1/0")
             .unwrap()
+            .encryption(Encryption::new(
+                EncryptionKey::new("k1", &[0x5a; 32]).unwrap(),
+            ))
             .build();
         let printed = format!("{store:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("k1") && !printed.contains("90, 90"),
+            "{printed}"
+        );
         let source = store.share(
             crate::source::StaticSource::new(Token::bearer("secret-token")),
             StoreKey::builder().client_id("svc").build(),

@@ -1,0 +1,232 @@
+//! What the Redis store's tests share: sources that count, wait or fail,
+//! the key and store settings, a request through the layer, and a proxy in
+//! front of Redis that holds back one reply.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::time::{Instant, timeout};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_bearer::store::{RedisStore, StoreKey};
+use tower_bearer::{BearerAuthLayer, Token, TokenCache, TokenSource};
+
+use crate::processes::RedisServer;
+
+pub const CLIENT_SECRET: &str = "client-secret-must-never-reach-redis";
+pub const FETCH_LATENCY: Duration = Duration::from_millis(100);
+
+/// A store with its own connection, and test-friendly timings.
+pub fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::builder(server.url.as_str())
+        .expect("valid url")
+        .poll_interval(Duration::from_millis(20))
+        .build()
+}
+
+/// A source that counts its calls, takes a while, and yields
+/// `token-<n>` for the `n`th call.
+#[derive(Clone, Default)]
+pub struct CountingSource {
+    pub calls: Arc<AtomicUsize>,
+}
+
+impl CountingSource {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl TokenSource for CountingSource {
+    type Error = Infallible;
+
+    async fn fetch(&self) -> Result<Token, Infallible> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(FETCH_LATENCY).await;
+        Ok(Token::bearer(format!("token-{n}")).with_lifetime(Duration::from_secs(3600)))
+    }
+}
+
+/// A source whose fetch never finishes: a process that stops mid-fetch.
+#[derive(Clone, Default)]
+pub struct StuckSource {
+    pub calls: Arc<AtomicUsize>,
+}
+
+impl TokenSource for StuckSource {
+    type Error = Infallible;
+
+    async fn fetch(&self) -> Result<Token, Infallible> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+/// A source whose `n`th fetch yields `token-<n>` (living `lifetime`) only
+/// once the test opens gate `n` (counted from 1).
+#[derive(Clone)]
+pub struct GatedSource {
+    pub calls: Arc<AtomicUsize>,
+    gates: Arc<Vec<tokio::sync::Semaphore>>,
+    lifetime: Duration,
+}
+
+impl GatedSource {
+    pub fn new(gates: usize, lifetime: Duration) -> Self {
+        Self {
+            calls: Arc::default(),
+            gates: Arc::new((0..gates).map(|_| tokio::sync::Semaphore::new(0)).collect()),
+            lifetime,
+        }
+    }
+
+    pub fn open(&self, n: usize) {
+        self.gates[n - 1].add_permits(1);
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl TokenSource for GatedSource {
+    type Error = Infallible;
+
+    async fn fetch(&self) -> Result<Token, Infallible> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.gates[n - 1]
+            .acquire()
+            .await
+            .expect("gates are never closed")
+            .forget();
+        Ok(Token::bearer(format!("token-{n}")).with_lifetime(self.lifetime))
+    }
+}
+
+pub fn key() -> StoreKey {
+    StoreKey::builder()
+        .token_url("https://idp.example.com/oauth2/token")
+        .client_id("billing-service")
+        .scopes(["invoices.read", "invoices.write"])
+        .param("audience", "https://api.example.com")
+        // Ignored by the builder: credentials never identify a token.
+        .param("client_secret", CLIENT_SECRET)
+        .build()
+}
+
+/// Sends one request through a layer over `cache`; the response body is
+/// the `Authorization` header the request carried.
+pub async fn authorization(cache: &TokenCache) -> String {
+    let service = ServiceBuilder::new()
+        .layer(BearerAuthLayer::with_cache(cache.clone()))
+        .service_fn(|req: http::Request<()>| async move {
+            let value = req.headers()["authorization"].to_str().unwrap().to_owned();
+            Ok::<_, Infallible>(http::Response::new(value))
+        });
+    let response = service
+        .oneshot(http::Request::new(()))
+        .await
+        .expect("request served");
+    response.into_body()
+}
+
+/// The header a request gets, asserting that it came promptly: well under
+/// the lease, wait and timeout settings that a stall would run into.
+pub async fn authorization_promptly(cache: &TokenCache) -> String {
+    let started = Instant::now();
+    let value = with_deadline(authorization(cache)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    value
+}
+
+pub async fn with_deadline<F: std::future::Future>(future: F) -> F::Output {
+    timeout(Duration::from_secs(8), future)
+        .await
+        .expect("finished well within the deadline: nothing hangs")
+}
+
+/// Polls Redis until `key` exists.
+pub async fn wait_for_key(redis: &RedisServer, key: &str) {
+    use redis::AsyncCommands;
+    let mut conn = redis.connect().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let exists: bool = conn.exists(key).await.unwrap();
+        if exists {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{key} never appeared");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A proxy in front of Redis that holds back, for `delay`, the reply to the
+/// first command whose bytes contain `marker`: Redis runs the command, the
+/// client gives up waiting for its answer. Returns the proxy's URL.
+pub async fn reply_delaying_proxy(
+    redis: &RedisServer,
+    marker: &'static [u8],
+    delay: Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let upstream = redis
+        .url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let delayed_once = Arc::new(AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let hold = Arc::new(AtomicBool::new(false));
+            let (hold_up, delayed_once) = (hold.clone(), delayed_once.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0; 65536];
+                while let Ok(n) = client_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if buf[..n].windows(marker.len()).any(|w| w == marker)
+                        && !delayed_once.swap(true, Ordering::SeqCst)
+                    {
+                        hold_up.store(true, Ordering::SeqCst);
+                    }
+                    if server_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let mut buf = vec![0; 65536];
+                while let Ok(n) = server_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if hold.swap(false, Ordering::SeqCst) {
+                        tokio::time::sleep(delay).await;
+                    }
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    format!("redis://{addr}/")
+}
