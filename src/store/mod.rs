@@ -11,7 +11,7 @@
 //! use std::time::Duration;
 //! use tower::ServiceBuilder;
 //! use tower_bearer::{BearerAuthLayer, Token, TokenCache, source::FnSource};
-//! use tower_bearer::store::{RedisStore, StoreKey};
+//! use tower_bearer::store::{Encryption, EncryptionKey, RedisStore, StoreKey};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,8 +27,11 @@
 //!     .scopes(["invoices.read", "invoices.write"])
 //!     .build();
 //!
+//! // Sealed at rest with a key the fleet shares (32 bytes, base64).
+//! let sealing = EncryptionKey::from_base64("2026-11", &std::env::var("TOKEN_STORE_KEY")?)?;
 //! let store = RedisStore::builder("redis://127.0.0.1:6379/3")?
 //!     .key_prefix("billing:tower-bearer:")
+//!     .encryption(Encryption::new(sealing))
 //!     .build();
 //!
 //! // The local cache stays in front: Redis is asked only on a local miss or
