@@ -384,7 +384,7 @@ async fn a_slowly_failing_holder_sets_off_no_burst() {
     let cache = || {
         let store = RedisStore::builder(redis.url.as_str())
             .unwrap()
-            .lease_ttl(Duration::from_millis(1500))
+            .lease_ttl(Duration::from_millis(2500))
             .poll_interval(Duration::from_millis(20))
             .build();
         TokenCache::builder(store.share(source.clone(), key()))
