@@ -118,54 +118,45 @@ impl<S: TokenSource> SharedSource<S> {
     async fn fetch_shared(&self) -> Result<Token, S::Error> {
         let key = self.token_key.as_str();
         let mut replaceable = Vec::new();
+        let mut waiting = false;
         loop {
+            // A waiter follows the lease to its outcome: its token, or its
+            // end. It never fetches beside a live lease: a holder that is
+            // slow is most often slow because the provider is, and N waiters
+            // fetching at once would add N requests to a provider that is
+            // timing out. The cache's fetch timeout bounds the wait.
+            if waiting {
+                tokio::time::sleep(self.store.poll_interval()).await;
+            }
             let read = match self.store.read(key, &self.lease_key).await {
                 Ok(read) => read,
                 Err(error) => return self.fetch_direct(&error).await,
             };
-            let lease_held = read.lease_held;
-            if let Some(token) = self.take(read.found, &mut replaceable, "read") {
+            let how = if waiting { "appeared" } else { "read" };
+            if let Some(token) = self.take(read.found, &mut replaceable, how) {
                 return Ok(token);
             }
-            if !lease_held {
-                let lease_value = random_id();
-                match self.store.try_lease(&self.lease_key, &lease_value).await {
-                    Ok(true) => {
-                        return self.fetch_with_lease(lease_value, replaceable, true).await;
-                    }
-                    Ok(false) => {}
-                    Err(error) => {
-                        // The SET may have run on Redis though its reply never
-                        // came: act as the holder, so the token is shared and the
-                        // lease released instead of stalling the fleet.
-                        tracing::debug!(key, error = %error, "lease outcome unknown; treating it as ours");
-                        return self.fetch_with_lease(lease_value, replaceable, false).await;
-                    }
+            if read.lease_held {
+                if !waiting {
+                    tracing::debug!(
+                        key,
+                        "another process holds the lease; waiting for its outcome"
+                    );
                 }
+                waiting = true;
+                continue;
             }
-            tracing::debug!(
-                key,
-                "another process holds the lease; waiting for its outcome"
-            );
-
-            // Follow the lease to its outcome: its token, or its end. Never
-            // fetch beside a live lease: a holder that is slow is most often
-            // slow because the provider is, and N waiters fetching at once
-            // would only add N requests to a provider that is timing out.
-            // The cache's fetch timeout bounds the wait.
-            loop {
-                tokio::time::sleep(self.store.poll_interval()).await;
-                let read = match self.store.read(key, &self.lease_key).await {
-                    Ok(read) => read,
-                    Err(error) => return self.fetch_direct(&error).await,
-                };
-                let lease_held = read.lease_held;
-                if let Some(token) = self.take(read.found, &mut replaceable, "appeared") {
-                    return Ok(token);
-                }
-                if !lease_held {
-                    tracing::debug!(key, "lease released or expired without a new token");
-                    break;
+            let lease_value = random_id();
+            match self.store.try_lease(&self.lease_key, &lease_value).await {
+                Ok(true) => return self.fetch_with_lease(lease_value, replaceable, true).await,
+                // Taken in between: wait on it.
+                Ok(false) => waiting = true,
+                Err(error) => {
+                    // The SET may have run on Redis though its reply never
+                    // came: act as the holder, so the token is shared and the
+                    // lease released instead of stalling the fleet.
+                    tracing::debug!(key, error = %error, "lease outcome unknown; treating it as ours");
+                    return self.fetch_with_lease(lease_value, replaceable, false).await;
                 }
             }
         }
