@@ -15,8 +15,8 @@ use processes::RedisServer;
 use store_support::*;
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::AsyncCommands;
@@ -67,6 +67,9 @@ async fn store_as_documented_user(redis: &RedisServer) -> impl Fn() -> RedisStor
             .unwrap()
             .key_prefix(prefix.as_str())
             .poll_interval(Duration::from_millis(20))
+            // Eight cold connections on a busy machine: a slow answer must
+            // not count as Redis being down.
+            .operation_timeout(Duration::from_secs(1))
             .build()
     }
 }
@@ -110,51 +113,15 @@ async fn the_documented_acl_shares_one_token_cold_and_under_contention() {
     assert!(headers.iter().all(|h| h == "Bearer token-2"), "{headers:?}");
 }
 
-/// Log lines, captured.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_denied_command_is_reported_once_at_warn_level() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
-
+    let logs = CapturedLogs::default();
+    let _logging = logs.install();
     let Some(redis) = RedisServer::start().await else {
         return;
     };
     // Everything but EVALSHA and EVAL: no script can run.
-    let mut admin = redis.connect().await.unwrap();
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("narrow")
-        .arg("on")
-        .arg(">pw")
-        .arg("~tower-bearer:*")
-        .arg("-@all")
-        .arg("+get")
-        .arg("+set")
-        .arg("+pttl")
-        .arg("+del")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
-    let url = redis.url.replace("redis://", "redis://narrow:pw@");
+    let url = create_user(&redis, "narrow", "-@all +get +set +pttl +del").await;
     let source = CountingSource::default();
     let store = RedisStore::builder(url.as_str()).unwrap().build();
     let cache = TokenCache::new(store.share(source.clone(), key()));
@@ -166,11 +133,65 @@ async fn a_denied_command_is_reported_once_at_warn_level() {
         );
         cache.invalidate();
     }
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let warnings: Vec<&str> = logs.lines().filter(|l| l.contains("WARN")).collect();
-    assert_eq!(warnings.len(), 1, "{logs}");
-    assert!(warnings[0].contains("evalsha"), "names the command: {logs}");
-    assert!(!logs.contains("token-"), "no token in the logs: {logs}");
+    let warnings = logs.warnings();
+    assert_eq!(warnings.len(), 1, "{}", logs.text());
+    assert!(
+        warnings[0].contains("'evalsha'"),
+        "names the command: {warnings:?}"
+    );
+    let text = logs.text();
+    assert!(text.contains("DEBUG"), "every level is captured");
+    assert!(!text.contains("token-"), "no token in the logs: {text}");
+}
+
+#[tokio::test]
+async fn a_command_denied_inside_a_script_is_reported_and_never_taken_for_garbage() {
+    let logs = CapturedLogs::default();
+    let _logging = logs.install();
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    // The scripts run, but GET inside them is refused.
+    let url = create_user(&redis, "noget", "-@all +set +pttl +del +eval +evalsha").await;
+    let source = CountingSource::default();
+    let shared = RedisStore::builder(url.as_str())
+        .unwrap()
+        .build()
+        .share(source.clone(), key());
+    let lease_key = format!("{}:lease", shared.redis_key());
+    // Another process's live lease: a read that took the refusal for a
+    // lease of the wrong type would delete it.
+    let mut admin = redis.connect().await.unwrap();
+    let _: () = admin
+        .pset_ex(&lease_key, "another-holder", 60_000)
+        .await
+        .unwrap();
+    let cache = TokenCache::new(shared);
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-1");
+    let holder: Option<String> = admin.get(&lease_key).await.unwrap();
+    assert_eq!(holder.as_deref(), Some("another-holder"));
+    let warnings = logs.warnings();
+    assert_eq!(warnings.len(), 1, "{}", logs.text());
+    assert!(warnings[0].contains("read script"), "{warnings:?}");
+}
+
+/// Creates a user with `rules` on all of the store's default keys; returns
+/// a URL that logs in as it.
+async fn create_user(redis: &RedisServer, name: &str, rules: &str) -> String {
+    let mut admin = redis.connect().await.unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(name)
+        .arg("on")
+        .arg(">pw")
+        .arg("~tower-bearer:*")
+        .arg(rules.split(' ').collect::<Vec<_>>())
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    redis
+        .url
+        .replace("redis://", &format!("redis://{name}:pw@"))
 }
 
 /// The token a fresh process gets from Redis.
@@ -266,12 +287,12 @@ async fn a_lost_write_reply_never_brings_a_rejected_token_back() {
             .build(),
     );
     with_deadline(warm_up.fetch()).await.unwrap();
-    // The write of token-1 reaches Redis; its reply comes after A gave up.
-    let proxied = reply_delaying_proxy(&redis, b"token-1", Duration::from_millis(600)).await;
+    // The write of token-1 reaches Redis; its reply is lost with the
+    // connection.
+    let proxied = reply_losing_proxy(&redis, b"token-1", LostReply::Dropped).await;
     let source = CountingSource::default();
     let shared = RedisStore::builder(proxied.as_str())
         .unwrap()
-        .operation_timeout(Duration::from_millis(300))
         .build()
         .share(source.clone(), key());
     let token_key = shared.redis_key().to_owned();

@@ -149,11 +149,17 @@ async fn a_value_moved_to_another_key_or_altered_is_a_miss() {
     let token = with_deadline(shared.fetch()).await.unwrap();
     assert_eq!(token.access_token().secret(), "token-2");
 
-    // One character of the sealed text changed: a miss too.
+    // One character in the middle of the sealed text changed: a miss too.
     let mut stored: serde_json::Value = serde_json::from_str(&value).unwrap();
-    let text = stored["sealed"].as_str().unwrap().to_owned();
-    let flipped = if text.ends_with('A') { 'B' } else { 'A' };
-    stored["sealed"] = format!("{}{flipped}", &text[..text.len() - 1]).into();
+    let mut text = stored["sealed"].as_str().unwrap().to_owned();
+    let middle = text.len() / 2;
+    let flipped = if &text[middle..=middle] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    text.replace_range(middle..=middle, flipped);
+    stored["sealed"] = text.into();
     let _: () = conn
         .pset_ex(&billing_key, stored.to_string(), 600_000)
         .await

@@ -259,13 +259,25 @@ async fn a_corrupt_value_is_a_miss_and_is_overwritten() {
     let stored: String = conn.get(&redis_key).await.unwrap();
     assert!(stored.contains("token-2"));
 
+    // Junk with an id, and a value that looks well-formed but holds no
+    // token, each with a long TTL: overwritten, not kept for an hour.
+    for junk in [r#"{"id":"abc"}"#, r#"{"v":1,"id":"abcd","margin_ms":5}"#] {
+        let _: () = conn.set_ex(&redis_key, junk, 3600).await.unwrap();
+        let before = source.calls();
+        for _ in 0..3 {
+            let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
+            with_deadline(authorization(&cache)).await;
+        }
+        assert_eq!(source.calls(), before + 1, "{junk} was overwritten once");
+    }
+
     // A well-formed value holding a token that is not a valid header value.
     let injected =
         r#"{"v":1,"id":"x","access_token":"a\r\nx-evil: 1","token_type":"Bearer","margin_ms":0}"#;
     let _: () = conn.set_ex(&redis_key, injected, 600).await.unwrap();
     let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
-    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-3");
-    assert_eq!(source.calls(), 3);
+    assert_eq!(with_deadline(authorization(&cache)).await, "Bearer token-5");
+    assert_eq!(source.calls(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,7 +365,8 @@ async fn a_lease_whose_reply_came_too_late_is_released_and_the_token_shared() {
     };
     // The lease SET's reply comes 800 ms late, past A's 500 ms timeout; A's
     // later commands are answered in time.
-    let proxied = reply_delaying_proxy(&redis, b"NX", Duration::from_millis(800)).await;
+    let proxied =
+        reply_losing_proxy(&redis, b"NX", LostReply::Late(Duration::from_millis(800))).await;
     let source = CountingSource::default();
     let shared_a = RedisStore::builder(proxied.as_str())
         .unwrap()

@@ -15,7 +15,7 @@ use redis::{
 use super::encryption::Encryption;
 use super::key::StoreKey;
 use super::shared::SharedSource;
-use super::value::{Format, MAX_VALUE_LEN, Shared, Unreadable, millis};
+use super::value::{Encoded, Format, MAX_VALUE_LEN, Shared, Unreadable, millis};
 use crate::cache::{DEFAULT_LIFETIME, MAX_LIFETIME, default_lifetime};
 use crate::source::TokenSource;
 
@@ -39,6 +39,28 @@ pub const DEFAULT_EXPIRY_MARGIN: Duration = crate::cache::DEFAULT_EXPIRY_MARGIN;
 /// (and to the store's key prefix) can do everything the store needs.
 pub const ACL_COMMANDS: &str = "+get +set +pttl +del +eval +evalsha";
 
+/// The start of every script: `get(key)` answers the value (false when
+/// missing) and whether the key holds another type (garbage), and raises any
+/// other error, such as a command the ACL refuses, to the caller, so that it
+/// is reported instead of taken for garbage.
+macro_rules! with_get {
+    ($body:literal) => {
+        concat!(
+            r"
+local function get(key)
+  local value = redis.pcall('GET', key)
+  if type(value) == 'table' then
+    if string.sub(value['err'], 1, 9) == 'WRONGTYPE' then return false, true end
+    error(value)
+  end
+  return value, false
+end
+",
+            $body
+        )
+    };
+}
+
 /// Reads the value, its TTL and the lease's TTL, in one round trip.
 /// A value of the wrong type or too long comes back as a marker that fails to
 /// parse, so it is treated as garbage without shipping it.
@@ -46,60 +68,71 @@ pub const ACL_COMMANDS: &str = "+get +set +pttl +del +eval +evalsha";
 /// A lease is always a string with a TTL; anything else under the lease key
 /// (no TTL, another type) would make every process wait, so it is deleted
 /// here, atomically, and reported as -3.
-const READ_SCRIPT: &str = r"
-local value = redis.pcall('GET', KEYS[1])
-if type(value) == 'table' then value = '!' end
-if value and string.len(value) > tonumber(ARGV[1]) then value = '!' end
+const READ_SCRIPT: &str = with_get!(
+    r"
+local value, wrong_type = get(KEYS[1])
+if wrong_type or (value and string.len(value) > tonumber(ARGV[1])) then value = '!' end
 local lease = redis.call('PTTL', KEYS[2])
-if lease == -1 or (lease >= 0 and type(redis.pcall('GET', KEYS[2])) == 'table') then
+if lease >= 0 and select(2, get(KEYS[2])) then lease = -1 end
+if lease == -1 then
   redis.call('DEL', KEYS[2])
   lease = -3
 end
 return {value, redis.call('PTTL', KEYS[1]), lease}
-";
+"
+);
 /// The lease TTL [`READ_SCRIPT`] reports for a garbage lease it deleted.
 const LEASE_CLEARED: i64 = -3;
 
-/// Writes the token (ARGV[1], TTL ARGV[2] ms) unless the stored one lives at
-/// least as long and is not one the writer may replace: ARGV[5] onwards are
-/// the ids of tokens its cache has had or that it could not read, and a
-/// value longer than ARGV[4] is garbage. Releases the lease if it is still
-/// the writer's (ARGV[3]). Returns `{1}` when it wrote, and otherwise
-/// `{0, value, pttl}`: the token it kept, which the writer hands its cache
-/// instead of its own older one.
+/// Writes the token (ARGV[1], TTL ARGV[2] ms, written with a margin of
+/// ARGV[5] ms) unless the stored token ends at least as late (its TTL plus
+/// its writer's margin) and is not one the writer may replace: ARGV[6]
+/// onwards are the ids of tokens its cache has had or that it could not
+/// read. Only a well-formed value is kept: format 1, a numeric margin, a hex
+/// id, at most ARGV[4] bytes; anything else is garbage and overwritten.
+/// Releases the lease if it is still the writer's (ARGV[3]). Returns `{1}`
+/// when it wrote, and otherwise `{0, value, pttl}`: the token it kept,
+/// which the writer hands its cache instead of its own older one.
 ///
 /// So a slow holder whose lease expired never overwrites the newer token of
 /// the holder that took over, and a refresh always replaces the token it
 /// refreshes.
-const WRITE_SCRIPT: &str = r"
+const WRITE_SCRIPT: &str = with_get!(
+    r"
 local write = true
-local current = redis.pcall('GET', KEYS[1])
-if type(current) == 'string' and string.len(current) <= tonumber(ARGV[4]) then
+local current = get(KEYS[1])
+if current and string.len(current) <= tonumber(ARGV[4]) then
   local ok, stored = pcall(cjson.decode, current)
-  if ok and type(stored) == 'table' and type(stored['id']) == 'string' then
+  if ok and type(stored) == 'table' and stored['v'] == 1
+    and type(stored['margin_ms']) == 'number' and type(stored['id']) == 'string'
+    and string.len(stored['id']) <= 64 and string.match(stored['id'], '^%x+$') then
     local replaceable = false
-    for i = 5, #ARGV do
+    for i = 6, #ARGV do
       if stored['id'] == ARGV[i] then replaceable = true end
     end
-    if not replaceable and redis.call('PTTL', KEYS[1]) >= tonumber(ARGV[2]) then
+    local stored_end = redis.call('PTTL', KEYS[1]) + stored['margin_ms']
+    if not replaceable and stored_end >= tonumber(ARGV[2]) + tonumber(ARGV[5]) then
       write = false
     end
   end
 end
-if redis.pcall('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+if get(KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
 if write then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return {1, false, 0}
 end
 return {0, current, redis.call('PTTL', KEYS[1])}
-";
+"
+);
 
 /// Releases the lease only if it is still ours: a holder whose lease expired
 /// must not delete the next holder's.
-const RELEASE_SCRIPT: &str = r"
-if redis.pcall('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+const RELEASE_SCRIPT: &str = with_get!(
+    r"
+if get(KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-";
+"
+);
 
 /// A fleet-wide token store on Redis. Cheap to clone.
 ///
@@ -220,6 +253,7 @@ impl RedisStore {
             default_lifetime: config.default_lifetime,
             encryption: config.encryption.as_deref(),
             redis_key,
+            unix_now_ms: unix_now_ms(),
         }
     }
 
@@ -364,23 +398,23 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Writes `value` with a TTL of `ttl_ms` unless the stored token lives at
-    /// least as long and its id is not in `replaceable`, and releases the
-    /// lease if it is still ours. `None` when it wrote; otherwise what it
+    /// Writes `encoded` unless the stored token ends at least as late and
+    /// its id is not in `replaceable`, and releases the lease if it is still
+    /// ours. `None` when it wrote; otherwise what it
     /// kept.
     pub(super) async fn write(
         &self,
         token_key: &str,
         (lease_key, lease_value): (&str, &str),
-        value: String,
-        ttl_ms: u64,
+        encoded: Encoded,
         replaceable: impl IntoIterator<Item = String>,
     ) -> Result<Option<Found>, Unavailable> {
         let mut args = vec![
-            value,
-            ttl_ms.to_string(),
+            encoded.value,
+            encoded.ttl_ms.to_string(),
             lease_value.to_owned(),
             MAX_VALUE_LEN.to_string(),
+            encoded.margin_ms.to_string(),
         ];
         args.extend(replaceable);
         let (written, kept, pttl): (i64, Option<Vec<u8>>, i64) = self
@@ -404,20 +438,31 @@ impl RedisStore {
     }
 }
 
-/// The command a permission error names, if `error` is one.
+/// The command a permission error names, if `error` is one; `what` is the
+/// operation that got it.
 fn denied_command(what: &str, error: &RedisError) -> Option<String> {
     let text = error.to_string();
-    if error.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) {
-        if text.contains("keys") {
-            return Some(format!("{what} (a key outside the ACL's key pattern)"));
-        }
-        // "... no permissions to run the 'evalsha' command"
-        let named = text.split('\'').nth(1).filter(|name| !name.is_empty());
-        return Some(named.unwrap_or(what).to_owned());
+    // A command refused inside a script: Redis 7.0 does not say which.
+    if text.contains("can't run this command") {
+        return Some(format!("one of the commands inside the {what}"));
     }
-    // A command inside a script is refused with a plain error.
-    text.contains("can't run this command")
-        .then(|| format!("a command inside the {what}"))
+    if error.kind() != ErrorKind::Server(ServerErrorKind::NoPerm) {
+        return None;
+    }
+    // "no permissions to access one of the keys" (7.0), "... a key" (7.2).
+    if text.contains("access") {
+        return Some(format!("{what}, on a key outside the user's key pattern"));
+    }
+    // "... no permissions to run the 'evalsha' command"
+    let named = text.split('\'').nth(1).filter(|name| !name.is_empty());
+    Some(named.unwrap_or(what).to_owned())
+}
+
+/// Now, in milliseconds since the Unix epoch; 0 for a clock before it.
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, millis)
 }
 
 impl fmt::Debug for RedisStore {
@@ -522,9 +567,9 @@ impl RedisStoreBuilder {
             inner: Arc::new(StoreInner {
                 connection: self.connection,
                 config: self.config,
-                read: LuaScript::new("read script", READ_SCRIPT),
-                write: LuaScript::new("write script", WRITE_SCRIPT),
-                release: LuaScript::new("release script", RELEASE_SCRIPT),
+                read: LuaScript::new("read script (GET, PTTL, DEL)", READ_SCRIPT),
+                write: LuaScript::new("write script (GET, PTTL, SET, DEL)", WRITE_SCRIPT),
+                release: LuaScript::new("release script (GET, DEL)", RELEASE_SCRIPT),
                 denial_reported: AtomicBool::new(false),
             }),
         }
@@ -556,6 +601,19 @@ pub(super) enum Found {
 pub(super) enum Unavailable {
     Redis(RedisError),
     Timeout,
+}
+
+impl Unavailable {
+    /// Whether the command may have run though no answer came: a timeout
+    /// or a lost connection, not a refusal.
+    pub(super) fn outcome_unknown(&self) -> bool {
+        match self {
+            Unavailable::Timeout => true,
+            Unavailable::Redis(error) => {
+                error.is_timeout() || error.is_connection_dropped() || error.is_io_error()
+            }
+        }
+    }
 }
 
 impl fmt::Display for Unavailable {

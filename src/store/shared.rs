@@ -151,13 +151,16 @@ impl<S: TokenSource> SharedSource<S> {
                 Ok(true) => return self.fetch_with_lease(lease_value, replaceable, true).await,
                 // Taken in between: wait on it.
                 Ok(false) => waiting = true,
-                Err(error) => {
+                Err(error) if error.outcome_unknown() => {
                     // The SET may have run on Redis though its reply never
                     // came: act as the holder, so the token is shared and the
                     // lease released instead of stalling the fleet.
                     tracing::debug!(key, error = %error, "lease outcome unknown; treating it as ours");
                     return self.fetch_with_lease(lease_value, replaceable, false).await;
                 }
+                // Refused (out of memory, a read-only replica, the ACL):
+                // the SET did not run, and another process may hold the lease.
+                Err(error) => return self.fetch_direct(&error).await,
             }
         }
     }
@@ -183,7 +186,10 @@ impl<S: TokenSource> SharedSource<S> {
             && let Ok(read) = self.store.read(key, &self.lease_key).await
             && let Some(token) = self.take(read.found, &mut replaceable, "landed before the lease")
         {
-            guard.release().await;
+            // Released on the side: nothing may wait between handing a
+            // token out and returning it, or a cache that gives up meanwhile
+            // would never get a token recorded as its own.
+            drop(guard);
             return Ok(token);
         }
         let started = Instant::now();
@@ -215,18 +221,12 @@ impl<S: TokenSource> SharedSource<S> {
         // Recorded before the write is sent: whether its reply comes or not,
         // Redis may hold this token from now on, and it must never come back
         // to this cache as a newer one.
-        self.record_served(encoded.id);
+        self.record_served(encoded.id.clone());
         let replaceable: Vec<String> = self.served().iter().cloned().chain(replaceable).collect();
         let lease_value = guard.lease_value.clone().unwrap_or_default();
         let written = self
             .store
-            .write(
-                key,
-                (&self.lease_key, &lease_value),
-                encoded.value,
-                encoded.ttl_ms,
-                replaceable,
-            )
+            .write(key, (&self.lease_key, &lease_value), encoded, replaceable)
             .await;
         match written {
             Ok(None) => {

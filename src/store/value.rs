@@ -18,6 +18,9 @@ pub(super) const MAX_VALUE_LEN: usize = 64 * 1024;
 pub(super) const GARBAGE_MARKER: &[u8] = b"!";
 /// The longest value id a reader accepts.
 const MAX_ID_LEN: usize = 64;
+/// How far past a sealed value's end a reader still opens it: room for the
+/// clocks of the writer and the reader to differ.
+const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(60);
 
 /// How values are written and read: the settings they depend on.
 pub(super) struct Format<'a> {
@@ -29,6 +32,8 @@ pub(super) struct Format<'a> {
     pub(super) encryption: Option<&'a Encryption>,
     /// The Redis key, bound into sealed values.
     pub(super) redis_key: &'a str,
+    /// Now, in milliseconds since the Unix epoch: when a sealed value ends.
+    pub(super) unix_now_ms: u64,
 }
 
 /// A value to write.
@@ -38,6 +43,8 @@ pub(super) struct Encoded {
     pub(super) id: String,
     /// The key's TTL.
     pub(super) ttl_ms: u64,
+    /// The margin between the TTL's end and the token's.
+    pub(super) margin_ms: u64,
 }
 
 /// A token read from Redis.
@@ -75,6 +82,19 @@ struct StoredValue {
     key_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sealed: Option<String>,
+    /// With encryption: when the token ends, in milliseconds since the Unix
+    /// epoch on the writer's clock, bound into `sealed`, so that nobody can
+    /// stretch a sealed value's life with a longer TTL or put back one that
+    /// has ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ends_at_ms: Option<u64>,
+}
+
+/// The id of a value that is not a [`StoredValue`], so that a write may
+/// replace it.
+#[derive(Deserialize)]
+struct IdOnly {
+    id: String,
 }
 
 /// What is sealed.
@@ -108,15 +128,21 @@ impl Format<'_> {
                 token_type: Some(token_type),
                 key_id: None,
                 sealed: None,
+                ends_at_ms: None,
             },
             Some(encryption) => {
                 let key_id = encryption.write_key_id();
+                let ends_at_ms = self
+                    .unix_now_ms
+                    .saturating_add(ttl_ms)
+                    .saturating_add(margin_ms);
                 let plaintext = serde_json::to_vec(&SealedToken {
                     access_token,
                     token_type,
                 })
                 .ok()?;
-                let sealed = encryption.seal(plaintext, &self.aad(key_id, &id, margin_ms))?;
+                let aad = self.aad(key_id, &id, margin_ms, ends_at_ms);
+                let sealed = encryption.seal(plaintext, &aad)?;
                 StoredValue {
                     v: FORMAT_VERSION,
                     id: id.clone(),
@@ -125,11 +151,17 @@ impl Format<'_> {
                     token_type: None,
                     key_id: Some(key_id.to_owned()),
                     sealed: Some(base64::engine::general_purpose::STANDARD_NO_PAD.encode(sealed)),
+                    ends_at_ms: Some(ends_at_ms),
                 }
             }
         };
         let value = serde_json::to_string(&stored).ok()?;
-        Some(Encoded { value, id, ttl_ms })
+        Some(Encoded {
+            value,
+            id,
+            ttl_ms,
+            margin_ms,
+        })
     }
 
     /// A usable token from a stored value and its key's TTL. Garbage (bad
@@ -148,13 +180,16 @@ impl Format<'_> {
         if value == GARBAGE_MARKER || value.len() > MAX_VALUE_LEN {
             return Err(Unreadable { id: None });
         }
-        let stored: StoredValue =
-            serde_json::from_slice(value).map_err(|_| Unreadable { id: None })?;
-        let id_ok = !stored.id.is_empty() && stored.id.len() <= MAX_ID_LEN;
+        let stored: StoredValue = serde_json::from_slice(value).map_err(|_| Unreadable {
+            id: serde_json::from_slice::<IdOnly>(value)
+                .ok()
+                .map(|value| value.id)
+                .filter(|id| id_ok(id)),
+        })?;
         let unreadable = || Unreadable {
-            id: id_ok.then(|| stored.id.clone()),
+            id: id_ok(&stored.id).then(|| stored.id.clone()),
         };
-        if stored.v != FORMAT_VERSION || !id_ok || pttl_ms <= 0 {
+        if stored.v != FORMAT_VERSION || !id_ok(&stored.id) || pttl_ms <= 0 {
             return Err(unreadable());
         }
         let (access_token, token_type) = match (self.encryption, &stored) {
@@ -173,13 +208,19 @@ impl Format<'_> {
                     access_token: None,
                     key_id: Some(key_id),
                     sealed: Some(sealed),
+                    ends_at_ms: Some(ends_at_ms),
                     ..
                 },
             ) => {
+                let ended =
+                    self.unix_now_ms > ends_at_ms.saturating_add(millis(CLOCK_SKEW_ALLOWANCE));
+                if ended {
+                    return Err(unreadable());
+                }
                 let sealed = base64::engine::general_purpose::STANDARD_NO_PAD
                     .decode(sealed)
                     .map_err(|_| unreadable())?;
-                let aad = self.aad(key_id, &stored.id, stored.margin_ms);
+                let aad = self.aad(key_id, &stored.id, stored.margin_ms, *ends_at_ms);
                 let plaintext = encryption
                     .open(key_id, &sealed, &aad)
                     .ok_or_else(unreadable)?;
@@ -209,14 +250,21 @@ impl Format<'_> {
     }
 
     /// What a sealed value is bound to: the format, the key that sealed it,
-    /// the Redis key it lives under and its bookkeeping.
-    fn aad(&self, key_id: &str, id: &str, margin_ms: u64) -> Vec<u8> {
+    /// the Redis key it lives under and its bookkeeping. No field can hold a
+    /// NUL, so the fields cannot run into each other.
+    fn aad(&self, key_id: &str, id: &str, margin_ms: u64, ends_at_ms: u64) -> Vec<u8> {
         format!(
-            "tower-bearer/{FORMAT_VERSION}\0{key_id}\0{}\0{id}\0{margin_ms}",
+            "tower-bearer/{FORMAT_VERSION}\0{key_id}\0{}\0{id}\0{margin_ms}\0{ends_at_ms}",
             self.redis_key
         )
         .into_bytes()
     }
+}
+
+/// A value id as writers make them: hex, 64 characters at most. The write
+/// script keeps only values with such an id.
+fn id_ok(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 pub(super) fn millis(duration: Duration) -> u64 {
@@ -243,6 +291,7 @@ mod tests {
             default_lifetime: DEFAULT_LIFETIME,
             encryption,
             redis_key: KEY,
+            unix_now_ms: 1_800_000_000_000,
         }
     }
 
@@ -355,13 +404,71 @@ mod tests {
                 String::from_utf8_lossy(&value)
             );
         }
-        // Unreadable but well-formed: its id is known, so a write may
-        // replace it.
-        let unreadable = format(None)
-            .decode(good("a\\r\\nx: y", "Bearer").as_bytes(), 10)
-            .err()
-            .unwrap();
-        assert_eq!(unreadable.id.as_deref(), Some("ab"));
+        // Unreadable, but with an id a write may replace: the script would
+        // protect any value with a hex id.
+        let id = |value: &str| format(None).decode(value.as_bytes(), 10).err().unwrap().id;
+        assert_eq!(id(&good("a\\r\\nx: y", "Bearer")).as_deref(), Some("ab"));
+        assert_eq!(id(r#"{"id":"abc"}"#).as_deref(), Some("abc"));
+        assert_eq!(
+            id(r#"{"v":1,"id":"abc","margin_ms":5}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            id(r#"{"v":1,"id":"abc","margin_ms":"x"}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(id(r#"{"id":"not hex"}"#), None);
+        assert_eq!(id(&format!(r#"{{"id":"{}"}}"#, "a".repeat(65))), None);
+        assert_eq!(id("[1,2]"), None);
+    }
+
+    #[test]
+    fn a_sealed_value_is_never_read_past_its_end() {
+        let keys = encryption("k1", 1);
+        let token = Token::bearer("t").with_lifetime(Duration::from_secs(3600));
+        let encoded = format(Some(&keys)).encode(&token, Duration::ZERO).unwrap();
+        let ends_at = format(None).unix_now_ms + 3600 * 1000;
+        assert!(
+            encoded.value.contains(&format!("\"ends_at_ms\":{ends_at}")),
+            "{}",
+            encoded.value
+        );
+        let at = |unix_now_ms| Format {
+            unix_now_ms,
+            ..format(Some(&keys))
+        };
+        // A TTL stretched by someone who can write Redis: still opened
+        // until the end plus the clock allowance, then never.
+        let allowance = millis(CLOCK_SKEW_ALLOWANCE);
+        assert!(
+            at(ends_at + allowance)
+                .decode(encoded.value.as_bytes(), 1_000_000)
+                .is_ok()
+        );
+        assert!(
+            at(ends_at + allowance + 1)
+                .decode(encoded.value.as_bytes(), 1_000_000)
+                .is_err()
+        );
+        // The end itself moved: the seal breaks.
+        let moved = encoded
+            .value
+            .replace(&ends_at.to_string(), &(ends_at + 3_600_000).to_string());
+        assert!(
+            format(Some(&keys))
+                .decode(moved.as_bytes(), 1_000_000)
+                .is_err()
+        );
+        // Dropped from the value: a miss.
+        let dropped = encoded
+            .value
+            .replace(&format!(",\"ends_at_ms\":{ends_at}"), "");
+        assert_ne!(dropped, encoded.value);
+        assert!(
+            format(Some(&keys))
+                .decode(dropped.as_bytes(), 1_000_000)
+                .is_err()
+        );
     }
 
     #[test]

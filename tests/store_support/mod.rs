@@ -168,13 +168,22 @@ pub async fn wait_for_key(redis: &RedisServer, key: &str) {
     }
 }
 
-/// A proxy in front of Redis that holds back, for `delay`, the reply to the
-/// first command whose bytes contain `marker`: Redis runs the command, the
-/// client gives up waiting for its answer. Returns the proxy's URL.
-pub async fn reply_delaying_proxy(
+/// What a proxy does to the reply it holds back.
+#[derive(Clone, Copy)]
+pub enum LostReply {
+    /// Sends it, and every reply after it, this late.
+    Late(Duration),
+    /// Closes the client's connection instead of sending it.
+    Dropped,
+}
+
+/// A proxy in front of Redis that holds back the reply to the first command
+/// whose bytes contain `marker`: Redis runs the command, the client never
+/// gets its answer in time. Returns the proxy's URL.
+pub async fn reply_losing_proxy(
     redis: &RedisServer,
     marker: &'static [u8],
-    delay: Duration,
+    lost: LostReply,
 ) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
@@ -186,7 +195,7 @@ pub async fn reply_delaying_proxy(
         .to_owned();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let delayed_once = Arc::new(AtomicBool::new(false));
+    let lost_once = Arc::new(AtomicBool::new(false));
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let Ok(server) = TcpStream::connect(&upstream).await else {
@@ -195,7 +204,7 @@ pub async fn reply_delaying_proxy(
             let (mut client_read, mut client_write) = client.into_split();
             let (mut server_read, mut server_write) = server.into_split();
             let hold = Arc::new(AtomicBool::new(false));
-            let (hold_up, delayed_once) = (hold.clone(), delayed_once.clone());
+            let (hold_up, lost_once) = (hold.clone(), lost_once.clone());
             tokio::spawn(async move {
                 let mut buf = vec![0; 65536];
                 while let Ok(n) = client_read.read(&mut buf).await {
@@ -203,7 +212,7 @@ pub async fn reply_delaying_proxy(
                         break;
                     }
                     if buf[..n].windows(marker.len()).any(|w| w == marker)
-                        && !delayed_once.swap(true, Ordering::SeqCst)
+                        && !lost_once.swap(true, Ordering::SeqCst)
                     {
                         hold_up.store(true, Ordering::SeqCst);
                     }
@@ -219,14 +228,59 @@ pub async fn reply_delaying_proxy(
                         break;
                     }
                     if hold.swap(false, Ordering::SeqCst) {
-                        tokio::time::sleep(delay).await;
+                        match lost {
+                            LostReply::Late(delay) => tokio::time::sleep(delay).await,
+                            LostReply::Dropped => break,
+                        }
                     }
                     if client_write.write_all(&buf[..n]).await.is_err() {
                         break;
                     }
                 }
+                // Dropping both halves closes the client's connection.
             });
         }
     });
     format!("redis://{addr}/")
+}
+
+/// Log lines, captured: a writer for `tracing_subscriber`.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Captures every event of this thread, at every level, until the
+    /// guard drops.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The lines at warn level.
+    pub fn warnings(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter(|line| line.contains(" WARN "))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
