@@ -16,9 +16,9 @@
 //!
 //! Every value is sealed with the write key under a fresh random nonce. The
 //! key's id, the Redis key and the value's bookkeeping (its id, the writer's
-//! margin) are bound in as associated data: a value copied under another
-//! Redis key, or altered in any byte, fails to open and is a miss, never a
-//! token.
+//! margin, the token's end) are bound in as associated data: a value copied
+//! under another Redis key, or altered in any byte, fails to open and is a
+//! miss, never a token.
 
 use std::fmt;
 

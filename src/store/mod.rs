@@ -88,9 +88,11 @@
 //! A holder whose fetch outlives its lease is overtaken: another process
 //! takes the lease and fetches a newer token. Whichever finishes last, the
 //! fleet keeps the newer one. A write never replaces a stored token that
-//! lives at least as long as the one written, unless the writer is
-//! refreshing that very token (its cache has had it) or could not read it
-//! (garbage, or sealed with a key it does not have). The check and the write
+//! ends at least as late as the one written (each token's end being its
+//! key's TTL plus its writer's margin), unless the writer is refreshing that
+//! very token (its cache has had it) or could not read it (sealed with a key
+//! it does not have, or moved, or altered). A value that is not well formed
+//! is garbage and always overwritten. The check and the write
 //! are one script, atomic on the server. A writer whose token was refused
 //! hands its cache the stored one instead, so the whole fleet uses one token,
 //! and an older token, which providers that revoke on issue may already have
@@ -147,13 +149,17 @@
 //! can read the key can use the token until it expires. Turn on
 //! [`encryption`](RedisStoreBuilder::encryption) (recommended): each value is
 //! sealed with AES-256-GCM under a key the fleet shares, rotated by id (one
-//! key writes, older ones still read; see [`Encryption`]). The key id and the
-//! Redis key are bound into each value, so a value copied to another key or
-//! altered is a miss, never a token. A store with encryption reads no value
-//! in the clear.
+//! key writes, older ones still read; see [`Encryption`]). The key id, the
+//! Redis key and the token's end (on the writer's clock) are bound into each
+//! value, so a value copied to another key or altered is a miss, never a
+//! token, and no value is opened more than a minute (the allowance for clock
+//! differences) past its end, whatever TTL its key is given. A store with
+//! encryption reads no value in the clear.
 //!
-//! Whoever can write the keys can still delete them, or block sharing with
-//! values that do not open: each process then fetches its own token. Scope
+//! Whoever can write the keys can still delete them, block sharing with
+//! values that do not open (each process then fetches its own token), or put
+//! back a sealed value seen earlier under the same key before its end: a
+//! token that was revoked meanwhile then costs one 401 and a refetch. Scope
 //! access with the ACL above, a separate logical database (`redis://host/3`)
 //! or a separate Redis instance, and use TLS (`rediss://`) when Redis is not
 //! on a trusted network.
