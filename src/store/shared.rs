@@ -236,9 +236,9 @@ impl<S: TokenSource> SharedSource<S> {
             }
             Ok(Some(kept)) => {
                 guard.lease_value = None;
-                // Another holder wrote a longer-lived token meanwhile: the
-                // fleet uses that one, and so does this process.
-                tracing::debug!(key, "a longer-lived token was already shared; kept it");
+                // Another holder wrote a token that ends later meanwhile:
+                // the fleet uses that one, and so does this process.
+                tracing::debug!(key, "a token that ends later was already shared; kept it");
                 self.take(kept, &mut Vec::new(), "kept over an older fetch")
                     .unwrap_or(token)
             }
@@ -254,7 +254,7 @@ impl<S: TokenSource> SharedSource<S> {
         tracing::debug!(
             key = self.token_key.as_str(),
             error = %error,
-            "redis unavailable: fetching directly from the source"
+            "redis unavailable or refusing: fetching directly from the source"
         );
         self.source.fetch().await
     }
