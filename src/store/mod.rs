@@ -173,13 +173,15 @@
 mod encryption;
 mod key;
 mod redis;
+mod scripts;
 mod shared;
 mod value;
 
 pub use self::encryption::{Encryption, EncryptionKey, EncryptionKeyError, KEY_LEN};
 pub use self::key::{StoreKey, StoreKeyBuilder};
 pub use self::redis::{
-    ACL_COMMANDS, DEFAULT_EXPIRY_MARGIN, DEFAULT_KEY_PREFIX, DEFAULT_LEASE_TTL,
-    DEFAULT_OPERATION_TIMEOUT, DEFAULT_POLL_INTERVAL, RedisStore, RedisStoreBuilder,
+    DEFAULT_EXPIRY_MARGIN, DEFAULT_KEY_PREFIX, DEFAULT_LEASE_TTL, DEFAULT_OPERATION_TIMEOUT,
+    DEFAULT_POLL_INTERVAL, RedisStore, RedisStoreBuilder,
 };
+pub use self::scripts::ACL_COMMANDS;
 pub use self::shared::SharedSource;
