@@ -272,6 +272,21 @@ fn limited_stack_over_a_failing_source(
     (counting, cache, stack)
 }
 
+/// A fresh clone of `stack` is ready at once: the permit the failed
+/// request's readiness reserved was given back.
+fn assert_another_clone_is_ready<S>(stack: &S, after: &str)
+where
+    S: Service<Request<String>> + Clone,
+{
+    let mut second = stack.clone();
+    let mut readiness = tokio_test::task::spawn(ServiceExt::<Request<String>>::ready(&mut second));
+    assert!(
+        matches!(readiness.poll(), Poll::Ready(Ok(_))),
+        "a second clone must become ready after {after}, \
+         but the concurrency permit is still held by the first clone"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_request_failed_fast_while_backing_off_gives_back_the_inner_readiness() {
     let (counting, cache, stack) = limited_stack_over_a_failing_source(Duration::ZERO);
@@ -305,14 +320,7 @@ async fn a_request_failed_fast_while_backing_off_gives_back_the_inner_readiness(
 
     // The request was never sent, so the permit its readiness reserved must
     // be free again.
-    let mut second = stack.clone();
-    let mut readiness = tokio_test::task::spawn(ServiceExt::<Request<String>>::ready(&mut second));
-    assert!(
-        matches!(readiness.poll(), Poll::Ready(Ok(_))),
-        "a second clone must become ready after a request failed fast for want of a token, \
-         but the concurrency permit is still held by the first clone"
-    );
-    drop(readiness);
+    assert_another_clone_is_ready(&stack, "a request failed fast for want of a token");
     drop(first);
 }
 
@@ -342,14 +350,7 @@ async fn a_request_that_waited_for_a_failing_fetch_gives_back_the_inner_readines
         "precondition: the request waited"
     );
 
-    let mut second = stack.clone();
-    let mut readiness = tokio_test::task::spawn(ServiceExt::<Request<String>>::ready(&mut second));
-    assert!(
-        matches!(readiness.poll(), Poll::Ready(Ok(_))),
-        "a second clone must become ready after a request that waited for a token failed, \
-         but the concurrency permit is still held"
-    );
-    drop(readiness);
+    assert_another_clone_is_ready(&stack, "a request that waited for a token failed");
     drop(first);
 }
 
