@@ -115,6 +115,8 @@
 pub mod cache;
 pub mod error;
 pub mod layer;
+#[cfg(feature = "client-credentials")]
+mod redact;
 pub mod request;
 pub mod retry;
 pub mod scope;

@@ -22,7 +22,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::source::client_credentials::{
     AuthStyle, BuildError, ClientCredentials, ClientCredentialsError, MAX_BODY_EXCERPT_BYTES,
-    MAX_RESPONSE_BYTES,
+    MAX_RESPONSE_BYTES, RESERVED_HEADERS, ResponseProblem,
 };
 use tower_bearer::{BearerAuthLayer, Error, ErrorClass, TokenSource};
 
@@ -559,12 +559,42 @@ async fn a_long_failure_answer_is_judged_by_its_status() {
     );
     assert_eq!(err.class(), ErrorClass::Permanent);
 
-    // A success answer over the cap is still refused as too large.
-    let err = fetch_from(200, &[], &page).await.unwrap_err();
+    // A success answer over the cap that is not a token response is what a
+    // short one is: a page from something in between, transient.
+    let err = fetch_from(200, &[("content-type", "text/html")], &page)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, ClientCredentialsError::BodyTooLarge { .. }),
+        matches!(
+            err,
+            ClientCredentialsError::InvalidResponse {
+                problem: ResponseProblem::NotATokenResponse,
+                ..
+            }
+        ),
         "{err:?}"
     );
+    assert_eq!(err.class(), ErrorClass::TRANSIENT);
+    let shown = err.to_string();
+    assert!(shown.contains("<html>down for maintenance"), "{shown}");
+    assert!(shown.contains("reading stopped at"), "{shown}");
+
+    // A token response over the cap is refused for good: it would be again.
+    let huge_token = format!(
+        r#"{{"access_token":"{}","token_type":"Bearer"}}"#,
+        "x".repeat(MAX_RESPONSE_BYTES)
+    );
+    for body in [
+        huge_token,
+        format!(r#"{{"access_token":"t","padding":"{page}"}}"#),
+    ] {
+        let err = fetch_from(200, &[], &body).await.unwrap_err();
+        assert!(
+            matches!(err, ClientCredentialsError::BodyTooLarge { .. }),
+            "{err:?}"
+        );
+        assert_eq!(err.class(), ErrorClass::Permanent);
+    }
 }
 
 #[tokio::test]
@@ -574,7 +604,7 @@ async fn an_endless_failure_answer_is_cut_and_judged_by_its_status() {
             http::Response::builder()
                 .status(StatusCode::BAD_GATEWAY)
                 .header("retry-after", "3")
-                .body(Endless.boxed())
+                .body(Endless::default().boxed())
                 .unwrap()
         })
     }))
@@ -615,7 +645,9 @@ async fn a_garbage_body_is_kept_truncated() {
 async fn a_broken_body_holding_a_token_never_shows_it() {
     for body in [
         r#"{"access_token":"tok-SECRET-value","token_type":17}"#,
-        r#"{"access_token":"tok-SECRET-value","#,
+        r#"{"access_token":"tok-SECRET-value","token_type":""}"#,
+        // Unterminated: no member can be read.
+        r#"{"access_token":"tok-SECRET-value"#,
     ] {
         let err = fetch_from(200, &[], body).await.unwrap_err();
         let shown = format!("{err} {err:?}");
@@ -635,27 +667,62 @@ async fn redirects_are_not_followed() {
     assert_eq!(endpoint.requests().len(), 1);
 }
 
-/// A body that never ends: 16 KiB chunks, forever.
-struct Endless;
+/// A body that never ends: `start`, then 16 KiB chunks of `a`, forever.
+#[derive(Default)]
+struct Endless {
+    start: Option<&'static [u8]>,
+}
 
 impl http_body::Body for Endless {
     type Data = Bytes;
     type Error = Infallible;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-            &[b'a'; 16 * 1024],
-        )))))
+        let chunk = self.start.take().unwrap_or(&[b'a'; 16 * 1024]);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(chunk)))))
     }
+}
+
+/// An endless body that starts with `start`.
+fn endless_after(start: &'static [u8]) -> Body {
+    Endless { start: Some(start) }.boxed()
 }
 
 #[tokio::test]
 async fn an_endless_body_is_cut_at_the_cap() {
     let endpoint = Endpoint::start(Arc::new(|| {
-        Box::pin(async { http::Response::new(Endless.boxed()) })
+        Box::pin(async { http::Response::new(Endless::default().boxed()) })
+    }))
+    .await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .build()
+        .unwrap();
+    let err = source.fetch().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientCredentialsError::InvalidResponse {
+                problem: ResponseProblem::NotATokenResponse,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("reading stopped at 65536 bytes"),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::TRANSIENT);
+
+    // An endless token response: too large, whatever follows.
+    let endpoint = Endpoint::start(Arc::new(|| {
+        Box::pin(async {
+            let start = endless_after(br#"{"access_token":"t","padding":""#);
+            http::Response::new(start)
+        })
     }))
     .await;
     let source = ClientCredentials::builder(endpoint.url(), ID)
@@ -670,6 +737,7 @@ async fn an_endless_body_is_cut_at_the_cap() {
         "{err:?}"
     );
     assert!(err.to_string().contains("longer than 65536 bytes"), "{err}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
 }
 
 #[tokio::test]
@@ -929,4 +997,313 @@ async fn through_the_layer_the_token_reaches_the_api_and_refusals_stay_permanent
         .and_then(|e| e.downcast_ref::<ClientCredentialsError>())
         .expect("the source's own error");
     assert_eq!(source_err.oauth_error(), Some("invalid_client"));
+}
+
+/// `text` percent-encoded, every byte but ASCII letters, digits and `keep`,
+/// in uppercase or lowercase hex, with a space as `%20`.
+fn percent_encoded(text: &str, keep: &str, lowercase: bool) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || keep.as_bytes().contains(&b) {
+                (b as char).to_string()
+            } else if lowercase {
+                format!("%{b:02x}")
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_secret_echoed_in_any_url_encoding_is_scrubbed() {
+    // An Azure-style secret: `~` and `.` in it, plus a space and a slash.
+    const AZURE_SECRET: &str = "Az8Q~x.Y_z-w/v u";
+    const KEY: &str = "key~with spaces/and+plus";
+    let basic = {
+        use base64::Engine as _;
+        let pair = format!(
+            "my+client:{}",
+            percent_encoded(AZURE_SECRET, "*-._", false).replace("%20", "+")
+        );
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    };
+    let encodings = |value: &str| {
+        vec![
+            // RFC 3986 unreserved kept (encodeURIComponent keeps `~` too).
+            percent_encoded(value, "-._~", false),
+            percent_encoded(value, "-._~!*'()", false),
+            // Python's quote: `/` kept as well.
+            percent_encoded(value, "-._~/", false),
+            // Lowercase hex, of each.
+            percent_encoded(value, "-._~", true),
+            percent_encoded(value, "", true),
+        ]
+    };
+    let mut echoed: Vec<String> = encodings(AZURE_SECRET);
+    echoed.extend(encodings(KEY));
+    echoed.extend(encodings(&basic));
+    for style in [AuthStyle::Basic, AuthStyle::RequestBody] {
+        for shown_as in &echoed {
+            for (status, content_type, body) in [
+                (400, "text/plain", format!("you sent {shown_as}, which is wrong")),
+                (
+                    401,
+                    "application/json",
+                    serde_json::json!({"error": "invalid_client", "error_description": format!("bad {shown_as}")})
+                        .to_string(),
+                ),
+            ] {
+                let endpoint =
+                    Endpoint::answering(status, &[("content-type", content_type)], &body).await;
+                let source = ClientCredentials::builder(endpoint.url(), ID)
+                    .client_secret(AZURE_SECRET)
+                    .auth_style(style)
+                    .header("x-api-key", KEY)
+                    .build()
+                    .unwrap();
+                let err = source.fetch().await.unwrap_err();
+                let shown = format!("{err} {err:?}");
+                assert!(!shown.contains(shown_as.as_str()), "{shown_as} in {shown}");
+                assert!(shown.contains("[redacted]"), "{shown}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_extra_header_naming_a_built_in_one_is_refused() {
+    for name in [
+        "Content-Type",
+        "authorization",
+        "Content-Length",
+        "Host",
+        "Transfer-Encoding",
+    ] {
+        let err = ClientCredentials::builder("https://idp.example.com/token", ID)
+            .client_secret(SECRET)
+            .header(name, "value-SECRET")
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BuildError::ReservedHeader {
+                name: name.to_ascii_lowercase()
+            }
+        );
+        assert!(RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("sets itself"), "{shown}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn accept_and_a_repeated_header_replace_instead_of_duplicating() {
+    let endpoint = Endpoint::answering(200, &[], TOKEN_JSON).await;
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .client_secret(SECRET)
+        .header("Accept", "application/json;charset=utf-8")
+        .header("x-api-key", "first")
+        .header("X-Api-Key", "second")
+        .build()
+        .unwrap();
+    source.fetch().await.unwrap();
+    let request = &endpoint.requests()[0];
+    let all = |name: &str| {
+        request
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all("accept"), ["application/json;charset=utf-8"]);
+    assert_eq!(all("x-api-key"), ["second"]);
+    assert_eq!(all("content-type"), ["application/x-www-form-urlencoded"]);
+    assert_eq!(all("authorization").len(), 1);
+}
+
+#[tokio::test]
+async fn credentials_in_the_token_url_are_refused() {
+    let endpoint = Endpoint::answering(200, &[], TOKEN_JSON).await;
+    for userinfo in ["user:url-PASSWORD@", "user@", ":url-PASSWORD@"] {
+        let url = format!("http://{userinfo}{}/oauth/token", endpoint.addr);
+        for style in [AuthStyle::Basic, AuthStyle::RequestBody] {
+            let err = ClientCredentials::builder(&url, ID)
+                .client_secret(SECRET)
+                .auth_style(style)
+                .build()
+                .unwrap_err();
+            assert!(
+                matches!(err, BuildError::CredentialsInUrl { .. }),
+                "{err:?}"
+            );
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("PASSWORD"), "{shown}");
+            assert!(
+                !shown.contains("user:") && !shown.contains("user@"),
+                "{shown}"
+            );
+            assert!(shown.contains("user name or password"), "{shown}");
+        }
+    }
+    assert!(endpoint.requests().is_empty());
+}
+
+#[tokio::test]
+async fn quirks_elsewhere_in_a_token_response_keep_the_token() {
+    let hour = Some(Duration::from_secs(3600));
+    let cases: [(&[u8], Option<Duration>); 11] = [
+        // A byte order mark.
+        (
+            b"\xEF\xBB\xBF{\"access_token\":\"t\",\"expires_in\":3600}",
+            hour,
+        ),
+        // A trailing comma.
+        (br#"{"access_token":"t","expires_in":3600,}"#, hour),
+        // Text after the object.
+        (
+            b"{\"access_token\":\"t\",\"expires_in\":3600}\n<!-- served by edge-7 -->",
+            hour,
+        ),
+        // A number out of f64's range: clamped, like any absurd lifetime.
+        (
+            br#"{"access_token":"t","expires_in":1e999}"#,
+            Some(tower_bearer::cache::MAX_LIFETIME),
+        ),
+        // A broken escape in another member.
+        (
+            br#"{"access_token":"t","note":"\ud800","expires_in":3600}"#,
+            hour,
+        ),
+        // A raw control character in another member.
+        (
+            b"{\"access_token\":\"t\",\"note\":\"a\tb\",\"expires_in\":3600}",
+            hour,
+        ),
+        // Bytes that are not UTF-8 in another member.
+        (
+            b"{\"access_token\":\"t\",\"note\":\"\xff\xfe\",\"expires_in\":3600}",
+            hour,
+        ),
+        // Not JSON after the token: what came before it is kept.
+        (
+            br#"{"access_token":"t","token_type":"bearer","expires_in":NaN}"#,
+            None,
+        ),
+        // A repeated member: the last one counts.
+        (
+            br#"{"access_token":"old","access_token":"t","expires_in":3600}"#,
+            hour,
+        ),
+        // Whitespace around the values.
+        (
+            b"{\"access_token\":\" t\\n\",\"token_type\":\" Bearer \",\"expires_in\":\" 3600 \"}",
+            hour,
+        ),
+        // Cut off after the token.
+        (br#"{"access_token":"t","expires_in":3600"#, hour),
+    ];
+    for (body, lifetime) in cases {
+        let endpoint = Endpoint::start(Arc::new(move || {
+            let body = Full::new(Bytes::from_static(body)).boxed();
+            Box::pin(async move { http::Response::new(body) })
+        }))
+        .await;
+        let source = ClientCredentials::builder(endpoint.url(), ID)
+            .build()
+            .unwrap();
+        let shown = String::from_utf8_lossy(body);
+        let token = source
+            .fetch()
+            .await
+            .unwrap_or_else(|e| panic!("{shown}: {e}"));
+        assert_eq!(token.access_token().secret(), "t", "{shown}");
+        assert_eq!(token.token_type(), "Bearer", "{shown}");
+        assert_eq!(token.lifetime(), lifetime, "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn error_messages_name_the_actual_problem() {
+    let cases = [
+        (
+            r#"{"access_token":"t","token_type":""}"#,
+            ResponseProblem::EmptyTokenType,
+            "the token_type is empty",
+        ),
+        (
+            r#"{"access_token":"t","token_type":17}"#,
+            ResponseProblem::TokenTypeNotAString,
+            "the token_type is not a string",
+        ),
+        (
+            r#"{"access_token":"  ","token_type":"Bearer"}"#,
+            ResponseProblem::EmptyAccessToken,
+            "the access_token is empty",
+        ),
+        (
+            r#"{"access_token":["t"]}"#,
+            ResponseProblem::AccessTokenNotAString,
+            "the access_token is not a string",
+        ),
+        (
+            r#"{"access_token":null}"#,
+            ResponseProblem::MissingAccessToken,
+            "there is no access_token",
+        ),
+        (
+            r#"[{"access_token":"t"}]"#,
+            ResponseProblem::NotAnObject,
+            "the body is JSON, but not an object",
+        ),
+        ("", ResponseProblem::EmptyBody, "the body is empty"),
+        (
+            "<html>Sign in to the hotel Wi-Fi</html>",
+            ResponseProblem::NotATokenResponse,
+            "neither JSON nor a form",
+        ),
+    ];
+    for (body, expected, words) in cases {
+        let err = fetch_from(200, &[], body).await.unwrap_err();
+        let ClientCredentialsError::InvalidResponse { problem, .. } = &err else {
+            panic!("{body}: {err:?}")
+        };
+        assert_eq!(*problem, expected, "{body}");
+        assert!(err.to_string().contains(words), "{body}: {err}");
+        let class = if expected.is_transient() {
+            ErrorClass::TRANSIENT
+        } else {
+            ErrorClass::Permanent
+        };
+        assert_eq!(err.class(), class, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn provider_text_stays_on_one_line_whatever_its_line_breaks() {
+    let breaks = "a\r\nb\nc\rd\u{85}e\u{2028}f\u{2029}g\u{b}h\u{c}i";
+    let json = serde_json::json!({
+        "error": format!("invalid_client{breaks}"),
+        "error_description": breaks,
+        "error_uri": format!("https://docs.example.com/{breaks}"),
+    })
+    .to_string();
+    for (status, body) in [
+        (401, json.clone()),
+        (503, breaks.to_owned()),
+        (200, format!("<p>{breaks}</p>")),
+    ] {
+        let err = fetch_from(status, &[], &body).await.unwrap_err();
+        let shown = err.to_string();
+        assert_eq!(shown.lines().count(), 1, "{shown:?}");
+        assert!(
+            !shown.contains([
+                '\r', '\n', '\u{85}', '\u{2028}', '\u{2029}', '\u{b}', '\u{c}'
+            ]),
+            "{shown:?}"
+        );
+        assert!(shown.contains("a  b c d e f g h i"), "{shown:?}");
+    }
 }

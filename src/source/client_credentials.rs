@@ -26,7 +26,9 @@
 //! # The request
 //!
 //! `POST` to the token URL with `content-type: application/x-www-form-urlencoded`,
-//! `accept: application/json`, any extra headers, and the form
+//! `accept: application/json`, any extra headers (one value per name;
+//! `accept` may be replaced, the headers in [`RESERVED_HEADERS`] may not),
+//! and the form
 //! `grant_type=client_credentials`, `scope` (the scopes joined by spaces,
 //! left out when there are none), and the extra parameters. The client
 //! authenticates with HTTP Basic ([`AuthStyle::Basic`], the default; id and
@@ -35,8 +37,17 @@
 //!
 //! The token URL must be `https`, except on a loopback host (`127.0.0.0/8`,
 //! `::1`, `localhost`); [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)
-//! lifts the rule. The default HTTP client follows no redirects, so the
-//! credentials go to that URL and nowhere else.
+//! lifts the rule. A user name or password in the URL is refused
+//! ([`BuildError::CredentialsInUrl`]): the client authenticates one way only.
+//!
+//! The credentials go to that URL and nowhere else. The default HTTP client
+//! follows no redirects, and a plain-http or loopback token request never
+//! goes through a proxy, whatever `HTTP_PROXY` or `ALL_PROXY` say: a proxy
+//! would read the credentials and could answer with a token of its own. An
+//! `https` request to another host goes through the proxy the environment
+//! names (`HTTPS_PROXY`, `ALL_PROXY`, minus `NO_PROXY`), in a TLS tunnel the
+//! proxy cannot read; for a proxy of your choosing, pass a client built
+//! with it to [`http_client`](ClientCredentialsBuilder::http_client).
 //!
 //! # The response
 //!
@@ -44,10 +55,18 @@
 //!
 //! - The body is JSON whatever the `content-type` says; a body that is not
 //!   JSON is read as a form (`application/x-www-form-urlencoded` or
-//!   `text/plain`). At most [`MAX_RESPONSE_BYTES`] are read: a longer
-//!   success answer is an error ([`ClientCredentialsError::BodyTooLarge`]);
-//!   a longer failure answer (a big maintenance page with `503`) is judged
-//!   by its status on what was read.
+//!   `text/plain`).
+//! - A token is read whenever its `access_token` and `token_type` can be: a
+//!   quirk elsewhere costs only the member it is in. A byte order mark, a
+//!   trailing comma, text after the object, a repeated member (the last
+//!   counts), a value that is not valid JSON (`NaN`, a raw control
+//!   character, bytes that are not UTF-8) and whitespace around the values
+//!   are all read past.
+//! - At most [`MAX_RESPONSE_BYTES`] are read, and a longer answer is judged
+//!   by what it is: a failure status by its status, a page that is not a
+//!   token response like a short one (transient), and only a token response
+//!   itself as too large ([`ClientCredentialsError::BodyTooLarge`],
+//!   permanent). No token is taken from a body cut short.
 //! - `expires_in` may be a number, a numeric string or a fraction.
 //!   Fractions are rounded down to whole seconds (`1.5` is one second):
 //!   providers stamp expiry in whole seconds. Missing or `null`, the token
@@ -61,25 +80,32 @@
 //!   [`crate::cache::MAX_LIFETIME`] (about a year) are clamped to it.
 //! - `token_type` is compared without regard to case (`bearer` becomes
 //!   `Bearer`); missing, it is `Bearer`.
-//! - A missing or empty `access_token` is an error.
+//! - A missing or empty `access_token`, or an empty `token_type`, is an
+//!   error that says which ([`ResponseProblem`]).
 //!
 //! # Errors
 //!
 //! [`ClientCredentialsError`] says what went wrong in words a user can act
 //! on, with the provider's `error` and `error_description` when it sent them.
 //! Transport failures, timeouts, `408`, `429` and `5xx` answers, and bodies
-//! that are not a token response at all are transient (a `Retry-After` is
-//! kept); other `4xx` answers and OAuth2 errors such as `invalid_client` are
-//! permanent, even when sent with status `200`. The client secret and the
-//! token never appear in `Debug`, `Display` or logs, even when the endpoint
-//! echoes them back: every form of the source's own secrets (the client
-//! secret raw and form-encoded, the Basic credentials, extra header values,
-//! extra parameters named like secrets) becomes `[redacted]` in kept bodies
-//! and in the provider's `error`, `error_description` and `error_uri`; JSON
-//! values under keys naming a token, secret, password, assertion or API key
-//! are hidden; text that is not JSON is cut before the words `token`,
-//! `secret` and `password`; and kept bodies are cut to
-//! [`MAX_BODY_EXCERPT_BYTES`]. `Debug` shows extra parameters by name only.
+//! that are not a token response at all (empty, HTML, a captive portal's
+//! page, however long) are transient (a `Retry-After` is kept); other `4xx`
+//! answers, OAuth2 errors such as `invalid_client` (even when sent with
+//! status `200`) and token responses the provider got wrong are permanent.
+//!
+//! The client secret and the token never appear in `Debug`, `Display` or
+//! logs, even when the endpoint echoes them back. The source's own secrets
+//! (the client secret, the Basic credentials, extra header values, extra
+//! parameters named like secrets) become `[redacted]` in kept bodies and in
+//! the provider's `error`, `error_description` and `error_uri`, in every
+//! encoding a server could echo them in: raw, form-encoded, percent-encoded
+//! as RFC 3986, `encodeURIComponent` or Python's `quote` do, in upper- or
+//! lowercase hex, JSON-escaped or HTML-escaped. JSON values under keys
+//! naming a token, secret, password, assertion or API key are hidden; text
+//! that is not JSON is cut after the words `token`, `secret` and `password`;
+//! kept bodies are cut to [`MAX_BODY_EXCERPT_BYTES`]; and provider text is
+//! put on one line, whatever line breaks it uses. `Debug` shows extra
+//! parameters by name only.
 //!
 //! # Avionté
 //!
@@ -127,10 +153,13 @@ use base64::Engine as _;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use reqwest::Url;
-use serde_json::{Map, Value};
+use serde::de::IgnoredAny;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::cache::MAX_LIFETIME;
 use crate::error::ErrorClass;
+use crate::redact::{self, Secrets};
 use crate::source::TokenSource;
 use crate::token::Token;
 
@@ -155,6 +184,21 @@ pub const AVIONTE_FRONT_OFFICE_SCOPE: &str = "avionte.aero.compasintegrationserv
 /// Form parameters the source sets itself, which
 /// [`param`](ClientCredentialsBuilder::param) may not overwrite.
 pub const RESERVED_PARAMS: [&str; 4] = ["grant_type", "client_id", "client_secret", "scope"];
+
+/// Headers the source sets itself, or that HTTP's framing and connection
+/// handling own: [`header`](ClientCredentialsBuilder::header) may not name
+/// them (`accept` it may: it replaces the default).
+pub const RESERVED_HEADERS: [&str; 9] = [
+    "authorization",
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "te",
+    "upgrade",
+];
 
 /// The longest provider-supplied text (`error`, `error_description`,
 /// `error_uri`) kept in an error.
@@ -263,7 +307,12 @@ impl ClientCredentialsBuilder {
 
     /// Adds a header to the token request, such as Avionté's `x-api-key`.
     /// Its value is treated as a secret: marked sensitive, never printed.
-    /// An invalid name or value makes [`build`](Self::build) fail.
+    ///
+    /// One value per name: a name given again replaces the earlier value,
+    /// and `accept` replaces the default `application/json`. A header the
+    /// request's authentication or framing depends on ([`RESERVED_HEADERS`],
+    /// such as `authorization` or `content-type`) makes
+    /// [`build`](Self::build) fail, as does an invalid name or value.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<ClientSecret>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -277,9 +326,17 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// The HTTP client to use (for a proxy, custom TLS roots, connection
-    /// settings). Consider turning its redirects off, as the default client
-    /// does: a redirect would carry the credentials elsewhere.
+    /// The HTTP client to use (for an explicit proxy, custom TLS roots,
+    /// connection settings). It is used as it is: turn its redirects off, as
+    /// the default client does (a redirect would carry the credentials
+    /// elsewhere), and for a plain-http or loopback token URL build it with
+    /// `no_proxy()` (a proxy would see the credentials in clear text).
+    ///
+    /// The default client follows no redirects. For an `https` token URL on
+    /// a host that is not loopback, it goes through the proxy the
+    /// environment names (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`), in a
+    /// tunnel: the proxy sees the host name, never the request. For a
+    /// plain-http or loopback token URL it uses no proxy at all.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self
@@ -298,6 +355,11 @@ impl ClientCredentialsBuilder {
             url: redact_url(&self.token_url),
         })?;
         check_scheme(&token_url, self.allow_insecure_http)?;
+        if !token_url.username().is_empty() || token_url.password().is_some() {
+            return Err(BuildError::CredentialsInUrl {
+                url: redact_url(token_url.as_str()),
+            });
+        }
         if let Some((name, _)) = self
             .extra_params
             .iter()
@@ -311,20 +373,24 @@ impl ClientCredentialsBuilder {
             HeaderValue::from_static("application/x-www-form-urlencoded"),
         );
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let mut secrets = Secrets::default();
         for (name, value) in &self.headers {
             let header_name = HeaderName::try_from(name.as_str())
                 .map_err(|_| BuildError::InvalidHeader { name: name.clone() })?;
+            if RESERVED_HEADERS.contains(&header_name.as_str()) {
+                return Err(BuildError::ReservedHeader {
+                    name: header_name.as_str().to_owned(),
+                });
+            }
             let mut header_value = HeaderValue::try_from(value.secret())
                 .map_err(|_| BuildError::InvalidHeader { name: name.clone() })?;
             header_value.set_sensitive(true);
-            headers.append(header_name, header_value);
-        }
-        let mut secrets = Secrets::default();
-        for (_, value) in &self.headers {
+            // One value per name: a later one, and `accept`, replace.
+            headers.insert(header_name, header_value);
             secrets.add(value.secret());
         }
         for (name, value) in &self.extra_params {
-            if secret_key(name) {
+            if redact::secret_key(name) {
                 secrets.add(value);
             }
         }
@@ -336,8 +402,10 @@ impl ClientCredentialsBuilder {
             );
             let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
             secrets.add(secret.secret());
-            // Whatever the style: the Basic form reveals the secret too.
-            secrets.add_verbatim(&encoded);
+            // Whatever the style: the Basic form reveals the secret too,
+            // with its padding or without.
+            secrets.add(&encoded);
+            secrets.add(encoded.trim_end_matches('='));
             encoded
         });
         let client_auth = match (&self.client_secret, basic, self.auth_style) {
@@ -368,12 +436,19 @@ impl ClientCredentialsBuilder {
         let body = serde_urlencoded::to_string(&form).expect("pairs of strings always encode");
         let http_client = match self.http_client {
             Some(client) => client,
-            None => reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| BuildError::HttpClient {
+            None => {
+                let mut client =
+                    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+                // A proxy would see plain-http credentials and could answer
+                // with a token of its own; on loopback it would also send
+                // them off the machine.
+                if token_url.scheme() == "http" || is_loopback_host(host_of(&token_url)) {
+                    client = client.no_proxy();
+                }
+                client.build().map_err(|e| BuildError::HttpClient {
                     reason: e.to_string(),
-                })?,
+                })?
+            }
         };
         Ok(ClientCredentialsSource {
             inner: Arc::new(Inner {
@@ -384,7 +459,7 @@ impl ClientCredentialsBuilder {
                 extra_params: self.extra_params,
                 headers,
                 body: ClientSecret::new(body),
-                secrets: secrets.finish(),
+                secrets,
                 timeout: self.timeout,
                 http_client,
             }),
@@ -428,6 +503,14 @@ pub enum BuildError {
         /// The URL's host.
         host: String,
     },
+    /// The token URL holds a user name or password. The client's
+    /// credentials go to the builder (its id, [`client_secret`](ClientCredentialsBuilder::client_secret)),
+    /// never in the URL: they would authenticate twice, or be dropped, and
+    /// could show wherever the URL is shown.
+    CredentialsInUrl {
+        /// The URL, without them.
+        url: String,
+    },
     /// The token URL's scheme is neither `https` nor `http`.
     UnsupportedScheme {
         /// The scheme.
@@ -436,6 +519,11 @@ pub enum BuildError {
     /// An extra parameter would overwrite one the source sets itself.
     ReservedParam {
         /// The parameter's name.
+        name: String,
+    },
+    /// An extra header names one of [`RESERVED_HEADERS`].
+    ReservedHeader {
+        /// The header's name, lowercase.
         name: String,
     },
     /// An extra header's name or value is not valid in HTTP.
@@ -459,12 +547,21 @@ impl fmt::Display for BuildError {
                 "the token URL must use https (plain http to {host} would send the credentials in clear text; \
                  only loopback hosts are exempt unless insecure http is allowed explicitly)"
             ),
+            BuildError::CredentialsInUrl { url } => write!(
+                f,
+                "the token URL {url:?} holds a user name or password; give the client id and \
+                 secret to the builder instead"
+            ),
             BuildError::UnsupportedScheme { scheme } => {
                 write!(f, "the token URL must use https, not {scheme:?}")
             }
             BuildError::ReservedParam { name } => write!(
                 f,
                 "the extra parameter {name:?} would overwrite one the client-credentials grant sets itself"
+            ),
+            BuildError::ReservedHeader { name } => write!(
+                f,
+                "the extra header {name:?} is one the token request sets itself"
             ),
             BuildError::InvalidHeader { name } => {
                 write!(f, "the extra header {name:?} has an invalid name or value")
@@ -616,14 +713,8 @@ impl ClientCredentialsSource {
         let mut cut = false;
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                if status.is_success() {
-                    return Err(ClientCredentialsError::BodyTooLarge {
-                        status,
-                        limit: MAX_RESPONSE_BYTES,
-                    });
-                }
-                // A failure's status and Retry-After say what to do; a long
-                // maintenance page must not turn a 503 into a permanent error.
+                // What was read says what the answer is: a long maintenance
+                // page stays transient, whatever its status.
                 body.extend_from_slice(&chunk[..MAX_RESPONSE_BYTES - body.len()]);
                 cut = true;
                 break;
@@ -719,16 +810,21 @@ pub enum ClientCredentialsError {
         /// The `Retry-After` delay, if the provider sent one.
         retry_after: Option<Duration>,
     },
-    /// A success status with a body that is not a token response.
+    /// A success status with a body that holds no usable token.
     InvalidResponse {
         /// The HTTP status.
         status: StatusCode,
         /// What is wrong with it.
-        reason: &'static str,
+        problem: ResponseProblem,
         /// The start of the body, token values removed.
         body: String,
     },
-    /// The body is longer than [`MAX_RESPONSE_BYTES`]; reading stopped there.
+    /// A success answer that reads as a token response (a JSON object, or
+    /// a form naming `access_token` or `error`) but is longer than
+    /// [`MAX_RESPONSE_BYTES`]; reading stopped there. Permanent: the
+    /// endpoint would send the same again. A longer answer of any other
+    /// kind is judged like a short one: by its status, or as
+    /// [`ResponseProblem::NotATokenResponse`].
     BodyTooLarge {
         /// The HTTP status.
         status: StatusCode,
@@ -776,9 +872,8 @@ impl ClientCredentialsError {
                     ErrorClass::Permanent
                 }
             }
-            // Proxies and maintenance pages answer 200 with HTML: try again later.
-            ClientCredentialsError::InvalidResponse { reason, .. } => {
-                if *reason == NOT_A_TOKEN_RESPONSE {
+            ClientCredentialsError::InvalidResponse { problem, .. } => {
+                if problem.is_transient() {
                     ErrorClass::TRANSIENT
                 } else {
                     ErrorClass::Permanent
@@ -861,12 +956,12 @@ impl fmt::Display for ClientCredentialsError {
             }
             ClientCredentialsError::InvalidResponse {
                 status,
-                reason,
+                problem,
                 body,
             } => {
                 write!(
                     f,
-                    "the token endpoint's answer (HTTP {}) is not usable: {reason}",
+                    "the token endpoint's answer (HTTP {}) is not usable: {problem}",
                     status.as_u16()
                 )?;
                 if !body.is_empty() {
@@ -876,7 +971,8 @@ impl fmt::Display for ClientCredentialsError {
             }
             ClientCredentialsError::BodyTooLarge { status, limit } => write!(
                 f,
-                "the token endpoint's answer (HTTP {}) is longer than {limit} bytes; reading stopped there",
+                "the token endpoint's answer (HTTP {}) is a token response longer than {limit} bytes; \
+                 reading stopped there",
                 status.as_u16()
             ),
         }
@@ -890,7 +986,63 @@ impl std::error::Error for ClientCredentialsError {
     }
 }
 
-const NOT_A_TOKEN_RESPONSE: &str = "the body is neither JSON nor a form";
+/// What is wrong with a success answer that holds no usable token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseProblem {
+    /// The body is empty. Transient.
+    EmptyBody,
+    /// The body is neither JSON nor a form naming `access_token` or
+    /// `error`: a proxy's, captive portal's or maintenance page, whatever
+    /// its length. Transient.
+    NotATokenResponse,
+    /// The body is JSON, but an array, a string or a number rather than an
+    /// object: not a token response either. Transient.
+    NotAnObject,
+    /// The object has no `access_token`. Permanent.
+    MissingAccessToken,
+    /// The `access_token` is an empty string. Permanent.
+    EmptyAccessToken,
+    /// The `access_token` is not a string, or a string that cannot be read
+    /// (an invalid escape). Permanent.
+    AccessTokenNotAString,
+    /// The `token_type` is an empty string. Permanent.
+    EmptyTokenType,
+    /// The `token_type` is not a string, or a string that cannot be read.
+    /// Permanent.
+    TokenTypeNotAString,
+}
+
+impl ResponseProblem {
+    /// Whether asking again later may succeed: true for answers that are
+    /// not a token response at all (something in between answered), false
+    /// for a token response the provider got wrong.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ResponseProblem::EmptyBody
+                | ResponseProblem::NotATokenResponse
+                | ResponseProblem::NotAnObject
+        )
+    }
+}
+
+impl fmt::Display for ResponseProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResponseProblem::EmptyBody => "the body is empty",
+            ResponseProblem::NotATokenResponse => {
+                "the body is neither JSON nor a form with an access_token or error"
+            }
+            ResponseProblem::NotAnObject => "the body is JSON, but not an object",
+            ResponseProblem::MissingAccessToken => "there is no access_token",
+            ResponseProblem::EmptyAccessToken => "the access_token is empty",
+            ResponseProblem::AccessTokenNotAString => "the access_token is not a string",
+            ResponseProblem::EmptyTokenType => "the token_type is empty",
+            ResponseProblem::TokenTypeNotAString => "the token_type is not a string",
+        })
+    }
+}
 
 fn transient_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS
@@ -905,11 +1057,15 @@ fn transport_error(error: reqwest::Error) -> ClientCredentialsError {
     }
 }
 
+fn host_of(url: &Url) -> &str {
+    url.host_str().unwrap_or_default()
+}
+
 fn check_scheme(url: &Url, allow_insecure_http: bool) -> Result<(), BuildError> {
     match url.scheme() {
         "https" => Ok(()),
         "http" => {
-            let host = url.host_str().unwrap_or_default();
+            let host = host_of(url);
             if allow_insecure_http || is_loopback_host(host) {
                 Ok(())
             } else {
@@ -1017,28 +1173,23 @@ fn interpret(answer: &Answer<'_>, secrets: &Secrets) -> Result<Token, ClientCred
     } = *answer;
     let excerpt = || body_excerpt(body, cut, secrets);
     let fields = parse_fields(content_type, body);
-    let text_field = |name: &str| {
-        fields
-            .as_ref()
-            .and_then(|f| f.get(name))
-            .and_then(Value::as_str)
-            .map(|text| provider_text(text, secrets))
+    let text = |name: &str| match &fields {
+        Ok(fields) => fields.text(name),
+        Err(_) => Text::Absent,
     };
-    let access_token = fields
-        .as_ref()
-        .and_then(|f| f.get("access_token"))
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty());
-    let error_code = text_field("error").filter(|e| !e.is_empty());
-
-    if let Some(error) = error_code
-        && (!status.is_success() || access_token.is_none())
+    let provider = |name: &str| match text(name) {
+        Text::Text(text) => Some(provider_text(&text, secrets)),
+        Text::Absent | Text::NotText => None,
+    };
+    let has_token = matches!(text("access_token"), Text::Text(token) if !token.trim().is_empty());
+    if let Some(error) = provider("error").filter(|e| !e.is_empty())
+        && (!status.is_success() || !has_token)
     {
         return Err(ClientCredentialsError::ErrorResponse {
             status,
             error,
-            error_description: text_field("error_description"),
-            error_uri: text_field("error_uri"),
+            error_description: provider("error_description"),
+            error_uri: provider("error_uri"),
             retry_after,
         });
     }
@@ -1049,140 +1200,266 @@ fn interpret(answer: &Answer<'_>, secrets: &Secrets) -> Result<Token, ClientCred
             retry_after,
         });
     }
-    let Some(fields) = &fields else {
-        return Err(ClientCredentialsError::InvalidResponse {
-            status,
-            reason: NOT_A_TOKEN_RESPONSE,
-            body: excerpt(),
-        });
-    };
-    let Some(access_token) = access_token else {
-        let reason = match fields.get("access_token") {
-            Some(Value::String(_)) => "the access_token is empty",
-            Some(_) => "the access_token is not a string",
-            None => "there is no access_token",
-        };
-        return Err(ClientCredentialsError::InvalidResponse {
-            status,
-            reason,
-            body: excerpt(),
-        });
-    };
-    let token_type = match fields.get("token_type") {
-        None | Some(Value::Null) => "Bearer",
-        Some(Value::String(t)) if !t.is_empty() => t.as_str(),
-        Some(_) => {
-            return Err(ClientCredentialsError::InvalidResponse {
+    if cut {
+        // Never a token from a body cut short: only say what it was.
+        return Err(if fields.is_ok() || trim_start(body).starts_with(b"{") {
+            ClientCredentialsError::BodyTooLarge {
                 status,
-                reason: "the token_type is not a string",
+                limit: MAX_RESPONSE_BYTES,
+            }
+        } else {
+            ClientCredentialsError::InvalidResponse {
+                status,
+                problem: ResponseProblem::NotATokenResponse,
                 body: excerpt(),
-            });
-        }
+            }
+        });
+    }
+    let invalid = |problem| ClientCredentialsError::InvalidResponse {
+        status,
+        problem,
+        body: excerpt(),
     };
-    let token = Token::new(access_token, token_type);
-    Ok(match lifetime(fields.get("expires_in")) {
+    let fields = fields.map_err(invalid)?;
+    let access_token = match fields.text("access_token") {
+        Text::Text(token) if token.trim().is_empty() => {
+            return Err(invalid(ResponseProblem::EmptyAccessToken));
+        }
+        Text::Text(token) => token.trim().to_owned(),
+        Text::Absent => return Err(invalid(ResponseProblem::MissingAccessToken)),
+        Text::NotText => return Err(invalid(ResponseProblem::AccessTokenNotAString)),
+    };
+    let token_type = match fields.text("token_type") {
+        Text::Absent => "Bearer".to_owned(),
+        Text::Text(kind) if kind.trim().is_empty() => {
+            return Err(invalid(ResponseProblem::EmptyTokenType));
+        }
+        Text::Text(kind) => kind.trim().to_owned(),
+        Text::NotText => return Err(invalid(ResponseProblem::TokenTypeNotAString)),
+    };
+    let token = Token::new(access_token, &token_type);
+    Ok(match lifetime(fields.number("expires_in")) {
         Some(lifetime) => token.with_lifetime(lifetime),
         None => token,
     })
 }
 
+/// `body` without a byte order mark and leading whitespace.
+fn trim_start(body: &[u8]) -> &[u8] {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
+    &body[start..]
+}
+
+/// The answer's fields, as sent.
+struct Fields<'a>(Vec<(String, Field<'a>)>);
+
+enum Field<'a> {
+    /// A JSON member's value, unparsed: only the fields read are parsed.
+    Json(&'a RawValue),
+    /// A JSON member's value that is not valid JSON (`NaN`, a raw control
+    /// character in a string), skipped.
+    Unreadable,
+    /// A form value.
+    Form(String),
+}
+
+/// A field read as text.
+enum Text {
+    /// Missing or `null`.
+    Absent,
+    Text(String),
+    /// Not a string, or a string that cannot be read.
+    NotText,
+}
+
+impl Fields<'_> {
+    /// The last field of that name, as JSON objects and forms repeat them.
+    fn get(&self, name: &str) -> Option<&Field<'_>> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value)
+    }
+
+    fn text(&self, name: &str) -> Text {
+        match self.get(name) {
+            None => Text::Absent,
+            Some(Field::Form(value)) => Text::Text(value.clone()),
+            Some(Field::Unreadable) => Text::NotText,
+            Some(Field::Json(raw)) => match raw.get() {
+                "null" => Text::Absent,
+                raw if raw.starts_with('"') => {
+                    serde_json::from_str(raw).map_or(Text::NotText, Text::Text)
+                }
+                _ => Text::NotText,
+            },
+        }
+    }
+
+    /// A number, sent as one or as a numeric string. Out of `f64`'s range
+    /// it is infinite, not an error.
+    fn number(&self, name: &str) -> Option<f64> {
+        let text = match self.get(name)? {
+            Field::Form(value) => value.clone(),
+            Field::Unreadable => return None,
+            Field::Json(raw) if raw.get().starts_with('"') => {
+                serde_json::from_str(raw.get()).ok()?
+            }
+            Field::Json(raw) => raw.get().to_owned(),
+        };
+        let text = text.trim();
+        // Digits, signs, a point and an exponent: Rust would also read
+        // `inf` and `NaN`, which no provider means.
+        let numeric = text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'));
+        if text.is_empty() || !numeric {
+            return None;
+        }
+        text.parse().ok()
+    }
+}
+
 /// The body's fields: a JSON object, whatever the content type says, or a
 /// form when the body is not JSON and the content type allows one.
-fn parse_fields(content_type: &str, body: &[u8]) -> Option<Map<String, Value>> {
-    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
-        return Some(map);
+fn parse_fields<'a>(content_type: &str, body: &'a [u8]) -> Result<Fields<'a>, ResponseProblem> {
+    let trimmed = trim_start(body);
+    if trimmed.is_empty() {
+        return Err(ResponseProblem::EmptyBody);
+    }
+    if trimmed.starts_with(b"{") {
+        if let Some(members) = json_members(trimmed) {
+            return Ok(Fields(members));
+        }
+    } else if serde_json::from_slice::<IgnoredAny>(trimmed).is_ok() {
+        return Err(ResponseProblem::NotAnObject);
     }
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     let form_allowed = matches!(
         media_type,
         "application/x-www-form-urlencoded" | "text/plain" | ""
     );
-    if !form_allowed {
-        return None;
-    }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
-    // A form must at least name a field we know: garbage decodes as a form too.
-    if !pairs
-        .iter()
-        .any(|(k, _)| k == "access_token" || k == "error")
+    if form_allowed
+        && let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(trimmed)
+        // A form must at least name a field we know: garbage decodes as a form too.
+        && pairs.iter().any(|(k, _)| k == "access_token" || k == "error")
     {
-        return None;
-    }
-    Some(
-        pairs
+        let fields = pairs
             .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect(),
-    )
+            .map(|(key, value)| (key, Field::Form(value)))
+            .collect();
+        return Ok(Fields(fields));
+    }
+    Err(ResponseProblem::NotATokenResponse)
+}
+
+/// The members of the JSON object `body` starts with, read one at a time,
+/// so that a quirk (a trailing comma, text after the object, a value that is
+/// not valid JSON, a number out of range) costs only the member it is in,
+/// never the token beside it. `None` when no member can be read and the
+/// object is not `{}`.
+fn json_members(body: &[u8]) -> Option<Vec<(String, Field<'_>)>> {
+    let mut members = Vec::new();
+    // After the `{`.
+    let mut at = 1;
+    let skip = |at: &mut usize, also: u8| {
+        while body
+            .get(*at)
+            .is_some_and(|b| b.is_ascii_whitespace() || *b == also)
+        {
+            *at += 1;
+        }
+    };
+    let read_so_far = |members: Vec<_>| (!members.is_empty()).then_some(members);
+    loop {
+        skip(&mut at, b',');
+        if body.get(at) == Some(&b'}') {
+            return Some(members);
+        }
+        let mut keys = serde_json::Deserializer::from_slice(&body[at..]).into_iter::<String>();
+        let Some(Ok(key)) = keys.next() else {
+            return read_so_far(members);
+        };
+        at += keys.byte_offset();
+        skip(&mut at, b' ');
+        if body.get(at) != Some(&b':') {
+            return read_so_far(members);
+        }
+        at += 1;
+        skip(&mut at, b' ');
+        let mut values = serde_json::Deserializer::from_slice(&body[at..]).into_iter::<&RawValue>();
+        match values.next() {
+            Some(Ok(value)) => {
+                at += values.byte_offset();
+                members.push((key, Field::Json(value)));
+            }
+            _ => match skip_invalid_value(body, at) {
+                Some(end) if end > at => {
+                    at = end;
+                    members.push((key, Field::Unreadable));
+                }
+                _ => return read_so_far(members),
+            },
+        }
+    }
+}
+
+/// Where a value that is not valid JSON, starting at `body[at]`, ends: a
+/// string at its closing quote, an object or array at its closing bracket,
+/// anything else before the next `,`, `}`, `]` or whitespace. `None` when it
+/// runs to the end of the body.
+fn skip_invalid_value(body: &[u8], at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (i, &byte) in body.iter().enumerate().skip(at) {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => {
+                    in_string = false;
+                    if depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            b',' | b'}' | b']' if depth == 0 => return Some(i),
+            _ if byte.is_ascii_whitespace() && depth == 0 => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `expires_in` as a lifetime: see the module docs for the choices.
-fn lifetime(expires_in: Option<&Value>) -> Option<Duration> {
-    let seconds = match expires_in? {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(s) => s.trim().parse::<f64>().ok()?,
-        _ => None?,
-    };
+fn lifetime(seconds: Option<f64>) -> Option<Duration> {
     // Whole seconds: `0.001` would otherwise mean a fetch per request.
-    let seconds = seconds.floor();
-    if !seconds.is_finite() || seconds < 1.0 {
+    let seconds = seconds?.floor();
+    if seconds.is_nan() || seconds < 1.0 {
         return None;
     }
     if seconds >= MAX_LIFETIME.as_secs_f64() {
         return Some(MAX_LIFETIME);
     }
     Some(Duration::from_secs(seconds as u64))
-}
-
-/// Every form the source's own secrets take on the wire, so that text the
-/// endpoint sends back (an echoed request, say) can be scrubbed of them.
-#[derive(Clone, Default)]
-struct Secrets(Vec<String>);
-
-impl Secrets {
-    /// A secret, as sent raw (a header), form-encoded (the body), or
-    /// percent-encoded with `%20` (how some servers re-encode it).
-    fn add(&mut self, secret: &str) {
-        self.add_verbatim(secret);
-        let form = form_urlencode(secret);
-        self.add_verbatim(&form.replace('+', "%20"));
-        self.add_verbatim(&form);
-        // As it would appear inside a JSON string that did not parse.
-        if let Ok(json) = serde_json::to_string(secret) {
-            self.add_verbatim(&json[1..json.len() - 1]);
-        }
-    }
-
-    fn add_verbatim(&mut self, text: &str) {
-        if !text.is_empty() && !self.0.iter().any(|s| s == text) {
-            self.0.push(text.to_owned());
-        }
-    }
-
-    /// Longest first, so that a secret holding another goes whole.
-    fn finish(mut self) -> Self {
-        self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        self
-    }
-
-    fn scrub(&self, text: &str) -> String {
-        let mut text = text.to_owned();
-        for secret in &self.0 {
-            if text.contains(secret.as_str()) {
-                text = text.replace(secret.as_str(), "[redacted]");
-            }
-        }
-        text
-    }
-
-    fn scrub_json(&self, value: &mut Value) {
-        match value {
-            Value::String(text) => *text = self.scrub(text),
-            Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
-            Value::Object(map) => map.values_mut().for_each(|v| self.scrub_json(v)),
-            _ => {}
-        }
-    }
 }
 
 /// The names of the extra parameters, for `Debug`.
@@ -1193,77 +1470,23 @@ fn param_names(params: &[(String, String)]) -> Vec<&str> {
 /// Provider text for an error message: scrubbed of the source's secrets,
 /// bounded, on one line.
 fn provider_text(text: &str, secrets: &Secrets) -> String {
-    one_line(&truncate(&secrets.scrub(text), MAX_PROVIDER_TEXT, false))
+    redact::one_line(&truncate(&secrets.scrub(text), MAX_PROVIDER_TEXT, false))
 }
-
-/// Words in text that is not JSON after which a secret may follow.
-const SECRET_WORDS: [&str; 3] = ["token", "secret", "password"];
 
 /// The start of a body for an error message: the source's secrets, token
 /// values and other secret-looking values removed, bounded, on one line.
 fn body_excerpt(body: &[u8], cut: bool, secrets: &Secrets) -> String {
     let text = match serde_json::from_slice::<Value>(body) {
         Ok(mut value) => {
-            redact_secret_keys(&mut value);
+            redact::redact_secret_keys(&mut value);
             secrets.scrub_json(&mut value);
             // Serializing escapes again; scrub that form too.
             secrets.scrub(&value.to_string())
         }
-        Err(_) => {
-            let text = secrets.scrub(&String::from_utf8_lossy(body));
-            // Not JSON: cut before anything that may be a secret value.
-            let at = SECRET_WORDS
-                .iter()
-                .filter_map(|word| {
-                    find_ascii_case_insensitive(&text, word).map(|at| at + word.len())
-                })
-                .min();
-            match at {
-                Some(at) => format!("{} [rest redacted]", &text[..at]),
-                None => text,
-            }
-        }
+        // Not JSON: cut before anything that may be a secret value.
+        Err(_) => redact::cut_at_secret_words(&secrets.scrub(&String::from_utf8_lossy(body))),
     };
-    one_line(&truncate(&text, MAX_BODY_EXCERPT_BYTES, cut))
-}
-
-/// Whether a JSON key or parameter name names a secret.
-fn secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    (key.contains("token") && key != "token_type")
-        || [
-            "secret",
-            "password",
-            "assertion",
-            "api_key",
-            "apikey",
-            "api-key",
-        ]
-        .iter()
-        .any(|word| key.contains(word))
-}
-
-fn redact_secret_keys(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                if secret_key(key) {
-                    *v = Value::String("[redacted]".to_owned());
-                } else {
-                    redact_secret_keys(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact_secret_keys),
-        _ => {}
-    }
-}
-
-fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    redact::one_line(&truncate(&text, MAX_BODY_EXCERPT_BYTES, cut))
 }
 
 /// At most `max` bytes of `text`; `cut` says the text is itself the start
@@ -1283,12 +1506,6 @@ fn truncate(text: &str, max: usize, cut: bool) -> String {
     } else {
         text.to_owned()
     }
-}
-
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 #[cfg(test)]
@@ -1339,6 +1556,10 @@ mod tests {
         assert_eq!(life("\"soon\""), None);
         assert_eq!(life("true"), None);
         assert_eq!(life("1e300"), Some(MAX_LIFETIME));
+        assert_eq!(life("1e999"), Some(MAX_LIFETIME));
+        assert_eq!(life("\"1e999\""), Some(MAX_LIFETIME));
+        assert_eq!(life("\"inf\""), None);
+        assert_eq!(life("\"NaN\""), None);
         assert_eq!(life("99999999999999999999"), Some(MAX_LIFETIME));
         assert_eq!(ok(r#"{"access_token":"t"}"#).unwrap().lifetime(), None);
     }
@@ -1396,7 +1617,6 @@ mod tests {
         let mut secrets = Secrets::default();
         secrets.add("p+ss w\"rd");
         secrets.add("key-1");
-        let secrets = secrets.finish();
         for echoed in [
             "p+ss w\"rd",
             "p%2Bss+w%22rd",

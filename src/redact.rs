@@ -1,0 +1,406 @@
+//! The one rule for what is a secret in text a server sends back, and how it
+//! is hidden.
+//!
+//! A token endpoint that refuses a request often echoes part of it: the form
+//! (with the client secret), a header (the API key, the Basic credentials),
+//! re-encoded however its framework likes. [`Secrets`] holds a source's own
+//! secret values and finds them in any encoding a server could produce,
+//! mixed freely within one value:
+//!
+//! - raw, form-encoded (`+` for a space) or percent-encoded (RFC 3986,
+//!   `encodeURIComponent`, Python's `quote`), upper- or lowercase hex;
+//! - escaped inside a JSON string (`\"`, `\/`, `\u00e9`, surrogate pairs);
+//! - escaped for HTML (`&amp;`, `&quot;`, `&#39;`, `&#x7E;`).
+//!
+//! [`secret_key`] says which JSON keys and parameter names hold secrets, and
+//! [`cut_at_secret_words`] where text that is not JSON may start showing one.
+
+use serde_json::Value;
+
+/// What a hidden secret becomes.
+pub(crate) const REDACTED: &str = "[redacted]";
+
+/// A source's own secret values, found and hidden in any encoding.
+#[derive(Clone, Default)]
+pub(crate) struct Secrets(Vec<Box<str>>);
+
+impl Secrets {
+    /// Adds a secret value; an empty one is ignored.
+    pub(crate) fn add(&mut self, secret: &str) {
+        if !secret.is_empty() && !self.0.iter().any(|s| &**s == secret) {
+            self.0.push(secret.into());
+            // Longest first, so that a secret holding another goes whole.
+            self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        }
+    }
+
+    /// `text` with every occurrence of a secret, in any encoding, replaced by
+    /// `[redacted]`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            return text.to_owned();
+        }
+        let bytes = text.as_bytes();
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        let mut at = 0;
+        while at < bytes.len() {
+            let found = self
+                .0
+                .iter()
+                .find_map(|secret| encoded_match(bytes, at, secret.as_bytes()));
+            match found {
+                Some(end) => {
+                    out.push_str(&text[copied..at]);
+                    out.push_str(REDACTED);
+                    copied = end;
+                    at = end;
+                }
+                // Matches start on a character boundary: a secret starts
+                // with a whole character, an encoding with an ASCII byte.
+                None => at += utf8_len(bytes[at]),
+            }
+        }
+        out.push_str(&text[copied..]);
+        out
+    }
+
+    /// Scrubs every string inside a JSON value, keys left as they are.
+    pub(crate) fn scrub_json(&self, value: &mut Value) {
+        match value {
+            Value::String(text) => *text = self.scrub(text),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.scrub_json(v)),
+            _ => {}
+        }
+    }
+}
+
+/// Where `secret`, in any mix of the encodings above, ends when it starts at
+/// `text[at..]`.
+fn encoded_match(text: &[u8], mut at: usize, mut secret: &[u8]) -> Option<usize> {
+    while let Some(&wanted) = secret.first() {
+        let rest = &text[at..];
+        let first = *rest.first()?;
+        if first == wanted {
+            // `%`, `\` and `&` may be themselves or start an encoding: try
+            // the literal reading first, then the encoded one.
+            if !matches!(first, b'%' | b'\\' | b'&') {
+                at += 1;
+                secret = &secret[1..];
+                continue;
+            }
+            if let Some(end) = encoded_match(text, at + 1, &secret[1..]) {
+                return Some(end);
+            }
+        }
+        let (decoded_len, used) = match first {
+            b'+' if wanted == b' ' => (1, 1),
+            b'%' => match rest.get(1..3).and_then(hex_byte) {
+                Some(byte) if byte == wanted => (1, 3),
+                _ => return None,
+            },
+            b'\\' | b'&' => {
+                let (ch, used) = escaped_char(rest)?;
+                let mut buf = [0; 4];
+                let encoded = ch.encode_utf8(&mut buf).as_bytes();
+                if !secret.starts_with(encoded) {
+                    return None;
+                }
+                (encoded.len(), used)
+            }
+            _ => return None,
+        };
+        secret = &secret[decoded_len..];
+        at += used;
+    }
+    Some(at)
+}
+
+/// The character a JSON escape (`\n`, `\u00e9`, a surrogate pair) or an HTML
+/// character reference (`&amp;`, `&#39;`, `&#x27;`) at the start of `text`
+/// stands for, and its length.
+fn escaped_char(text: &[u8]) -> Option<(char, usize)> {
+    match text {
+        [b'\\', b'u', rest @ ..] => {
+            let high = hex_u16(rest.get(..4)?)?;
+            if let Some(ch) = char::from_u32(u32::from(high)) {
+                return Some((ch, 6));
+            }
+            // A high surrogate: the low half follows as another escape.
+            let low = match rest.get(4..10)? {
+                [b'\\', b'u', low @ ..] => hex_u16(low)?,
+                _ => return None,
+            };
+            let ch = char::decode_utf16([high, low]).next()?.ok()?;
+            Some((ch, 12))
+        }
+        [b'\\', escape, ..] => {
+            let ch = match escape {
+                b'"' => '"',
+                b'\\' => '\\',
+                b'/' => '/',
+                b'b' => '\u{8}',
+                b'f' => '\u{c}',
+                b'n' => '\n',
+                b'r' => '\r',
+                b't' => '\t',
+                _ => return None,
+            };
+            Some((ch, 2))
+        }
+        [b'&', rest @ ..] => {
+            // The longest reference is `&#x10FFFF;` or `&#1114111;`.
+            let end = rest.iter().take(9).position(|&b| b == b';')?;
+            let name = std::str::from_utf8(&rest[..end]).ok()?;
+            let ch = match name {
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                "quot" => '"',
+                "apos" => '\'',
+                _ => {
+                    let number = name.strip_prefix('#')?;
+                    let code = match number.strip_prefix(['x', 'X']) {
+                        Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                        None => number.parse().ok()?,
+                    };
+                    char::from_u32(code)?
+                }
+            };
+            Some((ch, end + 2))
+        }
+        _ => None,
+    }
+}
+
+fn hex_byte(digits: &[u8]) -> Option<u8> {
+    let text = std::str::from_utf8(digits).ok()?;
+    u8::from_str_radix(text, 16).ok()
+}
+
+fn hex_u16(digits: &[u8]) -> Option<u16> {
+    let text = std::str::from_utf8(digits).ok()?;
+    if text.len() != 4 {
+        return None;
+    }
+    u16::from_str_radix(text, 16).ok()
+}
+
+/// The length of the UTF-8 sequence a lead byte starts.
+fn utf8_len(lead: u8) -> usize {
+    match lead {
+        0xF0.. => 4,
+        0xE0.. => 3,
+        0xC0.. => 2,
+        _ => 1,
+    }
+}
+
+/// Whether a JSON key or parameter name names a secret.
+pub(crate) fn secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    (key.contains("token") && key != "token_type")
+        || [
+            "secret",
+            "password",
+            "assertion",
+            "api_key",
+            "apikey",
+            "api-key",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// Replaces every value under a [`secret_key`] with `[redacted]`.
+pub(crate) fn redact_secret_keys(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if secret_key(key) {
+                    *v = Value::String(REDACTED.to_owned());
+                } else {
+                    redact_secret_keys(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_secret_keys),
+        _ => {}
+    }
+}
+
+/// Words in text that is not JSON after which a secret may follow.
+const SECRET_WORDS: [&str; 3] = ["token", "secret", "password"];
+
+/// Text that is not JSON, cut after the first word that may introduce a
+/// secret value.
+pub(crate) fn cut_at_secret_words(text: &str) -> String {
+    let at = SECRET_WORDS
+        .iter()
+        .filter_map(|word| find_ascii_case_insensitive(text, word).map(|at| at + word.len()))
+        .min();
+    match at {
+        Some(at) => format!("{} [rest redacted]", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// `text` on one line: every control character and every line or paragraph
+/// break (`\r`, `\n`, NEL, U+2028, U+2029, vertical tab, form feed) becomes
+/// a space.
+pub(crate) fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || (c.is_whitespace() && c != ' ') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(values: &[&str]) -> Secrets {
+        let mut secrets = Secrets::default();
+        for value in values {
+            secrets.add(value);
+        }
+        secrets
+    }
+
+    #[test]
+    fn every_encoding_of_a_secret_is_found() {
+        // An Azure-style secret: `~`, `.`, `_`, plus a space, a quote, a
+        // slash, an ampersand and a non-ASCII letter.
+        let secrets = secrets(&["a~B.c_d e\"f/g&é"]);
+        for echoed in [
+            // raw
+            "a~B.c_d e\"f/g&é",
+            // form (WHATWG): `~` encoded, space as `+`
+            "a%7EB.c_d+e%22f%2Fg%26%C3%A9",
+            // RFC 3986 / encodeURIComponent: `~` kept, space as %20
+            "a~B.c_d%20e%22f%2Fg%26%C3%A9",
+            // Python's quote: `/` kept too
+            "a~B.c_d%20e%22f/g%26%C3%A9",
+            // lowercase hex
+            "a%7eB.c_d%20e%22f%2fg%26%c3%a9",
+            // every byte encoded
+            "%61%7E%42%2E%63%5F%64%20%65%22%66%2F%67%26%C3%A9",
+            // inside a JSON string
+            "a~B.c_d e\\\"f\\/g&\\u00e9",
+            "\\u0061~B.c_d\\u0020e\\u0022f/g\\u0026\\u00E9",
+            // escaped for HTML
+            "a~B.c_d e&quot;f/g&amp;é",
+            "a&#126;B.c_d e&#34;f&#x2F;g&#38;&#xE9;",
+        ] {
+            let text = format!("got <{echoed}> here");
+            assert_eq!(secrets.scrub(&text), "got <[redacted]> here", "{echoed}");
+        }
+    }
+
+    #[test]
+    fn surrogate_pairs_and_multibyte_text_around_secrets() {
+        let secrets = secrets(&["k😀y"]);
+        assert_eq!(secrets.scrub("é k\\ud83d\\ude00y ü"), "é [redacted] ü");
+        assert_eq!(secrets.scrub("k%F0%9F%98%80y"), "[redacted]");
+        // Near misses stay.
+        for kept in [
+            "k\\ud83dy",
+            "k%F0%9F%98y",
+            "ky",
+            "k😀",
+            "%",
+            "\\u12",
+            "&#;",
+            "&#x110000;",
+        ] {
+            assert_eq!(secrets.scrub(kept), kept);
+        }
+    }
+
+    #[test]
+    fn a_secret_holding_escape_characters_is_found_in_every_reading() {
+        // `%`, `\` and `&` are themselves or start an encoding; both
+        // readings are tried.
+        let secrets = secrets(&[r"5%\&x"]);
+        for echoed in [
+            r"5%\&x",
+            "5%25%5C%26x",
+            "5%25%5c&amp;x",
+            r"5%\\&x",
+            r"5\u0025\\\u0026x",
+            "5&#37;&#92;&#38;x",
+        ] {
+            assert_eq!(secrets.scrub(echoed), "[redacted]", "{echoed}");
+        }
+    }
+
+    #[test]
+    fn the_longest_secret_goes_whole_and_repeats_all_go() {
+        let secrets = secrets(&["key", "key-and-more"]);
+        assert_eq!(
+            secrets.scrub("key-and-more, key, key%2Dand%2Dmore"),
+            "[redacted], [redacted], [redacted]"
+        );
+        assert_eq!(Secrets::default().scrub("key"), "key");
+    }
+
+    #[test]
+    fn secrets_inside_json_strings_are_scrubbed() {
+        let secrets = secrets(&["s3cret"]);
+        let mut value = serde_json::json!({"a": ["x s3cret y", {"b": "s%33cret"}], "s3cret": 1});
+        secrets.scrub_json(&mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({"a": ["x [redacted] y", {"b": "[redacted]"}], "s3cret": 1})
+        );
+    }
+
+    #[test]
+    fn secret_keys() {
+        for key in [
+            "access_token",
+            "refresh_token",
+            "client_secret",
+            "Password",
+            "client_assertion",
+            "x-api-key",
+            "apiKey",
+        ] {
+            assert!(secret_key(key), "{key}");
+        }
+        for key in ["token_type", "error", "expires_in", "scope"] {
+            assert!(!secret_key(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn one_line_whatever_the_line_breaks() {
+        assert_eq!(
+            one_line("a\r\nb\nc\u{85}d\u{2028}e\u{2029}f\u{b}g\u{c}h\ti\0j"),
+            "a  b c d e f g h i j"
+        );
+        assert_eq!(one_line("é ü"), "é ü");
+    }
+
+    #[test]
+    fn text_is_cut_after_words_that_may_introduce_a_secret() {
+        assert_eq!(
+            cut_at_secret_words("bad PASSWORD V2"),
+            "bad PASSWORD [rest redacted]"
+        );
+        assert_eq!(cut_at_secret_words("all fine"), "all fine");
+    }
+}
