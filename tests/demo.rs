@@ -285,7 +285,22 @@ async fn url_credentials_and_query_secrets_stay_out_of_the_output() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let token_url = format!("http://cid:PASSW0RD@{addr}/token?client_key=K3Y#K3Y");
+    // Credentials in the token URL are refused, without repeating them.
+    let refused = run_demo(&[
+        "--token-url",
+        &format!("http://cid:PASSW0RD@{addr}/token"),
+        "--client-id",
+        "id",
+        "--url",
+        "http://127.0.0.1:9/api",
+    ]);
+    assert_ne!(refused.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("holds a user name or password"), "{stderr}");
+    assert!(!stderr.contains("PASSW0RD"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("PASSW0RD"));
+
+    let token_url = format!("http://{addr}/token?client_key=K3Y#K3Y");
     let api_url = format!("http://user:PASS@{unreachable}/api?api_key=K3Y");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(demo_binary())
