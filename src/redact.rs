@@ -15,6 +15,8 @@
 //! [`secret_key`] says which JSON keys and parameter names hold secrets, and
 //! [`cut_at_secret_words`] where text that is not JSON may start showing one.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 /// What a hidden secret becomes.
@@ -29,40 +31,78 @@ impl Secrets {
     pub(crate) fn add(&mut self, secret: &str) {
         if !secret.is_empty() && !self.0.iter().any(|s| &**s == secret) {
             self.0.push(secret.into());
-            // Longest first, so that a secret holding another goes whole.
-            self.0.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
     }
 
     /// `text` with every occurrence of a secret, in any encoding, replaced by
-    /// `[redacted]`.
+    /// `[redacted]`. Occurrences that overlap or touch are hidden as one.
     pub(crate) fn scrub(&self, text: &str) -> String {
         if self.0.is_empty() {
             return text.to_owned();
         }
-        let bytes = text.as_bytes();
+        let mut spans = Vec::new();
+        self.find(text.as_bytes(), |start, end| (start, end), &mut spans);
+        // With one layer of each encoding taken off first, a secret encoded
+        // twice (a percent-encoded URL inside a query, JSON shown in HTML)
+        // is found too.
+        for layer in [Layer::Percent, Layer::Json, Layer::Html] {
+            if let Some(view) = Decoded::new(text.as_bytes(), layer) {
+                let span_of =
+                    |start: usize, end: usize| (view.units[start].0, view.units[end - 1].1);
+                self.find(&view.bytes, span_of, &mut spans);
+            }
+        }
+        // Only whole characters are replaced; every encoding unit is one.
+        spans.retain(|&(start, end)| text.is_char_boundary(start) && text.is_char_boundary(end));
+        spans.sort_unstable();
+        // Spans that overlap or touch are hidden as one.
+        let mut merged: Vec<(usize, usize)> = Vec::new();
+        for (start, end) in spans {
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
         let mut out = String::with_capacity(text.len());
         let mut copied = 0;
-        let mut at = 0;
-        while at < bytes.len() {
-            let found = self
-                .0
-                .iter()
-                .find_map(|secret| encoded_match(bytes, at, secret.as_bytes()));
-            match found {
-                Some(end) => {
-                    out.push_str(&text[copied..at]);
-                    out.push_str(REDACTED);
-                    copied = end;
-                    at = end;
-                }
-                // Matches start on a character boundary: a secret starts
-                // with a whole character, an encoding with an ASCII byte.
-                None => at += utf8_len(bytes[at]),
-            }
+        for (start, end) in merged {
+            out.push_str(&text[copied..start]);
+            out.push_str(REDACTED);
+            copied = end;
         }
         out.push_str(&text[copied..]);
         out
+    }
+
+    /// Adds the span, in the original text, of every secret found in
+    /// `bytes` (the text, or a decoded view of it); `span_of` maps a span of
+    /// `bytes` back.
+    fn find(
+        &self,
+        bytes: &[u8],
+        span_of: impl Fn(usize, usize) -> (usize, usize),
+        spans: &mut Vec<(usize, usize)>,
+    ) {
+        let mut may_start = [false; 256];
+        for secret in &self.0 {
+            may_start[usize::from(secret.as_bytes()[0])] = true;
+        }
+        for introducer in [b'%', b'+', b'\\', b'&'] {
+            may_start[usize::from(introducer)] = true;
+        }
+        for at in 0..bytes.len() {
+            if !may_start[usize::from(bytes[at])] {
+                continue;
+            }
+            let end = self
+                .0
+                .iter()
+                .filter_map(|secret| encoded_match(bytes, at, secret.as_bytes()))
+                .max();
+            if let Some(end) = end {
+                spans.push(span_of(at, end));
+            }
+        }
     }
 
     /// Scrubs every string inside a JSON value, keys left as they are.
@@ -76,45 +116,122 @@ impl Secrets {
     }
 }
 
+/// One layer of encoding.
+#[derive(Clone, Copy)]
+enum Layer {
+    /// `%XX`.
+    Percent,
+    /// A JSON string escape.
+    Json,
+    /// An HTML character reference.
+    Html,
+}
+
+/// Text with one layer of encoding taken off, and where each of its bytes
+/// came from.
+struct Decoded {
+    bytes: Vec<u8>,
+    /// For each byte, the span of the original text it was decoded from.
+    units: Vec<(usize, usize)>,
+}
+
+impl Decoded {
+    /// `None` when the text holds nothing of that layer.
+    fn new(text: &[u8], layer: Layer) -> Option<Self> {
+        let mut decoded = Decoded {
+            bytes: Vec::with_capacity(text.len()),
+            units: Vec::with_capacity(text.len()),
+        };
+        let mut any = false;
+        let mut at = 0;
+        while at < text.len() {
+            let rest = &text[at..];
+            let mut buf = [0; 4];
+            let unit: Option<(&[u8], usize)> = match (layer, rest[0]) {
+                (Layer::Percent, b'%') => rest.get(1..3).and_then(hex_byte).map(|byte| {
+                    buf[0] = byte;
+                    (&buf[..1], 3)
+                }),
+                (Layer::Json, b'\\') | (Layer::Html, b'&') => escaped_char(rest)
+                    .map(|(ch, used)| (&*ch.encode_utf8(&mut buf).as_bytes(), used)),
+                _ => None,
+            };
+            let (bytes, used) = match unit {
+                Some(unit) => {
+                    any = true;
+                    unit
+                }
+                None => (&rest[..1], 1),
+            };
+            decoded.bytes.extend_from_slice(bytes);
+            decoded
+                .units
+                .extend(std::iter::repeat_n((at, at + used), bytes.len()));
+            at += used;
+        }
+        any.then_some(decoded)
+    }
+}
+
 /// Where `secret`, in any mix of the encodings above, ends when it starts at
-/// `text[at..]`.
-fn encoded_match(text: &[u8], mut at: usize, mut secret: &[u8]) -> Option<usize> {
-    while let Some(&wanted) = secret.first() {
-        let rest = &text[at..];
-        let first = *rest.first()?;
-        if first == wanted {
-            // `%`, `\` and `&` may be themselves or start an encoding: try
-            // the literal reading first, then the encoded one.
-            if !matches!(first, b'%' | b'\\' | b'&') {
-                at += 1;
-                secret = &secret[1..];
-                continue;
-            }
-            if let Some(end) = encoded_match(text, at + 1, &secret[1..]) {
-                return Some(end);
+/// `text[at]`; the furthest end when there are several.
+///
+/// `%`, `\` and `&` may stand for themselves or start an encoding, so a
+/// match may have several readings. Once one has a choice, every state
+/// (position in the text, position in the secret) is visited once: at most
+/// text × secret of them, whatever the input.
+fn encoded_match(text: &[u8], at: usize, secret: &[u8]) -> Option<usize> {
+    let mut furthest = None;
+    let mut pending = Vec::new();
+    let mut seen = HashSet::new();
+    let mut state = Some((at, 0));
+    while let Some((position, matched)) = state.take().or_else(|| pending.pop()) {
+        if matched == secret.len() {
+            furthest = furthest.max(Some(position));
+            continue;
+        }
+        let mut next = readings(text, position, &secret[matched..])
+            .into_iter()
+            .flatten()
+            .map(|(decoded, used)| (position + used, matched + decoded));
+        let (first, second) = (next.next(), next.next());
+        if second.is_none() && seen.is_empty() {
+            state = first;
+        } else {
+            for choice in [first, second].into_iter().flatten() {
+                if seen.insert(choice) {
+                    pending.push(choice);
+                }
             }
         }
-        let (decoded_len, used) = match first {
-            b'+' if wanted == b' ' => (1, 1),
-            b'%' => match rest.get(1..3).and_then(hex_byte) {
-                Some(byte) if byte == wanted => (1, 3),
-                _ => return None,
-            },
-            b'\\' | b'&' => {
-                let (ch, used) = escaped_char(rest)?;
-                let mut buf = [0; 4];
-                let encoded = ch.encode_utf8(&mut buf).as_bytes();
-                if !secret.starts_with(encoded) {
-                    return None;
-                }
-                (encoded.len(), used)
-            }
-            _ => return None,
-        };
-        secret = &secret[decoded_len..];
-        at += used;
     }
-    Some(at)
+    furthest
+}
+
+/// The ways the text at `at` can stand for the start of `secret`: as
+/// itself, and as an encoding. Each is (secret bytes it stands for, text
+/// bytes it takes).
+fn readings(text: &[u8], at: usize, secret: &[u8]) -> [Option<(usize, usize)>; 2] {
+    let (Some(&first), Some(&wanted)) = (text.get(at), secret.first()) else {
+        return [None, None];
+    };
+    let rest = &text[at..];
+    let literal = (first == wanted).then_some((1, 1));
+    let encoded = match first {
+        b'+' if wanted == b' ' => Some((1, 1)),
+        b'%' => rest
+            .get(1..3)
+            .and_then(hex_byte)
+            .filter(|&byte| byte == wanted)
+            .map(|_| (1, 3)),
+        b'\\' | b'&' => escaped_char(rest).and_then(|(ch, used)| {
+            let mut buf = [0; 4];
+            let encoded = ch.encode_utf8(&mut buf).as_bytes();
+            secret.starts_with(encoded).then_some((encoded.len(), used))
+        }),
+        _ => None,
+    };
+    [literal, encoded]
 }
 
 /// The character a JSON escape (`\n`, `\u00e9`, a surrogate pair) or an HTML
@@ -187,26 +304,28 @@ fn hex_u16(digits: &[u8]) -> Option<u16> {
     u16::from_str_radix(text, 16).ok()
 }
 
-/// The length of the UTF-8 sequence a lead byte starts.
-fn utf8_len(lead: u8) -> usize {
-    match lead {
-        0xF0.. => 4,
-        0xE0.. => 3,
-        0xC0.. => 2,
-        _ => 1,
-    }
-}
-
-/// Whether a JSON key or parameter name names a secret.
+/// Whether a JSON key or parameter name names a secret: one that speaks of
+/// a token, secret, password, assertion, credential, signature or key, and
+/// does not name a type or hint (`token_type`, `requested_token_type`).
 pub(crate) fn secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    (key.contains("token") && key != "token_type")
+    if ["_type", "-type", "_hint", "-hint"]
+        .iter()
+        .any(|suffix| key.ends_with(suffix))
+    {
+        return false;
+    }
+    key.ends_with("key")
         || [
+            "token",
             "secret",
             "password",
+            "passwd",
+            "pwd",
             "assertion",
+            "credential",
+            "signature",
             "api_key",
-            "apikey",
             "api-key",
         ]
         .iter()
@@ -345,6 +464,40 @@ mod tests {
         ] {
             assert_eq!(secrets.scrub(echoed), "[redacted]", "{echoed}");
         }
+    }
+
+    #[test]
+    fn a_secret_encoded_twice_is_found() {
+        let secrets = secrets(&["a~B\"c&"]);
+        for echoed in [
+            // A percent-encoded URL inside a query: `%` encoded again.
+            "a%257EB%2522c%2526",
+            // JSON shown in HTML.
+            "a~B\\&quot;c&amp;",
+            // HTML inside a JSON string.
+            "a~B\\u0026quot;c\\u0026amp;",
+        ] {
+            assert_eq!(secrets.scrub(echoed), "[redacted]", "{echoed}");
+        }
+    }
+
+    #[test]
+    fn overlapping_secrets_are_hidden_whole() {
+        let secrets = secrets(&["zab", "abcdef"]);
+        assert_eq!(secrets.scrub("<zabcdef>"), "<[redacted]>");
+        assert_eq!(secrets.scrub("<zababcdef>"), "<[redacted]>");
+        assert_eq!(secrets.scrub("<zab abcdef>"), "<[redacted] [redacted]>");
+    }
+
+    #[test]
+    fn a_run_of_escape_characters_costs_no_more_than_text_times_secret() {
+        // Each `\` may be itself or half of an escaped one: tried one by
+        // one, the readings of 48 of them would number 2^48.
+        let secret = format!("{}x", "\\".repeat(48));
+        let secrets = secrets(&[&secret]);
+        let text = "\\".repeat(96);
+        assert_eq!(secrets.scrub(&text), text);
+        assert_eq!(secrets.scrub(&format!("{text}x")), "[redacted]");
     }
 
     #[test]

@@ -1048,13 +1048,19 @@ async fn a_secret_echoed_in_any_url_encoding_is_scrubbed() {
     echoed.extend(encodings(&basic));
     for style in [AuthStyle::Basic, AuthStyle::RequestBody] {
         for shown_as in &echoed {
-            for (status, content_type, body) in [
-                (400, "text/plain", format!("you sent {shown_as}, which is wrong")),
+            for (status, content_type, body, expected) in [
+                (
+                    400,
+                    "text/plain",
+                    format!("you sent {shown_as}, which is wrong"),
+                    "the token endpoint answered HTTP 400 Bad Request: you sent [redacted], which is wrong",
+                ),
                 (
                     401,
                     "application/json",
                     serde_json::json!({"error": "invalid_client", "error_description": format!("bad {shown_as}")})
                         .to_string(),
+                    "the token endpoint refused the request: invalid_client: bad [redacted] (HTTP 401)",
                 ),
             ] {
                 let endpoint =
@@ -1066,9 +1072,10 @@ async fn a_secret_echoed_in_any_url_encoding_is_scrubbed() {
                     .build()
                     .unwrap();
                 let err = source.fetch().await.unwrap_err();
-                let shown = format!("{err} {err:?}");
+                // Whole: not a character of the secret is left.
+                assert_eq!(err.to_string(), expected, "{shown_as}");
+                let shown = format!("{err:?}");
                 assert!(!shown.contains(shown_as.as_str()), "{shown_as} in {shown}");
-                assert!(shown.contains("[redacted]"), "{shown}");
             }
         }
     }
@@ -1076,16 +1083,11 @@ async fn a_secret_echoed_in_any_url_encoding_is_scrubbed() {
 
 #[tokio::test]
 async fn an_extra_header_naming_a_built_in_one_is_refused() {
-    for name in [
-        "Content-Type",
-        "authorization",
-        "Content-Length",
-        "Host",
-        "Transfer-Encoding",
-    ] {
+    // Every one, whatever its letter case.
+    for name in RESERVED_HEADERS.map(str::to_ascii_uppercase) {
         let err = ClientCredentials::builder("https://idp.example.com/token", ID)
             .client_secret(SECRET)
-            .header(name, "value-SECRET")
+            .header(name.clone(), "value-SECRET")
             .build()
             .unwrap_err();
         assert_eq!(
@@ -1094,7 +1096,6 @@ async fn an_extra_header_naming_a_built_in_one_is_refused() {
                 name: name.to_ascii_lowercase()
             }
         );
-        assert!(RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
         let shown = format!("{err} {err:?}");
         assert!(shown.contains("sets itself"), "{shown}");
         assert!(!shown.contains("SECRET"), "{shown}");
@@ -1157,7 +1158,7 @@ async fn credentials_in_the_token_url_are_refused() {
 #[tokio::test]
 async fn quirks_elsewhere_in_a_token_response_keep_the_token() {
     let hour = Some(Duration::from_secs(3600));
-    let cases: [(&[u8], Option<Duration>); 11] = [
+    let cases: [(&[u8], Option<Duration>); 16] = [
         // A byte order mark.
         (
             b"\xEF\xBB\xBF{\"access_token\":\"t\",\"expires_in\":3600}",
@@ -1175,11 +1176,23 @@ async fn quirks_elsewhere_in_a_token_response_keep_the_token() {
             br#"{"access_token":"t","expires_in":1e999}"#,
             Some(tower_bearer::cache::MAX_LIFETIME),
         ),
-        // A broken escape in another member.
+        // A lone surrogate, and an escape JSON does not have, in other members.
         (
             br#"{"access_token":"t","note":"\ud800","expires_in":3600}"#,
             hour,
         ),
+        (
+            br#"{"access_token":"t","note":"\x41","expires_in":3600}"#,
+            hour,
+        ),
+        // Values that run on past their end, or are missing, in other members.
+        (
+            br#"{"note":"say "hi"","access_token":"t","expires_in":3600}"#,
+            hour,
+        ),
+        (br#"{"scope":,"access_token":"t","expires_in":3600}"#, hour),
+        (br#"{ x, "access_token":"t","expires_in":3600}"#, hour),
+        (br#"{"access_token":"t","expires_in":3600 s}"#, None),
         // A raw control character in another member.
         (
             b"{\"access_token\":\"t\",\"note\":\"a\tb\",\"expires_in\":3600}",
@@ -1205,7 +1218,7 @@ async fn quirks_elsewhere_in_a_token_response_keep_the_token() {
             b"{\"access_token\":\" t\\n\",\"token_type\":\" Bearer \",\"expires_in\":\" 3600 \"}",
             hour,
         ),
-        // Cut off after the token.
+        // Ended by the server after the token (the 64 KiB cap is another matter).
         (br#"{"access_token":"t","expires_in":3600"#, hour),
     ];
     for (body, lifetime) in cases {
@@ -1263,6 +1276,11 @@ async fn error_messages_name_the_actual_problem() {
         ),
         ("", ResponseProblem::EmptyBody, "the body is empty"),
         (
+            r#"{"description":"nothing of a token response in it"}"#,
+            ResponseProblem::MissingAccessToken,
+            "there is no access_token",
+        ),
+        (
             "<html>Sign in to the hotel Wi-Fi</html>",
             ResponseProblem::NotATokenResponse,
             "neither JSON nor a form",
@@ -1309,4 +1327,50 @@ async fn provider_text_stays_on_one_line_whatever_its_line_breaks() {
         );
         assert!(shown.contains("a  b c d e f g h i"), "{shown:?}");
     }
+}
+
+#[tokio::test]
+async fn the_answers_own_token_never_shows_in_an_error_whatever_its_key() {
+    for body in [
+        // Refused for its empty type; the token shows again under another key.
+        r#"{"access_token":"T-SECRET-1","token_type":"","data":{"jwt":"T-SECRET-1"}}"#,
+        // Not strict JSON (a trailing comma), keys escaped: read member by member.
+        r#"{"access_\u0074oken":"T-SECRET-1","\u0074oken_type":"",}"#,
+    ] {
+        let err = fetch_from(200, &[], body).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ClientCredentialsError::InvalidResponse {
+                    problem: ResponseProblem::EmptyTokenType,
+                    ..
+                }
+            ),
+            "{body}: {err:?}"
+        );
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("T-SECRET"), "{shown}");
+    }
+}
+
+#[tokio::test]
+async fn a_transient_error_code_stays_transient_when_a_short_secret_is_scrubbed() {
+    let endpoint = Endpoint::answering(
+        400,
+        &[("content-type", "application/json")],
+        r#"{"error":"temporarily_unavailable","error_description":"try again"}"#,
+    )
+    .await;
+    // A header value of one letter, which the code happens to hold.
+    let source = ClientCredentials::builder(endpoint.url(), ID)
+        .header("x-region", "a")
+        .build()
+        .unwrap();
+    let err = source.fetch().await.unwrap_err();
+    assert_eq!(err.oauth_error(), Some("temporarily_unavailable"));
+    assert!(err.class().is_transient(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "the token endpoint refused the request: temporarily_unavailable: try [redacted]g[redacted]in (HTTP 400)"
+    );
 }

@@ -72,6 +72,18 @@ fn loopback_and_plain_http_token_requests_never_go_through_a_proxy() {
     }
 
     let port = endpoint.addr().port();
+    // The environment is in force: a client of the user's own, built with
+    // reqwest's defaults, does send a loopback token request to the proxy
+    // (and takes its forged token). The source's default client must not.
+    let users_own = ClientCredentials::builder(format!("http://127.0.0.1:{port}/token"), "client")
+        .http_client(reqwest::Client::new())
+        .build()
+        .unwrap();
+    let forged = runtime.block_on(users_own.fetch()).unwrap();
+    assert_eq!(forged.access_token().secret(), "forged-by-the-proxy");
+    assert_eq!(proxy_seen.lock().unwrap().len(), 1);
+    proxy_seen.lock().unwrap().clear();
+
     let direct = [
         (format!("http://127.0.0.1:{port}/token"), false),
         (format!("http://localhost:{port}/token"), false),

@@ -43,19 +43,22 @@
 //! The credentials go to that URL and nowhere else. The default HTTP client
 //! follows no redirects, and a plain-http or loopback token request never
 //! goes through a proxy, whatever `HTTP_PROXY` or `ALL_PROXY` say: a proxy
-//! would read the credentials and could answer with a token of its own. An
-//! `https` request to another host goes through the proxy the environment
-//! names (`HTTPS_PROXY`, `ALL_PROXY`, minus `NO_PROXY`), in a TLS tunnel the
-//! proxy cannot read; for a proxy of your choosing, pass a client built
-//! with it to [`http_client`](ClientCredentialsBuilder::http_client).
+//! would read the credentials and could answer with a token of its own. With
+//! the `rustls` feature (on by default), an `https` request to another host
+//! goes through the proxy the environment names (`HTTPS_PROXY`,
+//! `ALL_PROXY`, minus `NO_PROXY`), in a TLS tunnel the proxy cannot read;
+//! without it, no request is proxied. For a proxy of your choosing, pass a
+//! client built with it to [`http_client`](ClientCredentialsBuilder::http_client);
+//! these guarantees are the default client's.
 //!
 //! # The response
 //!
 //! Parsing is tolerant where real providers differ:
 //!
 //! - The body is JSON whatever the `content-type` says; a body that is not
-//!   JSON is read as a form (`application/x-www-form-urlencoded` or
-//!   `text/plain`).
+//!   JSON is read as a form when the `content-type` is
+//!   `application/x-www-form-urlencoded`, `text/plain` or missing, and the
+//!   form names `access_token` or `error`.
 //! - A token is read whenever its `access_token` and `token_type` can be: a
 //!   quirk elsewhere costs only the member it is in. A byte order mark, a
 //!   trailing comma, text after the object, a repeated member (the last
@@ -66,7 +69,7 @@
 //!   by what it is: a failure status by its status, a page that is not a
 //!   token response like a short one (transient), and only a token response
 //!   itself as too large ([`ClientCredentialsError::BodyTooLarge`],
-//!   permanent). No token is taken from a body cut short.
+//!   permanent). No token is taken from a body cut at the cap.
 //! - `expires_in` may be a number, a numeric string or a fraction.
 //!   Fractions are rounded down to whole seconds (`1.5` is one second):
 //!   providers stamp expiry in whole seconds. Missing or `null`, the token
@@ -333,10 +336,10 @@ impl ClientCredentialsBuilder {
     /// `no_proxy()` (a proxy would see the credentials in clear text).
     ///
     /// The default client follows no redirects. For an `https` token URL on
-    /// a host that is not loopback, it goes through the proxy the
-    /// environment names (`HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`), in a
-    /// tunnel: the proxy sees the host name, never the request. For a
-    /// plain-http or loopback token URL it uses no proxy at all.
+    /// a host that is not loopback, with the `rustls` feature, it goes
+    /// through the proxy the environment names (`HTTPS_PROXY`, `ALL_PROXY`,
+    /// `NO_PROXY`), in a TLS tunnel: the proxy sees the host name, never the
+    /// request. Otherwise it uses no proxy at all.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self
@@ -388,8 +391,10 @@ impl ClientCredentialsBuilder {
                 .map_err(|_| BuildError::InvalidHeaderValue { name: name.clone() })?;
             header_value.set_sensitive(true);
             // One value per name: a later one, and `accept`, replace.
+            if header_name != ACCEPT {
+                secrets.add(value.secret());
+            }
             headers.insert(header_name, header_value);
-            secrets.add(value.secret());
         }
         for (name, value) in &self.extra_params {
             if redact::secret_key(name) {
@@ -444,7 +449,12 @@ impl ClientCredentialsBuilder {
                 // A proxy would see plain-http credentials and could answer
                 // with a token of its own; on loopback it would also send
                 // them off the machine.
-                if token_url.scheme() == "http" || is_loopback_host(host_of(&token_url)) {
+                // Without TLS compiled in, reqwest would send even an https
+                // request to a proxy in the clear.
+                if token_url.scheme() == "http"
+                    || is_loopback_host(host_of(&token_url))
+                    || cfg!(not(feature = "rustls"))
+                {
                     client = client.no_proxy();
                 }
                 client.build().map_err(|e| BuildError::HttpClient {
@@ -866,11 +876,7 @@ impl ClientCredentialsError {
                 retry_after,
                 ..
             } => {
-                // Authorization-endpoint codes some providers also use here.
-                let transient_code = matches!(
-                    error.as_str(),
-                    "temporarily_unavailable" | "server_error" | "slow_down"
-                );
+                let transient_code = TRANSIENT_ERROR_CODES.contains(&error.as_str());
                 if transient_status(*status) || transient_code {
                     ErrorClass::Transient {
                         retry_after: *retry_after,
@@ -1064,6 +1070,11 @@ impl fmt::Display for ResponseProblem {
     }
 }
 
+/// OAuth2 error codes that mean "later": authorization-endpoint codes some
+/// providers also send from the token endpoint, and the device flow's
+/// `slow_down`.
+const TRANSIENT_ERROR_CODES: [&str; 3] = ["temporarily_unavailable", "server_error", "slow_down"];
+
 fn transient_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
@@ -1177,7 +1188,7 @@ struct Answer<'a> {
     status: StatusCode,
     content_type: &'a str,
     body: &'a [u8],
-    // Reading stopped at MAX_RESPONSE_BYTES (failure statuses only).
+    // Reading stopped at MAX_RESPONSE_BYTES: `body` is the start of a longer one.
     cut: bool,
     retry_after: Option<Duration>,
 }
@@ -1191,8 +1202,21 @@ fn interpret(answer: &Answer<'_>, secrets: &Secrets) -> Result<Token, ClientCred
         cut,
         retry_after,
     } = *answer;
+    let fields = parse_fields(content_type, body, cut);
+    // The answer's own secrets (its token, under whatever key) are hidden
+    // wherever else they show, as the source's are.
+    let mut all_secrets = secrets.clone();
+    if let Ok(fields) = &fields {
+        for (key, field) in &fields.0 {
+            if redact::secret_key(key)
+                && let TextField::Text(value) = field.text()
+            {
+                all_secrets.add(value.trim());
+            }
+        }
+    }
+    let secrets = &all_secrets;
     let excerpt = || body_excerpt(body, cut, secrets);
-    let fields = parse_fields(content_type, body);
     let text = |name: &str| match &fields {
         Ok(fields) => fields.text(name),
         Err(_) => TextField::Absent,
@@ -1201,9 +1225,17 @@ fn interpret(answer: &Answer<'_>, secrets: &Secrets) -> Result<Token, ClientCred
         TextField::Text(text) => Some(provider_text(&text, secrets)),
         TextField::Absent | TextField::NotText => None,
     };
+    // The code is classified as sent: scrubbing a short secret out of it
+    // must not turn `temporarily_unavailable` into a permanent error.
+    let error_code = match text("error") {
+        TextField::Text(code) if TRANSIENT_ERROR_CODES.contains(&code.trim()) => {
+            Some(code.trim().to_owned())
+        }
+        _ => provider("error"),
+    };
     let has_token =
         matches!(text("access_token"), TextField::Text(token) if !token.trim().is_empty());
-    if let Some(error) = provider("error").filter(|e| !e.is_empty())
+    if let Some(error) = error_code.filter(|e| !e.is_empty())
         && (!status.is_success() || !has_token)
     {
         return Err(ClientCredentialsError::ErrorResponse {
@@ -1223,7 +1255,7 @@ fn interpret(answer: &Answer<'_>, secrets: &Secrets) -> Result<Token, ClientCred
     }
     if cut {
         // Never a token from a body cut short: only say what it was.
-        return Err(if fields.is_ok() || trim_start(body).starts_with(b"{") {
+        return Err(if fields.is_ok() {
             ClientCredentialsError::BodyTooLarge {
                 status,
                 limit: MAX_RESPONSE_BYTES,
@@ -1288,6 +1320,22 @@ enum Field<'a> {
     Form(String),
 }
 
+impl Field<'_> {
+    fn text(&self) -> TextField {
+        match self {
+            Field::Form(value) => TextField::Text(value.clone()),
+            Field::Unreadable => TextField::NotText,
+            Field::Json(raw) => match raw.get() {
+                "null" => TextField::Absent,
+                raw if raw.starts_with('"') => {
+                    serde_json::from_str(raw).map_or(TextField::NotText, TextField::Text)
+                }
+                _ => TextField::NotText,
+            },
+        }
+    }
+}
+
 /// A field read as text.
 enum TextField {
     /// Missing or `null`.
@@ -1308,18 +1356,7 @@ impl Fields<'_> {
     }
 
     fn text(&self, name: &str) -> TextField {
-        match self.get(name) {
-            None => TextField::Absent,
-            Some(Field::Form(value)) => TextField::Text(value.clone()),
-            Some(Field::Unreadable) => TextField::NotText,
-            Some(Field::Json(raw)) => match raw.get() {
-                "null" => TextField::Absent,
-                raw if raw.starts_with('"') => {
-                    serde_json::from_str(raw).map_or(TextField::NotText, TextField::Text)
-                }
-                _ => TextField::NotText,
-            },
-        }
+        self.get(name).map_or(TextField::Absent, Field::text)
     }
 
     /// A number, sent as one or as a numeric string. Out of `f64`'s range
@@ -1347,15 +1384,25 @@ impl Fields<'_> {
 }
 
 /// The body's fields: a JSON object, whatever the content type says, or a
-/// form when the body is not JSON and the content type allows one.
-fn parse_fields<'a>(content_type: &str, body: &'a [u8]) -> Result<Fields<'a>, ResponseProblem> {
+/// form when the body is not JSON and the content type (or its absence)
+/// allows one. `cut` says the body is the start of a longer one: the form
+/// pair it ends in may be cut short, so it is left out.
+fn parse_fields<'a>(
+    content_type: &str,
+    body: &'a [u8],
+    cut: bool,
+) -> Result<Fields<'a>, ResponseProblem> {
     let trimmed = trim_start(body);
     if trimmed.is_empty() {
         return Err(ResponseProblem::EmptyBody);
     }
+    // Garbage reads as a form, or as the start of an object, too: either
+    // counts only if it names a field of a token response.
+    let names_a_token_field = |key: &str| key == "access_token" || key == "error";
     if trimmed.starts_with(b"{") {
-        if let Some(members) = json_members(trimmed) {
-            return Ok(Fields(members));
+        let object = JsonObject::read(trimmed);
+        if object.complete || object.keys_seen.iter().any(|k| names_a_token_field(k)) {
+            return Ok(Fields(object.members));
         }
     } else if serde_json::from_slice::<IgnoredAny>(trimmed).is_ok() {
         return Err(ResponseProblem::NotAnObject);
@@ -1366,10 +1413,12 @@ fn parse_fields<'a>(content_type: &str, body: &'a [u8]) -> Result<Fields<'a>, Re
         "application/x-www-form-urlencoded" | "text/plain" | ""
     );
     if form_allowed
-        && let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(trimmed)
-        // A form must at least name a field we know: garbage decodes as a form too.
-        && pairs.iter().any(|(k, _)| k == "access_token" || k == "error")
+        && let Ok(mut pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(trimmed)
+        && pairs.iter().any(|(k, _)| names_a_token_field(k))
     {
+        if cut {
+            pairs.pop();
+        }
         let fields = pairs
             .into_iter()
             .map(|(key, value)| (key, Field::Form(value)))
@@ -1379,62 +1428,103 @@ fn parse_fields<'a>(content_type: &str, body: &'a [u8]) -> Result<Fields<'a>, Re
     Err(ResponseProblem::NotATokenResponse)
 }
 
-/// The members of the JSON object `body` starts with, read one at a time,
+/// The members of the JSON object a body starts with, read one at a time,
 /// so that a quirk (a trailing comma, text after the object, a value that is
-/// not valid JSON, a number out of range) costs only the member it is in,
-/// never the token beside it. `None` when no member can be read and the
-/// object is not `{}`.
-fn json_members(body: &[u8]) -> Option<Vec<(String, Field<'_>)>> {
-    let mut members = Vec::new();
-    // After the `{`.
-    let mut at = 1;
-    let skip = |at: &mut usize, also: u8| {
-        while body
-            .get(*at)
-            .is_some_and(|b| b.is_ascii_whitespace() || *b == also)
-        {
-            *at += 1;
-        }
-    };
-    let read_so_far = |members: Vec<_>| (!members.is_empty()).then_some(members);
-    loop {
-        skip(&mut at, b',');
-        if body.get(at) == Some(&b'}') {
-            return Some(members);
-        }
-        let mut keys = serde_json::Deserializer::from_slice(&body[at..]).into_iter::<String>();
-        let Some(Ok(key)) = keys.next() else {
-            return read_so_far(members);
+/// not valid JSON or runs on past its end, a number out of range) costs only
+/// the member it is in, never the token beside it.
+struct JsonObject<'a> {
+    members: Vec<(String, Field<'a>)>,
+    /// Every key read, its value readable or not.
+    keys_seen: Vec<String>,
+    /// Whether reading reached the object's closing brace.
+    complete: bool,
+}
+
+impl<'a> JsonObject<'a> {
+    /// Reads the object `body` starts with (`body[0]` is `{`).
+    fn read(body: &'a [u8]) -> Self {
+        let mut object = JsonObject {
+            members: Vec::new(),
+            keys_seen: Vec::new(),
+            complete: false,
         };
-        at += keys.byte_offset();
-        skip(&mut at, b' ');
-        if body.get(at) != Some(&b':') {
-            return read_so_far(members);
-        }
-        at += 1;
-        skip(&mut at, b' ');
-        let mut values = serde_json::Deserializer::from_slice(&body[at..]).into_iter::<&RawValue>();
-        match values.next() {
-            Some(Ok(value)) => {
-                at += values.byte_offset();
-                members.push((key, Field::Json(value)));
+        let skip_blanks = |at: &mut usize, also: u8| {
+            while body
+                .get(*at)
+                .is_some_and(|b| b.is_ascii_whitespace() || *b == also)
+            {
+                *at += 1;
             }
-            _ => match skip_invalid_value(body, at) {
-                Some(end) if end > at => {
-                    at = end;
-                    members.push((key, Field::Unreadable));
+        };
+        // After the `{`.
+        let mut at = 1;
+        loop {
+            skip_blanks(&mut at, b',');
+            match body.get(at) {
+                None => return object,
+                Some(b'}') => {
+                    object.complete = true;
+                    return object;
                 }
-                _ => return read_so_far(members),
-            },
+                Some(_) => {}
+            }
+            let mut keys = serde_json::Deserializer::from_slice(&body[at..]).into_iter::<String>();
+            let key = match keys.next() {
+                Some(Ok(key)) => {
+                    at += keys.byte_offset();
+                    key
+                }
+                // Not a key: read on from the next member.
+                _ => match next_member(body, at) {
+                    Some(next) => {
+                        at = next;
+                        continue;
+                    }
+                    None => return object,
+                },
+            };
+            object.keys_seen.push(key.clone());
+            skip_blanks(&mut at, b' ');
+            if body.get(at) == Some(&b':') {
+                at += 1;
+            }
+            skip_blanks(&mut at, b' ');
+            let mut values =
+                serde_json::Deserializer::from_slice(&body[at..]).into_iter::<&RawValue>();
+            let value = match values.next() {
+                Some(Ok(value)) => {
+                    let end = at + values.byte_offset();
+                    let mut after = end;
+                    skip_blanks(&mut after, b' ');
+                    // A value must end its member: `"say "hi""` or `3600 s`
+                    // runs on, and is not what the provider meant.
+                    if matches!(body.get(after), None | Some(b',' | b'}')) {
+                        at = end;
+                        Some(value)
+                    } else {
+                        None
+                    }
+                }
+                _ => None,
+            };
+            match value {
+                Some(value) => object.members.push((key, Field::Json(value))),
+                None => match next_member(body, at) {
+                    Some(next) => {
+                        object.members.push((key, Field::Unreadable));
+                        at = next;
+                    }
+                    // It runs to the end: a member cut short says nothing.
+                    None => return object,
+                },
+            }
         }
     }
 }
 
-/// Where a value that is not valid JSON, starting at `body[at]`, ends: a
-/// string at its closing quote, an object or array at its closing bracket,
-/// anything else before the next `,`, `}`, `]` or whitespace. `None` when it
-/// runs to the end of the body.
-fn skip_invalid_value(body: &[u8], at: usize) -> Option<usize> {
+/// Where the member at `body[at]` ends: the next `,` or `}` outside strings,
+/// arrays and objects. `None` when the body ends first.
+fn next_member(body: &[u8], at: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -1443,12 +1533,7 @@ fn skip_invalid_value(body: &[u8], at: usize) -> Option<usize> {
             match byte {
                 _ if escaped => escaped = false,
                 b'\\' => escaped = true,
-                b'"' => {
-                    in_string = false;
-                    if depth == 0 {
-                        return Some(i + 1);
-                    }
-                }
+                b'"' => in_string = false,
                 _ => {}
             }
             continue;
@@ -1456,14 +1541,8 @@ fn skip_invalid_value(body: &[u8], at: usize) -> Option<usize> {
         match byte {
             b'"' => in_string = true,
             b'{' | b'[' => depth += 1,
-            b'}' | b']' if depth > 0 => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            b',' | b'}' | b']' if depth == 0 => return Some(i),
-            _ if byte.is_ascii_whitespace() && depth == 0 => return Some(i),
+            b'}' | b']' if depth > 0 => depth -= 1,
+            b',' | b'}' if depth == 0 => return Some(i),
             _ => {}
         }
     }
@@ -1644,6 +1723,22 @@ mod tests {
         let kept = body_excerpt(json, false, &secrets);
         assert_eq!(kept, r#"{"message":"got [redacted] and [redacted]"}"#);
         assert_eq!(provider_text("bad key-1", &secrets), "bad [redacted]");
+    }
+
+    #[test]
+    fn the_last_pair_of_a_cut_form_is_left_out() {
+        let body = b"error=invalid_request&error_description=a+long+desc";
+        let fields = parse_fields("", body, false).ok().unwrap();
+        assert!(matches!(
+            fields.text("error_description"),
+            TextField::Text(_)
+        ));
+        let fields = parse_fields("", body, true).ok().unwrap();
+        assert!(matches!(
+            fields.text("error_description"),
+            TextField::Absent
+        ));
+        assert!(matches!(fields.text("error"), TextField::Text(e) if e == "invalid_request"));
     }
 
     #[test]
