@@ -153,7 +153,7 @@ impl Decoded {
                     (&buf[..1], 3)
                 }),
                 (Layer::Json, b'\\') | (Layer::Html, b'&') => escaped_char(rest)
-                    .map(|(ch, used)| (&*ch.encode_utf8(&mut buf).as_bytes(), used)),
+                    .map(|(ch, used)| (ch.encode_utf8(&mut buf).as_bytes(), used)),
                 _ => None,
             };
             let (bytes, used) = match unit {
