@@ -15,29 +15,42 @@
 //! [`secret_key`] says which JSON keys and parameter names hold secrets, and
 //! [`cut_at_secret_words`] where text that is not JSON may start showing one.
 
-use std::collections::HashSet;
-
 use serde_json::Value;
 
 /// What a hidden secret becomes.
 pub(crate) const REDACTED: &str = "[redacted]";
 
-/// A source's own secret values, found and hidden in any encoding.
+/// Secret values, found and hidden: a source's own in any encoding, values
+/// a server sent as they were sent.
 #[derive(Clone, Default)]
-pub(crate) struct Secrets(Vec<Box<str>>);
+pub(crate) struct Secrets {
+    secrets: Vec<Box<str>>,
+    verbatim: Vec<Box<str>>,
+}
 
 impl Secrets {
-    /// Adds a secret value; an empty one is ignored.
+    /// Adds a secret of the source's own, to be found in any encoding; an
+    /// empty one is ignored.
     pub(crate) fn add(&mut self, secret: &str) {
-        if !secret.is_empty() && !self.0.iter().any(|s| &**s == secret) {
-            self.0.push(secret.into());
+        if !secret.is_empty() && !self.secrets.iter().any(|s| &**s == secret) {
+            self.secrets.push(secret.into());
+        }
+    }
+
+    /// Adds a value a server sent (its own token, say), to be found as it
+    /// was sent, or with one layer of encoding taken off. Never in a mix of
+    /// encodings: the server chose the value, and could choose one that is
+    /// slow to look for that way.
+    pub(crate) fn add_verbatim(&mut self, value: &str) {
+        if !value.is_empty() && !self.verbatim.iter().any(|s| &**s == value) {
+            self.verbatim.push(value.into());
         }
     }
 
     /// `text` with every occurrence of a secret, in any encoding, replaced by
     /// `[redacted]`. Occurrences that overlap or touch are hidden as one.
     pub(crate) fn scrub(&self, text: &str) -> String {
-        if self.0.is_empty() {
+        if self.secrets.is_empty() && self.verbatim.is_empty() {
             return text.to_owned();
         }
         let mut spans = Vec::new();
@@ -52,8 +65,17 @@ impl Secrets {
                 self.find(&view.bytes, span_of, &mut spans);
             }
         }
-        // Only whole characters are replaced; every encoding unit is one.
-        spans.retain(|&(start, end)| text.is_char_boundary(start) && text.is_char_boundary(end));
+        // Whole characters are replaced. A match starts and ends on their
+        // boundaries anyway (a secret starts with a whole character, every
+        // encoding with an ASCII byte), but should one not, it grows.
+        for (start, end) in &mut spans {
+            while !text.is_char_boundary(*start) {
+                *start -= 1;
+            }
+            while !text.is_char_boundary(*end) {
+                *end += 1;
+            }
+        }
         spans.sort_unstable();
         // Spans that overlap or touch are hidden as one.
         let mut merged: Vec<(usize, usize)> = Vec::new();
@@ -83,24 +105,18 @@ impl Secrets {
         span_of: impl Fn(usize, usize) -> (usize, usize),
         spans: &mut Vec<(usize, usize)>,
     ) {
-        let mut may_start = [false; 256];
-        for secret in &self.0 {
-            may_start[usize::from(secret.as_bytes()[0])] = true;
+        let mut found = Vec::new();
+        for secret in &self.secrets {
+            occurrences(bytes, secret.as_bytes(), &mut found);
         }
-        for introducer in [b'%', b'+', b'\\', b'&'] {
-            may_start[usize::from(introducer)] = true;
-        }
-        for at in 0..bytes.len() {
-            if !may_start[usize::from(bytes[at])] {
-                continue;
-            }
-            let end = self
-                .0
-                .iter()
-                .filter_map(|secret| encoded_match(bytes, at, secret.as_bytes()))
-                .max();
-            if let Some(end) = end {
-                spans.push(span_of(at, end));
+        spans.extend(found.into_iter().map(|(start, end)| span_of(start, end)));
+        // A view may not be UTF-8; the text itself always is.
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            for verbatim in &self.verbatim {
+                spans.extend(
+                    text.match_indices(&**verbatim)
+                        .map(|(start, m)| span_of(start, start + m.len())),
+                );
             }
         }
     }
@@ -152,8 +168,9 @@ impl Decoded {
                     buf[0] = byte;
                     (&buf[..1], 3)
                 }),
-                (Layer::Json, b'\\') | (Layer::Html, b'&') => escaped_char(rest)
-                    .map(|(ch, used)| (ch.encode_utf8(&mut buf).as_bytes(), used)),
+                (Layer::Json, b'\\') | (Layer::Html, b'&') => {
+                    escaped_char(rest).map(|(ch, used)| (ch.encode_utf8(&mut buf).as_bytes(), used))
+                }
                 _ => None,
             };
             let (bytes, used) = match unit {
@@ -173,39 +190,55 @@ impl Decoded {
     }
 }
 
-/// Where `secret`, in any mix of the encodings above, ends when it starts at
-/// `text[at]`; the furthest end when there are several.
+/// The longest reading of one character: a surrogate pair as two JSON
+/// escapes (`\ud83d\ude00`), 12 bytes, with room to spare.
+const REACH: usize = 16;
+
+/// Adds every span of `text` that stands for `secret`, in any mix of the
+/// encodings above.
 ///
-/// `%`, `\` and `&` may stand for themselves or start an encoding, so a
-/// match may have several readings. Once one has a choice, every state
-/// (position in the text, position in the secret) is visited once: at most
-/// text × secret of them, whatever the input.
-fn encoded_match(text: &[u8], at: usize, secret: &[u8]) -> Option<usize> {
-    let mut furthest = None;
-    let mut pending = Vec::new();
-    let mut seen = HashSet::new();
-    let mut state = Some((at, 0));
-    while let Some((position, matched)) = state.take().or_else(|| pending.pop()) {
-        if matched == secret.len() {
-            furthest = furthest.max(Some(position));
-            continue;
+/// One pass from left to right. At each position wait the partial matches
+/// that continue there, one per length matched (two that have matched as
+/// much continue alike; the one that started first is kept, its span
+/// covering the other's). `%`, `\` and `&` may stand for themselves or
+/// start an encoding, so a partial match may go on in two ways; still, no
+/// position holds more partial matches than the secret has bytes, whatever
+/// the text.
+fn occurrences(text: &[u8], secret: &[u8], found: &mut Vec<(usize, usize)>) {
+    const NONE: usize = usize::MAX;
+    // waiting[position % REACH][matched]: where that partial match started.
+    let mut waiting = vec![vec![NONE; secret.len()]; REACH];
+    // The lengths set in each slot of `waiting`.
+    let mut lengths: Vec<Vec<usize>> = vec![Vec::new(); REACH];
+    let mut here = Vec::new();
+    for position in 0..text.len() {
+        let slot = position % REACH;
+        here.clear();
+        here.push((0, position));
+        for matched in lengths[slot].drain(..) {
+            here.push((
+                matched,
+                std::mem::replace(&mut waiting[slot][matched], NONE),
+            ));
         }
-        let mut next = readings(text, position, &secret[matched..])
-            .into_iter()
-            .flatten()
-            .map(|(decoded, used)| (position + used, matched + decoded));
-        let (first, second) = (next.next(), next.next());
-        if second.is_none() && seen.is_empty() {
-            state = first;
-        } else {
-            for choice in [first, second].into_iter().flatten() {
-                if seen.insert(choice) {
-                    pending.push(choice);
+        for &(matched, start) in &here {
+            for (decoded, used) in readings(text, position, &secret[matched..])
+                .into_iter()
+                .flatten()
+            {
+                let (matched, next) = (matched + decoded, position + used);
+                if matched == secret.len() {
+                    found.push((start, next));
+                    continue;
                 }
+                let wait = &mut waiting[next % REACH][matched];
+                if *wait == NONE {
+                    lengths[next % REACH].push(matched);
+                }
+                *wait = (*wait).min(start);
             }
         }
     }
-    furthest
 }
 
 /// The ways the text at `at` can stand for the start of `secret`: as
@@ -304,32 +337,36 @@ fn hex_u16(digits: &[u8]) -> Option<u16> {
     u16::from_str_radix(text, 16).ok()
 }
 
-/// Whether a JSON key or parameter name names a secret: one that speaks of
-/// a token, secret, password, assertion, credential, signature or key, and
-/// does not name a type or hint (`token_type`, `requested_token_type`).
+/// Words that say a secret is near: in a key or parameter name, or in text
+/// that is not JSON.
+const SECRET_WORDS: [&str; 9] = [
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "assertion",
+    "credential",
+    "signature",
+    "key",
+];
+
+/// Whether a JSON key or parameter name names a secret: it holds one of
+/// [`SECRET_WORDS`] (`key` at its end: `api_key`, `client_key`, not
+/// `keyword`), and does not name a type (`token_type`,
+/// `requested_token_type`, `token_type_hint`).
 pub(crate) fn secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    if ["_type", "-type", "_hint", "-hint"]
+    if ["_type", "-type", "_type_hint"]
         .iter()
         .any(|suffix| key.ends_with(suffix))
     {
         return false;
     }
     key.ends_with("key")
-        || [
-            "token",
-            "secret",
-            "password",
-            "passwd",
-            "pwd",
-            "assertion",
-            "credential",
-            "signature",
-            "api_key",
-            "api-key",
-        ]
-        .iter()
-        .any(|word| key.contains(word))
+        || SECRET_WORDS
+            .iter()
+            .any(|&word| word != "key" && key.contains(word))
 }
 
 /// Replaces every value under a [`secret_key`] with `[redacted]`.
@@ -349,14 +386,12 @@ pub(crate) fn redact_secret_keys(value: &mut Value) {
     }
 }
 
-/// Words in text that is not JSON after which a secret may follow.
-const SECRET_WORDS: [&str; 3] = ["token", "secret", "password"];
-
-/// Text that is not JSON, cut after the first word that may introduce a
-/// secret value.
+/// Text that is not JSON, cut after the first of [`SECRET_WORDS`] (but
+/// `key`, too common in prose to cut at) that may introduce a secret value.
 pub(crate) fn cut_at_secret_words(text: &str) -> String {
     let at = SECRET_WORDS
         .iter()
+        .filter(|&&word| word != "key")
         .filter_map(|word| find_ascii_case_insensitive(text, word).map(|at| at + word.len()))
         .min();
     match at {
@@ -482,6 +517,27 @@ mod tests {
     }
 
     #[test]
+    fn a_character_encoded_twice_is_found() {
+        let secrets = secrets(&["café"]);
+        for echoed in ["caf&amp;#xE9;", "caf%26%23233%3B", "caf\\u00e9"] {
+            assert_eq!(secrets.scrub(echoed), "[redacted]", "{echoed}");
+        }
+    }
+
+    #[test]
+    fn values_a_server_sent_are_found_as_sent() {
+        let mut secrets = Secrets::default();
+        secrets.add_verbatim("tok-1");
+        assert_eq!(
+            secrets.scrub("a tok-1 b \"tok-1\""),
+            "a [redacted] b \"[redacted]\""
+        );
+        // Or with one layer of encoding taken off, never by mixing them.
+        assert_eq!(secrets.scrub("tok%2D1"), "[redacted]");
+        assert_eq!(secrets.scrub("to&#107;%2D1"), "to&#107;%2D1");
+    }
+
+    #[test]
     fn overlapping_secrets_are_hidden_whole() {
         let secrets = secrets(&["zab", "abcdef"]);
         assert_eq!(secrets.scrub("<zabcdef>"), "<[redacted]>");
@@ -490,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn a_run_of_escape_characters_costs_no_more_than_text_times_secret() {
+    fn a_run_of_escape_characters_is_read_in_one_pass() {
         // Each `\` may be itself or half of an escaped one: tried one by
         // one, the readings of 48 of them would number 2^48.
         let secret = format!("{}x", "\\".repeat(48));
@@ -531,10 +587,25 @@ mod tests {
             "client_assertion",
             "x-api-key",
             "apiKey",
+            "pwd",
+            "client_key",
+            "private_key",
+            "Ocp-Apim-Subscription-Key",
+            "credentials",
+            "signature",
+            "id_token_hint",
         ] {
             assert!(secret_key(key), "{key}");
         }
-        for key in ["token_type", "error", "expires_in", "scope"] {
+        for key in [
+            "token_type",
+            "requested_token_type",
+            "token_type_hint",
+            "error",
+            "expires_in",
+            "scope",
+            "keyword",
+        ] {
             assert!(!secret_key(key), "{key}");
         }
     }
@@ -553,6 +624,10 @@ mod tests {
         assert_eq!(
             cut_at_secret_words("bad PASSWORD V2"),
             "bad PASSWORD [rest redacted]"
+        );
+        assert_eq!(
+            cut_at_secret_words("user x, pwd hunter2"),
+            "user x, pwd [rest redacted]"
         );
         assert_eq!(cut_at_secret_words("all fine"), "all fine");
     }

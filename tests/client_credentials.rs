@@ -575,7 +575,8 @@ async fn a_long_failure_answer_is_judged_by_its_status() {
         "{err}"
     );
 
-    // A token response over the cap is refused for good: it would be again.
+    // A token response, or any JSON object, over the cap is refused for
+    // good, as a short object without a token is: it would come again.
     let huge_token = format!(
         r#"{{"access_token":"{}","token_type":"Bearer"}}"#,
         "x".repeat(MAX_RESPONSE_BYTES)
@@ -583,6 +584,7 @@ async fn a_long_failure_answer_is_judged_by_its_status() {
     for body in [
         huge_token,
         format!(r#"{{"access_token":"t","padding":"{page}"}}"#),
+        format!(r#"{{"data":["{page}"]}}"#),
     ] {
         let err = fetch_from(200, &[], &body).await.unwrap_err();
         assert!(
@@ -905,7 +907,7 @@ async fn extra_parameters_show_by_name_only() {
     let endpoint = Endpoint::answering(
         400,
         &[("content-type", "text/plain")],
-        "assertion eyJ-ASSERT-value was refused",
+        "grant refused: eyJ-ASSERT-value has expired",
     )
     .await;
     let builder = ClientCredentials::builder(endpoint.url(), ID)
@@ -932,7 +934,7 @@ async fn extra_parameters_show_by_name_only() {
     );
     assert_eq!(
         err.to_string(),
-        "the token endpoint answered HTTP 400 Bad Request: assertion [redacted] was refused"
+        "the token endpoint answered HTTP 400 Bad Request: grant refused: [redacted] has expired"
     );
 }
 
@@ -1083,8 +1085,13 @@ async fn a_secret_echoed_in_any_url_encoding_is_scrubbed() {
 
 #[tokio::test]
 async fn an_extra_header_naming_a_built_in_one_is_refused() {
-    // Every one, whatever its letter case.
-    for name in RESERVED_HEADERS.map(str::to_ascii_uppercase) {
+    // Every one, in capitals, and some as they are usually written.
+    let usual = ["Authorization", "Content-Type", "Transfer-Encoding"].map(String::from);
+    for name in RESERVED_HEADERS
+        .map(str::to_ascii_uppercase)
+        .into_iter()
+        .chain(usual)
+    {
         let err = ClientCredentials::builder("https://idp.example.com/token", ID)
             .client_secret(SECRET)
             .header(name.clone(), "value-SECRET")
@@ -1358,10 +1365,10 @@ async fn a_transient_error_code_stays_transient_when_a_short_secret_is_scrubbed(
     let endpoint = Endpoint::answering(
         400,
         &[("content-type", "application/json")],
-        r#"{"error":"temporarily_unavailable","error_description":"try again"}"#,
+        r#"{"error":"temporarily_unavailable"}"#,
     )
     .await;
-    // A header value of one letter, which the code happens to hold.
+    // A header value of one letter, which the codes happen to hold.
     let source = ClientCredentials::builder(endpoint.url(), ID)
         .header("x-region", "a")
         .build()
@@ -1371,6 +1378,21 @@ async fn a_transient_error_code_stays_transient_when_a_short_secret_is_scrubbed(
     assert!(err.class().is_transient(), "{err:?}");
     assert_eq!(
         err.to_string(),
-        "the token endpoint refused the request: temporarily_unavailable: try [redacted]g[redacted]in (HTTP 400)"
+        "the token endpoint refused the request: temporarily_unavailable (HTTP 400)"
     );
+
+    // Any registered code is kept as sent; one that is not is scrubbed.
+    for (code, shown) in [
+        ("invalid_client", "invalid_client"),
+        ("bad_region_a", "b[redacted]d_region_[redacted]"),
+    ] {
+        let endpoint = Endpoint::answering(401, &[], &format!(r#"{{"error":"{code}"}}"#)).await;
+        let source = ClientCredentials::builder(endpoint.url(), ID)
+            .header("x-region", "a")
+            .build()
+            .unwrap();
+        let err = source.fetch().await.unwrap_err();
+        assert_eq!(err.oauth_error(), Some(shown));
+        assert_eq!(err.class(), ErrorClass::Permanent);
+    }
 }

@@ -105,7 +105,8 @@
 //! as RFC 3986, `encodeURIComponent` or Python's `quote` do, in upper- or
 //! lowercase hex, JSON-escaped or HTML-escaped. JSON values under keys
 //! naming a token, secret, password, assertion or API key are hidden; text
-//! that is not JSON is cut after the words `token`, `secret` and `password`;
+//! that is not JSON is cut after words such as `token`, `secret`,
+//! `password`, `pwd`, `assertion`, `credential` and `signature`;
 //! kept bodies are cut to [`MAX_BODY_EXCERPT_BYTES`]; and provider text is
 //! put on one line, whatever line breaks it uses. `Debug` shows extra
 //! parameters by name only.
@@ -1075,6 +1076,30 @@ impl fmt::Display for ResponseProblem {
 /// `slow_down`.
 const TRANSIENT_ERROR_CODES: [&str; 3] = ["temporarily_unavailable", "server_error", "slow_down"];
 
+/// The registered OAuth2 error codes a token endpoint may send (RFC 6749
+/// sections 4.1.2.1 and 5.2, RFC 8628, RFC 8707, RFC 9449).
+const REGISTERED_ERROR_CODES: [&str; 16] = [
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "access_denied",
+    "unsupported_response_type",
+    "server_error",
+    "temporarily_unavailable",
+    "authorization_pending",
+    "slow_down",
+    "expired_token",
+    "invalid_target",
+    "invalid_dpop_proof",
+    "use_dpop_nonce",
+];
+
+/// The members of a token response that hold secrets of its own.
+const ANSWER_SECRETS: [&str; 3] = ["access_token", "refresh_token", "id_token"];
+
 fn transient_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
@@ -1203,15 +1228,24 @@ fn interpret(answer: &Answer<'_>, secrets: &Secrets) -> Result<Token, ClientCred
         retry_after,
     } = *answer;
     let fields = parse_fields(content_type, body, cut);
-    // The answer's own secrets (its token, under whatever key) are hidden
-    // wherever else they show, as the source's are.
+    // The answer's own tokens are hidden wherever else they show (under
+    // another key, in an error's text), as they were sent.
     let mut all_secrets = secrets.clone();
     if let Ok(fields) = &fields {
         for (key, field) in &fields.0 {
-            if redact::secret_key(key)
-                && let TextField::Text(value) = field.text()
-            {
-                all_secrets.add(value.trim());
+            if !ANSWER_SECRETS.contains(&key.as_str()) {
+                continue;
+            }
+            match field {
+                Field::Unreadable(raw) => {
+                    let raw = String::from_utf8_lossy(raw);
+                    all_secrets.add_verbatim(raw.trim().trim_matches('"'));
+                }
+                _ => {
+                    if let TextField::Text(value) = field.text() {
+                        all_secrets.add_verbatim(value.trim());
+                    }
+                }
             }
         }
     }
@@ -1225,10 +1259,11 @@ fn interpret(answer: &Answer<'_>, secrets: &Secrets) -> Result<Token, ClientCred
         TextField::Text(text) => Some(provider_text(&text, secrets)),
         TextField::Absent | TextField::NotText => None,
     };
-    // The code is classified as sent: scrubbing a short secret out of it
-    // must not turn `temporarily_unavailable` into a permanent error.
+    // A registered code is kept as sent: scrubbing a short secret out of
+    // it must not turn `temporarily_unavailable` into a permanent error, nor
+    // `invalid_client` into a code no caller knows.
     let error_code = match text("error") {
-        TextField::Text(code) if TRANSIENT_ERROR_CODES.contains(&code.trim()) => {
+        TextField::Text(code) if REGISTERED_ERROR_CODES.contains(&code.trim()) => {
             Some(code.trim().to_owned())
         }
         _ => provider("error"),
@@ -1314,8 +1349,8 @@ enum Field<'a> {
     /// A JSON member's value, unparsed: only the fields read are parsed.
     Json(&'a RawValue),
     /// A JSON member's value that is not valid JSON (`NaN`, a raw control
-    /// character in a string), skipped.
-    Unreadable,
+    /// character in a string), as sent.
+    Unreadable(&'a [u8]),
     /// A form value.
     Form(String),
 }
@@ -1324,7 +1359,7 @@ impl Field<'_> {
     fn text(&self) -> TextField {
         match self {
             Field::Form(value) => TextField::Text(value.clone()),
-            Field::Unreadable => TextField::NotText,
+            Field::Unreadable(_) => TextField::NotText,
             Field::Json(raw) => match raw.get() {
                 "null" => TextField::Absent,
                 raw if raw.starts_with('"') => {
@@ -1364,7 +1399,7 @@ impl Fields<'_> {
     fn number(&self, name: &str) -> Option<f64> {
         let text = match self.get(name)? {
             Field::Form(value) => value.clone(),
-            Field::Unreadable => return None,
+            Field::Unreadable(_) => return None,
             Field::Json(raw) if raw.get().starts_with('"') => {
                 serde_json::from_str(raw.get()).ok()?
             }
@@ -1401,7 +1436,9 @@ fn parse_fields<'a>(
     let names_a_token_field = |key: &str| key == "access_token" || key == "error";
     if trimmed.starts_with(b"{") {
         let object = JsonObject::read(trimmed);
-        if object.complete || object.keys_seen.iter().any(|k| names_a_token_field(k)) {
+        // An object cut at the cap is one still: its members were read.
+        let an_object = object.complete || (cut && !object.keys_seen.is_empty());
+        if an_object || object.keys_seen.iter().any(|k| names_a_token_field(k)) {
             return Ok(Fields(object.members));
         }
     } else if serde_json::from_slice::<IgnoredAny>(trimmed).is_ok() {
@@ -1511,7 +1548,9 @@ impl<'a> JsonObject<'a> {
                 Some(value) => object.members.push((key, Field::Json(value))),
                 None => match next_member(body, at) {
                     Some(next) => {
-                        object.members.push((key, Field::Unreadable));
+                        object
+                            .members
+                            .push((key, Field::Unreadable(&body[at..next])));
                         at = next;
                     }
                     // It runs to the end: a member cut short says nothing.
