@@ -10,7 +10,13 @@
 //! - raw, form-encoded (`+` for a space) or percent-encoded (RFC 3986,
 //!   `encodeURIComponent`, Python's `quote`), upper- or lowercase hex;
 //! - escaped inside a JSON string (`\"`, `\/`, `\u00e9`, surrogate pairs);
-//! - escaped for HTML (`&amp;`, `&quot;`, `&#39;`, `&#x7E;`).
+//! - escaped for HTML (`&amp;`, `&quot;`, `&#39;`, `&#x7E;`);
+//! - and any of these over one more layer of them: a secret encoded twice
+//!   (`%257E`, JSON shown in HTML) is found too.
+//!
+//! Values a server sent (its own token) are found as sent, or with one layer
+//! taken off. The search is one pass per secret and layer: no position
+//! holds more partial matches than the secret has bytes.
 //!
 //! [`secret_key`] says which JSON keys and parameter names hold secrets, and
 //! [`cut_at_secret_words`] where text that is not JSON may start showing one.

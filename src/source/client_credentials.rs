@@ -67,8 +67,9 @@
 //!   are all read past.
 //! - At most [`MAX_RESPONSE_BYTES`] are read, and a longer answer is judged
 //!   by what it is: a failure status by its status, a page that is not a
-//!   token response like a short one (transient), and only a token response
-//!   itself as too large ([`ClientCredentialsError::BodyTooLarge`],
+//!   token response like a short one (transient), and only what reads as a
+//!   token response (a JSON object, a form naming `access_token` or
+//!   `error`) as too large ([`ClientCredentialsError::BodyTooLarge`],
 //!   permanent). No token is taken from a body cut at the cap.
 //! - `expires_in` may be a number, a numeric string or a fraction.
 //!   Fractions are rounded down to whole seconds (`1.5` is one second):
