@@ -1232,21 +1232,21 @@ fn interpret(answer: &Answer<'_>, secrets: &Secrets) -> Result<Token, ClientCred
     // The answer's own tokens are hidden wherever else they show (under
     // another key, in an error's text), as they were sent.
     let mut all_secrets = secrets.clone();
+    // One value each, the one read (a server could repeat a member
+    // thousands of times).
     if let Ok(fields) = &fields {
-        for (key, field) in &fields.0 {
-            if !ANSWER_SECRETS.contains(&key.as_str()) {
-                continue;
-            }
-            match field {
-                Field::Unreadable(raw) => {
+        for name in ANSWER_SECRETS {
+            match fields.get(name) {
+                Some(Field::Unreadable(raw)) => {
                     let raw = String::from_utf8_lossy(raw);
                     all_secrets.add_verbatim(raw.trim().trim_matches('"'));
                 }
-                _ => {
+                Some(field) => {
                     if let TextField::Text(value) = field.text() {
                         all_secrets.add_verbatim(value.trim());
                     }
                 }
+                None => {}
             }
         }
     }
