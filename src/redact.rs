@@ -64,8 +64,8 @@ impl Secrets {
         // With one layer of each encoding taken off first, a secret encoded
         // twice (a percent-encoded URL inside a query, JSON shown in HTML)
         // is found too.
-        for layer in [Layer::Percent, Layer::Json, Layer::Html] {
-            if let Some(view) = Decoded::new(text.as_bytes(), layer) {
+        for introducer in ENCODING_INTRODUCERS {
+            if let Some(view) = Decoded::new(text.as_bytes(), introducer) {
                 let span_of =
                     |start: usize, end: usize| (view.units[start].0, view.units[end - 1].1);
                 self.find(&view.bytes, span_of, &mut spans);
@@ -138,15 +138,39 @@ impl Secrets {
     }
 }
 
-/// One layer of encoding.
-#[derive(Clone, Copy)]
-enum Layer {
-    /// `%XX`.
-    Percent,
-    /// A JSON string escape.
-    Json,
-    /// An HTML character reference.
-    Html,
+/// The bytes that start an encoding unit: `%XX`, a JSON escape, an HTML
+/// character reference.
+const ENCODING_INTRODUCERS: [u8; 3] = [b'%', b'\\', b'&'];
+
+/// What one encoding unit stands for: a byte (`%XX`) or a character (a JSON
+/// escape, an HTML reference), as UTF-8.
+struct Unit {
+    bytes: [u8; 4],
+    len: usize,
+}
+
+impl Unit {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The encoding unit at the start of `text`, if it starts with one, and
+/// how many bytes of `text` it takes.
+fn decode_unit(text: &[u8]) -> Option<(Unit, usize)> {
+    let mut bytes = [0; 4];
+    match text.first()? {
+        b'%' => {
+            bytes[0] = text.get(1..3).and_then(hex_byte)?;
+            Some((Unit { bytes, len: 1 }, 3))
+        }
+        b'\\' | b'&' => {
+            let (ch, used) = escaped_char(text)?;
+            let len = ch.encode_utf8(&mut bytes).len();
+            Some((Unit { bytes, len }, used))
+        }
+        _ => None,
+    }
 }
 
 /// Text with one layer of encoding taken off, and where each of its bytes
@@ -158,8 +182,9 @@ struct Decoded {
 }
 
 impl Decoded {
-    /// `None` when the text holds nothing of that layer.
-    fn new(text: &[u8], layer: Layer) -> Option<Self> {
+    /// `text` with the units that start with `introducer` decoded; `None`
+    /// when it holds none.
+    fn new(text: &[u8], introducer: u8) -> Option<Self> {
         let mut decoded = Decoded {
             bytes: Vec::with_capacity(text.len()),
             units: Vec::with_capacity(text.len()),
@@ -168,21 +193,15 @@ impl Decoded {
         let mut at = 0;
         while at < text.len() {
             let rest = &text[at..];
-            let mut buf = [0; 4];
-            let unit: Option<(&[u8], usize)> = match (layer, rest[0]) {
-                (Layer::Percent, b'%') => rest.get(1..3).and_then(hex_byte).map(|byte| {
-                    buf[0] = byte;
-                    (&buf[..1], 3)
-                }),
-                (Layer::Json, b'\\') | (Layer::Html, b'&') => {
-                    escaped_char(rest).map(|(ch, used)| (ch.encode_utf8(&mut buf).as_bytes(), used))
-                }
-                _ => None,
+            let unit = if rest[0] == introducer {
+                decode_unit(rest)
+            } else {
+                None
             };
-            let (bytes, used) = match unit {
-                Some(unit) => {
+            let (bytes, used) = match &unit {
+                Some((unit, used)) => {
                     any = true;
-                    unit
+                    (unit.as_bytes(), *used)
                 }
                 None => (&rest[..1], 1),
             };
@@ -258,17 +277,10 @@ fn readings(text: &[u8], at: usize, secret: &[u8]) -> [Option<(usize, usize)>; 2
     let literal = (first == wanted).then_some((1, 1));
     let encoded = match first {
         b'+' if wanted == b' ' => Some((1, 1)),
-        b'%' => rest
-            .get(1..3)
-            .and_then(hex_byte)
-            .filter(|&byte| byte == wanted)
-            .map(|_| (1, 3)),
-        b'\\' | b'&' => escaped_char(rest).and_then(|(ch, used)| {
-            let mut buf = [0; 4];
-            let encoded = ch.encode_utf8(&mut buf).as_bytes();
-            secret.starts_with(encoded).then_some((encoded.len(), used))
+        _ => decode_unit(rest).and_then(|(unit, used)| {
+            let decoded = unit.as_bytes();
+            secret.starts_with(decoded).then_some((decoded.len(), used))
         }),
-        _ => None,
     };
     [literal, encoded]
 }

@@ -272,6 +272,22 @@ fn limited_stack_over_a_failing_source(
     (counting, cache, stack)
 }
 
+/// Readies a clone of `stack`, taking the one permit, and sends it a request
+/// that must fail (`why`). Returns the clone, still alive, and the error.
+async fn a_ready_clone_fails<S>(stack: &S, why: &str) -> (S, S::Error)
+where
+    S: Service<Request<String>, Response = Response<String>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let mut first = stack.clone();
+    first
+        .ready()
+        .await
+        .expect("the first clone becomes ready: the permit is free");
+    let err = first.call(request()).await.expect_err(why);
+    (first, err)
+}
+
 /// A fresh clone of `stack` is ready at once: the permit the failed
 /// request's readiness reserved was given back.
 fn assert_another_clone_is_ready<S>(stack: &S, after: &str)
@@ -297,15 +313,7 @@ async fn a_request_failed_fast_while_backing_off_gives_back_the_inner_readiness(
 
     // The first clone is readied (taking the one permit), then its request
     // fails fast. The clone stays alive.
-    let mut first = stack.clone();
-    first
-        .ready()
-        .await
-        .expect("the first clone becomes ready: the permit is free");
-    let err = first
-        .call(request())
-        .await
-        .expect_err("no token while backing off");
+    let (first, err) = a_ready_clone_fails(&stack, "no token while backing off").await;
     assert!(
         err.as_token_error()
             .and_then(|e| e.backoff_remaining())
@@ -330,15 +338,7 @@ async fn a_request_that_waited_for_a_failing_fetch_gives_back_the_inner_readines
     // this passes today; it pins the behaviour for the rewrite.
     let (_counting, cache, stack) = limited_stack_over_a_failing_source(Duration::from_secs(1));
 
-    let mut first = stack.clone();
-    first
-        .ready()
-        .await
-        .expect("the first clone becomes ready: the permit is free");
-    let err = first
-        .call(request())
-        .await
-        .expect_err("the fetch it waited for failed");
+    let (first, err) = a_ready_clone_fails(&stack, "the fetch it waited for failed").await;
     assert!(
         err.as_token_error()
             .is_some_and(|e| e.kind() == TokenErrorKind::Source && e.backoff_remaining().is_none()),

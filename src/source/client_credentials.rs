@@ -1398,13 +1398,12 @@ impl Fields<'_> {
     /// A number, sent as one or as a numeric string. Out of `f64`'s range
     /// it is infinite, not an error.
     fn number(&self, name: &str) -> Option<f64> {
-        let text = match self.get(name)? {
-            Field::Form(value) => value.clone(),
-            Field::Unreadable(_) => return None,
-            Field::Json(raw) if raw.get().starts_with('"') => {
-                serde_json::from_str(raw.get()).ok()?
-            }
-            Field::Json(raw) => raw.get().to_owned(),
+        let field = self.get(name)?;
+        let text = match (field.text(), field) {
+            (TextField::Text(text), _) => text,
+            // A bare JSON value: checked below to be a number.
+            (_, Field::Json(raw)) => raw.get().to_owned(),
+            _ => return None,
         };
         let text = text.trim();
         // Digits, signs, a point and an exponent: Rust would also read
