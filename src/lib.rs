@@ -140,4 +140,6 @@ pub use source::client_credentials::{
     AuthStyle, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsError,
     ClientCredentialsSource, ClientSecret,
 };
+#[cfg(feature = "client-credentials")]
+pub use source::client_credentials::redact_url;
 pub use token::{AccessToken, Token};
