@@ -914,10 +914,7 @@ const OUTAGE_RUN: Duration = Duration::from_secs(10);
 /// The most fetches `backoff` allows in `run`: the first at once, then one
 /// after each delay at its shortest (the full jitter taken off).
 fn backoff_bound(backoff: &Backoff, run: Duration) -> u32 {
-    let unjittered = Backoff {
-        jitter: 0.0,
-        ..backoff.clone()
-    };
+    let unjittered = backoff.clone().jitter(0.0);
     let shortest = 1.0 - backoff.jitter.clamp(0.0, 1.0);
     let (mut at, mut fetches) = (Duration::ZERO, 0);
     while at < run {

@@ -115,7 +115,6 @@
 pub mod cache;
 pub mod error;
 pub mod layer;
-#[cfg(feature = "client-credentials")]
 mod redact;
 pub mod request;
 pub mod retry;
@@ -130,6 +129,7 @@ pub mod token;
 pub use cache::{Backoff, Stats, TokenCache, TokenCacheBuilder};
 pub use error::{BoxError, Error, ErrorClass, SourceError, TokenError, TokenErrorKind};
 pub use layer::BearerAuthLayer;
+pub use redact::redact_url;
 pub use retry::RetryOnUnauthorized;
 pub use scope::Scope;
 pub use service::BearerAuth;
@@ -137,9 +137,6 @@ pub use source::TokenSource;
 #[cfg(feature = "client-credentials")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub use source::client_credentials::{
-    AuthStyle, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsError,
-    ClientCredentialsSource, ClientSecret,
+    AuthStyle, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsError, ClientSecret,
 };
-#[cfg(feature = "client-credentials")]
-pub use source::client_credentials::redact_url;
 pub use token::{AccessToken, Token};

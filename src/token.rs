@@ -100,15 +100,21 @@ impl Token {
     /// part is not visible ASCII without spaces: anything else could split or
     /// inject headers.
     pub(crate) fn header_value(&self) -> Option<HeaderValue> {
-        let visible = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
         let secret = self.access_token.secret();
-        if !visible(secret) || !visible(&self.token_type) {
+        if !header_safe(secret) || !header_safe(&self.token_type) {
             return None;
         }
         let mut value = HeaderValue::try_from(format!("{} {secret}", self.token_type)).ok()?;
         value.set_sensitive(true);
         Some(value)
     }
+}
+
+/// Whether `part` (a token or its type) may go in an `Authorization` header
+/// as it is: visible ASCII, no spaces, not empty. Anything else could split
+/// or inject headers.
+pub(crate) fn header_safe(part: &str) -> bool {
+    !part.is_empty() && part.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]

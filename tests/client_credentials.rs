@@ -151,9 +151,7 @@ async fn fetch_from(
 }
 
 /// The error a request gets through `BearerAuthLayer` when `source` fails.
-async fn refused_through_the_layer(
-    source: tower_bearer::ClientCredentialsSource,
-) -> Error<Infallible> {
+async fn refused_through_the_layer(source: tower_bearer::ClientCredentials) -> Error<Infallible> {
     ServiceBuilder::new()
         .layer(BearerAuthLayer::new(source))
         .service_fn(|_req: http::Request<()>| async {
@@ -774,11 +772,49 @@ async fn an_unreachable_endpoint_is_a_transient_transport_error() {
         "{err:?}"
     );
     assert!(err.class().is_transient());
+    assert_eq!(err.to_string(), "the token endpoint could not be reached");
+    // The why is the source chain's, each layer once, down to the
+    // operating system's refusal; through the layer's error too.
+    let chain = |error: &(dyn std::error::Error + 'static)| {
+        let mut layers = Vec::new();
+        let mut next = Some(error);
+        while let Some(layer) = next {
+            layers.push(layer.to_string());
+            next = layer.source();
+        }
+        layers
+    };
+    let layers = chain(&err);
     assert!(
-        err.to_string()
-            .starts_with("the token endpoint could not be reached"),
-        "{err}"
+        layers
+            .iter()
+            .any(|l| l.to_lowercase().contains("connection refused")),
+        "{layers:?}"
     );
+    let mut counted = layers.clone();
+    counted.dedup();
+    assert_eq!(counted, layers, "a layer repeats");
+    let refused_io = std::iter::successors(Some(&err as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .find_map(|e| e.downcast_ref::<std::io::Error>());
+    assert_eq!(
+        refused_io.map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionRefused)
+    );
+    let token_error = tower_bearer::TokenCache::new(source)
+        .refresh()
+        .await
+        .unwrap_err();
+    let layers = chain(&token_error);
+    assert_eq!(
+        layers[0],
+        "no token could be had: the token source failed: the token endpoint could not be reached"
+    );
+    assert!(layers.len() > 2, "{layers:?}");
+    for window in layers.windows(2) {
+        assert!(!window[0].ends_with(&window[1]), "{layers:?}");
+    }
 }
 
 #[tokio::test]

@@ -99,10 +99,7 @@ async fn a_failed_fetch_reaches_every_waiter_and_a_later_request_tries_again() {
         }
     });
     let cache = TokenCache::builder(counting.source())
-        .backoff(Backoff {
-            jitter: 0.0,
-            ..Backoff::default()
-        })
+        .backoff(Backoff::default().jitter(0.0))
         .build();
     let svc = ServiceBuilder::new()
         .layer(BearerAuthLayer::with_cache(cache.clone()))

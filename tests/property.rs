@@ -458,13 +458,12 @@ fn run_seed(seed: u64) -> (Vec<(&'static str, String)>, Stats) {
     runtime.block_on(async {
         fastrand::seed(seed);
         let mut rng = Rng::with_seed(seed);
-        let backoff = Backoff {
-            initial: ms(rng.u64(500..2_000)),
-            max: secs(rng.u64(10..30)),
-            multiplier: 2.0,
-            jitter: if rng.bool() { 0.0 } else { 0.2 },
-            max_retry_after: secs(10),
-        };
+        let backoff = Backoff::default()
+            .initial(ms(rng.u64(500..2_000)))
+            .max(secs(rng.u64(10..30)))
+            .multiplier(2.0)
+            .jitter(if rng.bool() { 0.0 } else { 0.2 })
+            .max_retry_after(secs(10));
         let world = World::new(format!("seed {seed}"), seed, []);
         let retry = rng.bool();
         // Half the seeds trust the freshness timer (the hot path reads no
@@ -565,10 +564,7 @@ async fn a_fetch_abandoned_after_a_stall_does_not_complete_the_next_one() {
     let hour = Ok(Some(secs(3_600)));
     let script = [(secs(4), hour), (secs(3), hour), (Duration::ZERO, hour)];
     let world = World::new("stall".into(), 0, script);
-    let no_jitter = Backoff {
-        jitter: 0.0,
-        ..Backoff::default()
-    };
+    let no_jitter = Backoff::default().jitter(0.0);
     let (_cache, mut client) = stack(&world, no_jitter, false, FreshnessCheck::Timer);
 
     // Fetch 1 starts for a caller that gives up at once; it runs on.

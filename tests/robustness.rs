@@ -96,26 +96,19 @@ async fn a_refresh_jitter_that_is_not_a_number_is_ignored() {
 async fn absurd_backoff_settings_neither_panic_nor_hang() {
     let settings = [
         (
-            Backoff {
-                jitter: f64::NAN,
-                multiplier: f64::INFINITY,
-                ..Backoff::default()
-            },
+            Backoff::default()
+                .jitter(f64::NAN)
+                .multiplier(f64::INFINITY),
             ErrorClass::TRANSIENT,
         ),
         (
-            Backoff {
-                max: Duration::MAX,
-                max_retry_after: Duration::MAX,
-                ..Backoff::default()
-            },
+            Backoff::default()
+                .max(Duration::MAX)
+                .max_retry_after(Duration::MAX),
             ErrorClass::Permanent,
         ),
         (
-            Backoff {
-                max_retry_after: Duration::MAX,
-                ..Backoff::default()
-            },
+            Backoff::default().max_retry_after(Duration::MAX),
             ErrorClass::Transient {
                 retry_after: Some(Duration::MAX),
             },

@@ -9,7 +9,7 @@
 //!     .expiry_margin(Duration::from_secs(60))
 //!     .refresh_share(0.1)
 //!     .fetch_timeout(Duration::from_secs(5))
-//!     .backoff(Backoff { max: Duration::from_secs(30), ..Backoff::default() })
+//!     .backoff(Backoff::default().max(Duration::from_secs(30)))
 //!     .build();
 //! assert_eq!(cache.stats().fetches_started, 0);
 //! ```

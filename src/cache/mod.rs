@@ -537,7 +537,8 @@ impl Shared {
                 tracing::warn!(
                     reason,
                     duration_ms,
-                    error = %error,
+                    // As an error value: subscribers show its source chain.
+                    error = &error as &(dyn std::error::Error + 'static),
                     transient = error.is_transient(),
                     consecutive,
                     backoff_ms = backoff.as_millis() as u64,

@@ -9,7 +9,7 @@
 //! use std::time::Duration;
 //! use tower_bearer::{Backoff, ErrorClass};
 //!
-//! let backoff = Backoff { jitter: 0.0, ..Backoff::default() };
+//! let backoff = Backoff::default().jitter(0.0);
 //! assert_eq!(backoff.delay(3, ErrorClass::TRANSIENT), Duration::from_secs(4));
 //! assert_eq!(backoff.delay(1, ErrorClass::Permanent), Duration::from_secs(60));
 //! ```
@@ -46,7 +46,19 @@ const TIMER_SLACK: Duration = Duration::from_secs(1);
 /// (`jitter`, a fraction) so that a fleet does not retry in step. A permanent
 /// failure (see [`ErrorClass`]) waits the full `max`. A `Retry-After` from the
 /// provider is honoured, up to `max_retry_after`.
+///
+/// New settings may come: build one from [`Backoff::default`] (or
+/// [`Backoff::none`]) and its setters.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::Backoff;
+///
+/// let backoff = Backoff::default().max(Duration::from_secs(30)).jitter(0.0);
+/// assert_eq!(backoff.initial, Duration::from_secs(1));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Backoff {
     /// The first delay. Defaults to 1 second.
     pub initial: Duration,
@@ -83,6 +95,37 @@ impl Backoff {
             jitter: 0.0,
             max_retry_after: Duration::ZERO,
         }
+    }
+
+    /// Sets [`initial`](Self::initial), the first delay.
+    pub fn initial(mut self, initial: Duration) -> Self {
+        self.initial = initial;
+        self
+    }
+
+    /// Sets [`max`](Self::max), the cap.
+    pub fn max(mut self, max: Duration) -> Self {
+        self.max = max;
+        self
+    }
+
+    /// Sets [`multiplier`](Self::multiplier), the growth per failure.
+    pub fn multiplier(mut self, multiplier: f64) -> Self {
+        self.multiplier = multiplier;
+        self
+    }
+
+    /// Sets [`jitter`](Self::jitter), the random fraction of each delay.
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Sets [`max_retry_after`](Self::max_retry_after), the longest
+    /// `Retry-After` honoured.
+    pub fn max_retry_after(mut self, max_retry_after: Duration) -> Self {
+        self.max_retry_after = max_retry_after;
+        self
     }
 
     /// The delay before the next attempt after `failures` failures in a row,

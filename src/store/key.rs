@@ -6,18 +6,6 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-/// Parameter names that carry credentials: they never identify a token and
-/// must never reach a key, so [`StoreKeyBuilder::param`] ignores them.
-const CREDENTIAL_PARAMS: &[&str] = &[
-    "client_secret",
-    "client_assertion",
-    "assertion",
-    "password",
-    "refresh_token",
-    "code",
-    "code_verifier",
-];
-
 /// What identifies a shared token: a SHA-256 of its identity parts.
 ///
 /// Two processes share a token when they build the same key: same token URL,
@@ -112,13 +100,17 @@ impl StoreKeyBuilder {
     /// Adds an extra token request parameter that changes which token is
     /// issued (`audience`, `resource`, a tenant). Order does not matter.
     ///
-    /// Credentials (`client_secret`, `client_assertion`, `assertion`,
-    /// `password`, `refresh_token`, `code`, `code_verifier`, in any letter
-    /// case) are ignored: they never identify a token and must never reach a
-    /// key.
+    /// Parameters named like secrets are ignored: they never identify a
+    /// token and must never reach a key. That is the rule the token source
+    /// uses to keep values out of its errors: a name holding `token`,
+    /// `secret`, `password`, `passwd`, `pwd`, `assertion`, `credential`,
+    /// `signature` or `verifier`, or ending in `key`, in any letter case
+    /// (`client_secret`, `client_assertion`, `refresh_token`,
+    /// `code_verifier`, `api_key`), unless it names a type
+    /// (`requested_token_type`).
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
-        if !is_credential(&name) {
+        if !crate::redact::secret_key(&name) {
             self.params.insert(name, value.into());
         }
         self
@@ -162,36 +154,15 @@ impl fmt::Debug for StoreKeyBuilder {
     // credentials.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreKeyBuilder")
-            .field("token_url", &self.token_url.as_deref().map(redacted_url))
+            .field(
+                "token_url",
+                &self.token_url.as_deref().map(crate::redact::redact_url),
+            )
             .field("client_id", &self.client_id)
             .field("scopes", &self.scopes)
             .field("params", &self.params.keys().collect::<Vec<_>>())
             .finish()
     }
-}
-
-/// `url` without userinfo, query or fragment.
-fn redacted_url(url: &str) -> String {
-    let end = url.find(['?', '#']).unwrap_or(url.len());
-    let url = &url[..end];
-    let authority_start = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[authority_start..]
-        .find('/')
-        .map_or(url.len(), |i| authority_start + i);
-    match url[authority_start..authority_end].rfind('@') {
-        Some(at) => format!(
-            "{}{}",
-            &url[..authority_start],
-            &url[authority_start + at + 1..]
-        ),
-        None => url.to_owned(),
-    }
-}
-
-fn is_credential(name: &str) -> bool {
-    CREDENTIAL_PARAMS
-        .iter()
-        .any(|credential| credential.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -260,10 +231,14 @@ mod tests {
         let with_secret = base()
             .param("client_secret", "s3cr3t")
             .param("Client_Assertion", "jwt")
-            .param("password", "pw");
+            .param("password", "pw")
+            .param("code_verifier", "v")
+            .param("x-api-key", "k");
         let debug = format!("{with_secret:?}");
         assert!(!debug.contains("s3cr3t"), "{debug}");
         assert_eq!(with_secret.build(), base().build());
+        let kept = base().param("requested_token_type", "urn:x");
+        assert_ne!(kept.build(), base().build());
         let shown = base().param("audience", "value-not-shown");
         assert!(!format!("{shown:?}").contains("value-not-shown"));
     }
@@ -277,17 +252,5 @@ mod tests {
             assert!(!shown.contains(secret), "{shown}");
         }
         assert!(shown.contains("https://idp.example.com/token"), "{shown}");
-        for (url, redacted) in [
-            (
-                "https://idp.example.com/token",
-                "https://idp.example.com/token",
-            ),
-            ("https://u:p@idp.example.com", "https://idp.example.com"),
-            ("https://idp.example.com/a@b", "https://idp.example.com/a@b"),
-            ("u:p@host/x?y", "host/x"),
-            ("", ""),
-        ] {
-            assert_eq!(redacted_url(url), redacted);
-        }
     }
 }

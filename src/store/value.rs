@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encryption::Encryption;
 use crate::cache::{MAX_LIFETIME, clamped_margin, token_lifetime};
-use crate::token::Token;
+use crate::token::{Token, header_safe};
 
 /// The format version written in every stored value.
 const FORMAT_VERSION: u32 = 1;
@@ -230,8 +230,7 @@ impl Format<'_> {
             }
             _ => return Err(unreadable()),
         };
-        let visible = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic());
-        if !visible(&access_token) || !visible(&token_type) {
+        if !header_safe(&access_token) || !header_safe(&token_type) {
             return Err(unreadable());
         }
         let kept = Duration::from_millis(pttl_ms.unsigned_abs()).min(MAX_LIFETIME);

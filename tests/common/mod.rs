@@ -24,10 +24,7 @@ pub fn request() -> Request<String> {
 
 /// The default backoff without its random part: delays are exact.
 pub fn no_jitter() -> Backoff {
-    Backoff {
-        jitter: 0.0,
-        ..Backoff::default()
-    }
+    Backoff::default().jitter(0.0)
 }
 
 /// Runs `f` on its own thread and fails the test if it does not finish in

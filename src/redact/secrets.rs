@@ -1,5 +1,5 @@
-//! The one rule for what is a secret in text a server sends back, and how it
-//! is hidden.
+//! A source's own secret values, found in text a server sends back and
+//! hidden.
 //!
 //! A token endpoint that refuses a request often echoes part of it: the form
 //! (with the client secret), a header (the API key, the Basic credentials),
@@ -17,14 +17,10 @@
 //! Values a server sent (its own token) are found as sent, or with one layer
 //! taken off. The search is one pass per secret and layer: no position
 //! holds more partial matches than the secret has bytes.
-//!
-//! [`secret_key`] says which JSON keys and parameter names hold secrets, and
-//! [`cut_at_secret_words`] where text that is not JSON may start showing one.
 
 use serde_json::Value;
 
-/// What a hidden secret becomes.
-pub(crate) const REDACTED: &str = "[redacted]";
+use super::REDACTED;
 
 /// Secret values, found and hidden: a source's own in any encoding, values
 /// a server sent as they were sent.
@@ -355,91 +351,6 @@ fn hex_u16(digits: &[u8]) -> Option<u16> {
     u16::from_str_radix(text, 16).ok()
 }
 
-/// Words that say a secret is near: in a key or parameter name, or in text
-/// that is not JSON.
-const SECRET_WORDS: [&str; 9] = [
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "pwd",
-    "assertion",
-    "credential",
-    "signature",
-    "key",
-];
-
-/// Whether a JSON key or parameter name names a secret: it holds one of
-/// [`SECRET_WORDS`] (`key` at its end: `api_key`, `client_key`, not
-/// `keyword`), and does not name a type (`token_type`,
-/// `requested_token_type`, `token_type_hint`).
-pub(crate) fn secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    if ["_type", "-type", "_type_hint"]
-        .iter()
-        .any(|suffix| key.ends_with(suffix))
-    {
-        return false;
-    }
-    key.ends_with("key")
-        || SECRET_WORDS
-            .iter()
-            .any(|&word| word != "key" && key.contains(word))
-}
-
-/// Replaces every value under a [`secret_key`] with `[redacted]`.
-pub(crate) fn redact_secret_keys(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                if secret_key(key) {
-                    *v = Value::String(REDACTED.to_owned());
-                } else {
-                    redact_secret_keys(v);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact_secret_keys),
-        _ => {}
-    }
-}
-
-/// Text that is not JSON, cut after the first of [`SECRET_WORDS`] (but
-/// `key`, too common in prose to cut at) that may introduce a secret value.
-pub(crate) fn cut_at_secret_words(text: &str) -> String {
-    let at = SECRET_WORDS
-        .iter()
-        .filter(|&&word| word != "key")
-        .filter_map(|word| find_ascii_case_insensitive(text, word).map(|at| at + word.len()))
-        .min();
-    match at {
-        Some(at) => format!("{} [rest redacted]", &text[..at]),
-        None => text.to_owned(),
-    }
-}
-
-fn find_ascii_case_insensitive(haystack: &str, needle: &str) -> Option<usize> {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
-}
-
-/// `text` on one line: every control character and every line or paragraph
-/// break (`\r`, `\n`, NEL, U+2028, U+2029, vertical tab, form feed) becomes
-/// a space.
-pub(crate) fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() || (c.is_whitespace() && c != ' ') {
-                ' '
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -593,60 +504,5 @@ mod tests {
             value,
             serde_json::json!({"a": ["x [redacted] y", {"b": "[redacted]"}], "s3cret": 1})
         );
-    }
-
-    #[test]
-    fn secret_keys() {
-        for key in [
-            "access_token",
-            "refresh_token",
-            "client_secret",
-            "Password",
-            "client_assertion",
-            "x-api-key",
-            "apiKey",
-            "pwd",
-            "client_key",
-            "private_key",
-            "Ocp-Apim-Subscription-Key",
-            "credentials",
-            "signature",
-            "id_token_hint",
-        ] {
-            assert!(secret_key(key), "{key}");
-        }
-        for key in [
-            "token_type",
-            "requested_token_type",
-            "token_type_hint",
-            "error",
-            "expires_in",
-            "scope",
-            "keyword",
-        ] {
-            assert!(!secret_key(key), "{key}");
-        }
-    }
-
-    #[test]
-    fn one_line_whatever_the_line_breaks() {
-        assert_eq!(
-            one_line("a\r\nb\nc\u{85}d\u{2028}e\u{2029}f\u{b}g\u{c}h\ti\0j"),
-            "a  b c d e f g h i j"
-        );
-        assert_eq!(one_line("é ü"), "é ü");
-    }
-
-    #[test]
-    fn text_is_cut_after_words_that_may_introduce_a_secret() {
-        assert_eq!(
-            cut_at_secret_words("bad PASSWORD V2"),
-            "bad PASSWORD [rest redacted]"
-        );
-        assert_eq!(
-            cut_at_secret_words("user x, pwd hunter2"),
-            "user x, pwd [rest redacted]"
-        );
-        assert_eq!(cut_at_secret_words("all fine"), "all fine");
     }
 }

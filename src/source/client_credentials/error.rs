@@ -1,0 +1,397 @@
+//! Why a source could not be built, and why the token endpoint gave no
+//! token.
+
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+
+#[cfg(doc)]
+use super::{ClientCredentialsBuilder, MAX_RESPONSE_BYTES};
+use crate::error::ErrorClass;
+
+/// Why a [`ClientCredentialsBuilder`] could not build its source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The token URL does not parse.
+    InvalidUrl {
+        /// The URL, with any password left out.
+        url: String,
+        /// What is wrong with it, such as `invalid port number`.
+        reason: String,
+    },
+    /// The token URL is `http` on a host that is not loopback, and
+    /// [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)
+    /// is off.
+    InsecureUrl {
+        /// The URL's host.
+        host: String,
+    },
+    /// The token URL holds a user name or password. The client's
+    /// credentials go to the builder (its id, [`client_secret`](ClientCredentialsBuilder::client_secret)),
+    /// never in the URL: they would authenticate twice, or be dropped, and
+    /// could show wherever the URL is shown.
+    CredentialsInUrl {
+        /// The URL, without them.
+        url: String,
+    },
+    /// The token URL's scheme is neither `https` nor `http`.
+    UnsupportedScheme {
+        /// The scheme.
+        scheme: String,
+    },
+    /// An extra parameter would overwrite one the source sets itself.
+    ReservedParam {
+        /// The parameter's name.
+        name: String,
+    },
+    /// An extra header names one of [`RESERVED_HEADERS`].
+    ReservedHeader {
+        /// The header's name, lowercase.
+        name: String,
+    },
+    /// An extra header's name is not a valid HTTP header name.
+    InvalidHeaderName {
+        /// The name, as given.
+        name: String,
+    },
+    /// An extra header's value is not a valid HTTP header value (it holds a
+    /// line break or another control character). The value is not shown.
+    InvalidHeaderValue {
+        /// The header's name.
+        name: String,
+    },
+    /// The default HTTP client could not be built.
+    HttpClient {
+        /// What the HTTP client said.
+        reason: String,
+    },
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidUrl { url, reason } => {
+                write!(f, "the token URL {url:?} is not a valid URL: {reason}")
+            }
+            BuildError::InsecureUrl { host } => write!(
+                f,
+                "the token URL must use https (plain http to {host} would send the credentials in clear text; \
+                 only loopback hosts are exempt unless insecure http is allowed explicitly)"
+            ),
+            BuildError::CredentialsInUrl { url } => write!(
+                f,
+                "the token URL {url:?} holds a user name or password; give the client id and \
+                 secret to the builder instead"
+            ),
+            BuildError::UnsupportedScheme { scheme } => {
+                write!(f, "the token URL must use https, not {scheme:?}")
+            }
+            BuildError::ReservedParam { name } => write!(
+                f,
+                "the extra parameter {name:?} would overwrite one the client-credentials grant sets itself"
+            ),
+            BuildError::ReservedHeader { name } => write!(
+                f,
+                "the extra header {name:?} is one the token request sets itself"
+            ),
+            BuildError::InvalidHeaderName { name } => {
+                write!(
+                    f,
+                    "the extra header name {name:?} is not a valid HTTP header name"
+                )
+            }
+            BuildError::InvalidHeaderValue { name } => write!(
+                f,
+                "the value of the extra header {name:?} is not a valid HTTP header value \
+                 (it holds a line break or another control character)"
+            ),
+            BuildError::HttpClient { reason } => {
+                write!(f, "the HTTP client could not be built: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+///
+/// Its `Display` is one line a user can act on, such as
+/// `the token endpoint refused the request: invalid_client: Invalid client secret (HTTP 400)`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientCredentialsError {
+    /// The token endpoint could not be reached, or the connection failed.
+    Transport {
+        /// The HTTP client's error.
+        source: reqwest::Error,
+    },
+    /// The exchange took longer than the timeout.
+    Timeout {
+        /// The timeout.
+        after: Duration,
+    },
+    /// An OAuth2 error response (RFC 6749 section 5.2), whatever its status,
+    /// `200` included.
+    ErrorResponse {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The `error` code, such as `invalid_client`.
+        error: String,
+        /// The `error_description`, if any.
+        error_description: Option<String>,
+        /// The `error_uri`, if any.
+        error_uri: Option<String>,
+        /// The `Retry-After` delay, if the provider sent one.
+        retry_after: Option<Duration>,
+    },
+    /// A status other than success, without an OAuth2 error in the body.
+    HttpStatus {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The start of the body, token values removed.
+        body: String,
+        /// The `Retry-After` delay, if the provider sent one.
+        retry_after: Option<Duration>,
+    },
+    /// A success status with a body that holds no usable token.
+    InvalidResponse {
+        /// The HTTP status.
+        status: StatusCode,
+        /// What is wrong with it.
+        problem: ResponseProblem,
+        /// The start of the body, token values removed.
+        body: String,
+    },
+    /// A success answer that reads as a token response (a JSON object, or
+    /// a form naming `access_token` or `error`) but is longer than
+    /// [`MAX_RESPONSE_BYTES`]; reading stopped there. Permanent: the
+    /// endpoint would send the same again. A longer answer of any other
+    /// kind is judged like a short one: by its status, or as
+    /// [`ResponseProblem::NotATokenResponse`].
+    BodyTooLarge {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl ClientCredentialsError {
+    /// How the cache should retry: see the [module docs](super#errors).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ClientCredentialsError::Transport { .. } | ClientCredentialsError::Timeout { .. } => {
+                ErrorClass::TRANSIENT
+            }
+            ClientCredentialsError::ErrorResponse {
+                status,
+                error,
+                retry_after,
+                ..
+            } => {
+                let transient_code = TRANSIENT_ERROR_CODES.contains(&error.as_str());
+                if transient_status(*status) || transient_code {
+                    ErrorClass::Transient {
+                        retry_after: *retry_after,
+                    }
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            ClientCredentialsError::HttpStatus {
+                status,
+                retry_after,
+                ..
+            } => {
+                if transient_status(*status) {
+                    ErrorClass::Transient {
+                        retry_after: *retry_after,
+                    }
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            ClientCredentialsError::InvalidResponse { problem, .. } => {
+                if problem.is_transient() {
+                    ErrorClass::TRANSIENT
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            ClientCredentialsError::BodyTooLarge { .. } => ErrorClass::Permanent,
+        }
+    }
+
+    /// The HTTP status, when the endpoint answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientCredentialsError::ErrorResponse { status, .. }
+            | ClientCredentialsError::HttpStatus { status, .. }
+            | ClientCredentialsError::InvalidResponse { status, .. }
+            | ClientCredentialsError::BodyTooLarge { status, .. } => Some(*status),
+            ClientCredentialsError::Transport { .. } | ClientCredentialsError::Timeout { .. } => {
+                None
+            }
+        }
+    }
+
+    /// The OAuth2 `error` code, such as `invalid_client`, when the provider
+    /// sent one.
+    pub fn oauth_error(&self) -> Option<&str> {
+        match self {
+            ClientCredentialsError::ErrorResponse { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The `Retry-After` delay, when the provider sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientCredentialsError::ErrorResponse { retry_after, .. }
+            | ClientCredentialsError::HttpStatus { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ClientCredentialsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // Why is the source chain's to say: reqwest's error, then
+            // hyper's and the operating system's.
+            ClientCredentialsError::Transport { .. } => {
+                f.write_str("the token endpoint could not be reached")
+            }
+            ClientCredentialsError::Timeout { after } => {
+                write!(f, "the token endpoint did not answer within {after:?}")
+            }
+            ClientCredentialsError::ErrorResponse {
+                status,
+                error,
+                error_description,
+                error_uri,
+                ..
+            } => {
+                write!(f, "the token endpoint refused the request: {error}")?;
+                if let Some(description) = error_description {
+                    write!(f, ": {description}")?;
+                }
+                if let Some(uri) = error_uri {
+                    write!(f, " (see {uri})")?;
+                }
+                write!(f, " (HTTP {})", status.as_u16())
+            }
+            ClientCredentialsError::HttpStatus { status, body, .. } => {
+                write!(f, "the token endpoint answered HTTP {status}")?;
+                if !body.is_empty() {
+                    write!(f, ": {body}")?;
+                }
+                Ok(())
+            }
+            ClientCredentialsError::InvalidResponse {
+                status,
+                problem,
+                body,
+            } => {
+                write!(
+                    f,
+                    "the token endpoint's answer (HTTP {}) is not usable: {problem}",
+                    status.as_u16()
+                )?;
+                if !body.is_empty() {
+                    write!(f, "; body: {body}")?;
+                }
+                Ok(())
+            }
+            ClientCredentialsError::BodyTooLarge { status, limit } => write!(
+                f,
+                "the token endpoint's answer (HTTP {}) is a token response longer than {limit} bytes; \
+                 reading stopped there",
+                status.as_u16()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClientCredentialsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientCredentialsError::Transport { source } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// What is wrong with a success answer that holds no usable token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResponseProblem {
+    /// The body is empty. Transient.
+    EmptyBody,
+    /// The body is neither JSON nor a form naming `access_token` or
+    /// `error`: a proxy's, captive portal's or maintenance page, whatever
+    /// its length. Transient.
+    NotATokenResponse,
+    /// The body is JSON, but an array, a string or a number rather than an
+    /// object: not a token response either. Transient.
+    NotAnObject,
+    /// The object has no `access_token`. Permanent.
+    MissingAccessToken,
+    /// The `access_token` is an empty string. Permanent.
+    EmptyAccessToken,
+    /// The `access_token` is not a string, or a string that cannot be read
+    /// (an invalid escape). Permanent.
+    AccessTokenNotAString,
+    /// The `token_type` is an empty string. Permanent.
+    EmptyTokenType,
+    /// The `token_type` is not a string, or a string that cannot be read.
+    /// Permanent.
+    TokenTypeNotAString,
+}
+
+impl ResponseProblem {
+    /// Whether asking again later may succeed: true for answers that are
+    /// not a token response at all (something in between answered), false
+    /// for a token response the provider got wrong.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ResponseProblem::EmptyBody
+                | ResponseProblem::NotATokenResponse
+                | ResponseProblem::NotAnObject
+        )
+    }
+}
+
+impl fmt::Display for ResponseProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResponseProblem::EmptyBody => "the body is empty",
+            ResponseProblem::NotATokenResponse => {
+                "the body is neither JSON nor a form with an access_token or error"
+            }
+            ResponseProblem::NotAnObject => "the body is JSON, but not an object",
+            ResponseProblem::MissingAccessToken => "there is no access_token",
+            ResponseProblem::EmptyAccessToken => "the access_token is empty",
+            ResponseProblem::AccessTokenNotAString => "the access_token is not a string",
+            ResponseProblem::EmptyTokenType => "the token_type is empty",
+            ResponseProblem::TokenTypeNotAString => "the token_type is not a string",
+        })
+    }
+}
+
+/// OAuth2 error codes that mean "later": authorization-endpoint codes some
+/// providers also send from the token endpoint, and the device flow's
+
+/// `slow_down`.
+const TRANSIENT_ERROR_CODES: [&str; 3] = ["temporarily_unavailable", "server_error", "slow_down"];
+
+/// The registered OAuth2 error codes a token endpoint may send (RFC 6749
+
+fn transient_status(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+}

@@ -1,0 +1,330 @@
+//! The OAuth2 client-credentials grant (RFC 6749 section 4.4) as a
+//! [`TokenSource`], with a preset for Avionté's partner authorization API.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_bearer::BearerAuthLayer;
+//! use tower_bearer::source::client_credentials::{AuthStyle, ClientCredentials};
+//!
+//! # fn main() -> Result<(), tower_bearer::source::client_credentials::BuildError> {
+//! let source = ClientCredentials::builder("https://login.example.com/oauth2/token", "my-client")
+//!     .client_secret("s3cret")
+//!     .scope("orders.read")
+//!     .auth_style(AuthStyle::Basic) // the default
+//!     .param("audience", "https://api.example.com")
+//!     .timeout(Duration::from_secs(5))
+//!     .build()?;
+//!
+//! let client = ServiceBuilder::new()
+//!     .layer(BearerAuthLayer::new(source))
+//!     .service(reqwest::Client::new());
+//! # drop(client);
+//! # Ok(()) }
+//! ```
+//!
+//! # The request
+//!
+//! `POST` to the token URL with `content-type: application/x-www-form-urlencoded`,
+//! `accept: application/json`, any extra headers (one value per name;
+//! `accept` may be replaced, the headers in [`RESERVED_HEADERS`] may not),
+//! and the form
+//! `grant_type=client_credentials`, `scope` (the scopes joined by spaces,
+//! left out when there are none), and the extra parameters. The client
+//! authenticates with HTTP Basic ([`AuthStyle::Basic`], the default; id and
+//! secret are form-urlencoded before base64, RFC 6749 section 2.3.1) or with
+//! `client_id` and `client_secret` in the form ([`AuthStyle::RequestBody`]).
+//!
+//! The token URL must be `https`, except on a loopback host (`127.0.0.0/8`,
+//! `::1`, `localhost`); [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)
+//! lifts the rule. A user name or password in the URL is refused
+//! ([`BuildError::CredentialsInUrl`]): the client authenticates one way only.
+//!
+//! The credentials go to that URL and nowhere else. The default HTTP client
+//! follows no redirects, and a plain-http or loopback token request never
+//! goes through a proxy, whatever `HTTP_PROXY` or `ALL_PROXY` say: a proxy
+//! would read the credentials and could answer with a token of its own. With
+//! the `rustls` feature (on by default), an `https` request to another host
+//! goes through the proxy the environment names (`HTTPS_PROXY`,
+//! `ALL_PROXY`, minus `NO_PROXY`), in a TLS tunnel the proxy cannot read;
+//! without it, no request is proxied. For a proxy of your choosing, pass a
+//! client built with it to [`http_client`](ClientCredentialsBuilder::http_client);
+//! these guarantees are the default client's.
+//!
+//! # The response
+//!
+//! Parsing is tolerant where real providers differ:
+//!
+//! - The body is JSON whatever the `content-type` says; a body that is not
+//!   JSON is read as a form when the `content-type` is
+//!   `application/x-www-form-urlencoded`, `text/plain` or missing, and the
+//!   form names `access_token` or `error`.
+//! - A token is read whenever its `access_token` and `token_type` can be: a
+//!   quirk elsewhere costs only the member it is in. A byte order mark, a
+//!   trailing comma, text after the object, a repeated member (the last
+//!   counts), a value that is not valid JSON (`NaN`, a raw control
+//!   character, bytes that are not UTF-8) and whitespace around the values
+//!   are all read past.
+//! - At most [`MAX_RESPONSE_BYTES`] are read, and a longer answer is judged
+//!   by what it is: a failure status by its status, a page that is not a
+//!   token response like a short one (transient), and only what reads as a
+//!   token response (a JSON object, a form naming `access_token` or
+//!   `error`) as too large ([`ClientCredentialsError::BodyTooLarge`],
+//!   permanent). No token is taken from a body cut at the cap.
+//! - `expires_in` may be a number, a numeric string or a fraction.
+//!   Fractions are rounded down to whole seconds (`1.5` is one second):
+//!   providers stamp expiry in whole seconds. Missing or `null`, the token
+//!   has no lifetime and the cache's
+//!   [`default_lifetime`](crate::TokenCacheBuilder::default_lifetime) applies.
+//!   **Zero, below one second, negative or non-numeric** values are treated
+//!   the same way, as "unknown": a lifetime of (next to) nothing would make
+//!   every request fetch a new token, and a provider that sends one means
+//!   "no expiry stated" far more often than "already dead"; a token that
+//!   dies sooner is dropped on its first 401. Values above
+//!   [`crate::cache::MAX_LIFETIME`] (about a year) are clamped to it.
+//! - `token_type` is compared without regard to case (`bearer` becomes
+//!   `Bearer`); missing, it is `Bearer`.
+//! - A missing or empty `access_token`, or an empty `token_type`, is an
+//!   error that says which ([`ResponseProblem`]).
+//!
+//! # Errors
+//!
+//! [`ClientCredentialsError`] says what went wrong in words a user can act
+//! on, with the provider's `error` and `error_description` when it sent them.
+//! Transport failures, timeouts, `408`, `429` and `5xx` answers, and bodies
+//! that are not a token response at all (empty, HTML, a captive portal's
+//! page, however long) are transient (a `Retry-After` is kept); other `4xx`
+//! answers, OAuth2 errors such as `invalid_client` (even when sent with
+//! status `200`) and token responses the provider got wrong are permanent.
+//!
+//! The client secret and the token never appear in `Debug`, `Display` or
+//! logs, even when the endpoint echoes them back. The source's own secrets
+//! (the client secret, the Basic credentials, extra header values, extra
+//! parameters named like secrets) become `[redacted]` in kept bodies and in
+//! the provider's `error`, `error_description` and `error_uri`, in every
+//! encoding a server could echo them in: raw, form-encoded, percent-encoded
+//! as RFC 3986, `encodeURIComponent` or Python's `quote` do, in upper- or
+//! lowercase hex, JSON-escaped or HTML-escaped. JSON values under keys
+//! naming a token, secret, password, assertion or API key are hidden; text
+//! that is not JSON is cut after words such as `token`, `secret`,
+//! `password`, `pwd`, `assertion`, `credential` and `signature`;
+//! kept bodies are cut to [`MAX_BODY_EXCERPT_BYTES`]; and provider text is
+//! put on one line, whatever line breaks it uses. `Debug` shows extra
+//! parameters by name only.
+//!
+//! # Avionté
+//!
+//! [`ClientCredentials::avionte`] gives the builder for Avionté's partner
+//! authorization API. Calls to the BOLD API itself also carry the
+//! `x-api-key` and `Tenant` headers; tower-http's `SetRequestHeader` puts
+//! them on every request, beside [`BearerAuthLayer`](crate::BearerAuthLayer):
+//!
+//! ```
+//! use http::{HeaderValue, header::HeaderName};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use tower_bearer::{BearerAuthLayer, TokenCache};
+//! use tower_bearer::source::client_credentials::ClientCredentials;
+//! use tower_http::set_header::SetRequestHeaderLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let source = ClientCredentials::avionte("api-key", "client-id", "client-secret").build()?;
+//! let mut api_key = HeaderValue::from_static("api-key");
+//! api_key.set_sensitive(true);
+//!
+//! let mut bold = ServiceBuilder::new()
+//!     .layer(SetRequestHeaderLayer::overriding(HeaderName::from_static("x-api-key"), api_key))
+//!     .layer(SetRequestHeaderLayer::overriding(
+//!         HeaderName::from_static("tenant"),
+//!         HeaderValue::from_static("mytenant"),
+//!     ))
+//!     .layer(BearerAuthLayer::new(source))
+//!     // Your HTTP client goes here: a hyper-util client, or reqwest through
+//!     // `reqwest::Request::try_from` (see `examples/avionte.rs`).
+//!     .service_fn(|req: http::Request<String>| async move {
+//!         Ok::<_, tower::BoxError>(http::Response::new(format!("{:?}", req.headers().keys().collect::<Vec<_>>())))
+//!     });
+//! # let _ = &mut bold;
+//! # Ok(()) }
+//! ```
+
+mod avionte;
+mod builder;
+mod error;
+mod fields;
+mod request;
+mod response;
+mod transport;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::ErrorClass;
+use crate::redact::{self, Secrets};
+use crate::source::TokenSource;
+use crate::token::Token;
+
+pub use avionte::{AVIONTE_FRONT_OFFICE_SCOPE, AVIONTE_TOKEN_URL};
+pub use builder::ClientCredentialsBuilder;
+pub use error::{BuildError, ClientCredentialsError, ResponseProblem};
+pub use request::{AuthStyle, RESERVED_HEADERS, RESERVED_PARAMS};
+
+/// Default for [`ClientCredentialsBuilder::timeout`]: 10 seconds, for the
+/// whole exchange (connect, send, read the answer).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most of a response body that is read: 64 KiB. A token response is a
+/// few hundred bytes; a longer body is refused, never buffered without bound.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// The most of a body kept in an error for diagnosis: 512 bytes.
+pub const MAX_BODY_EXCERPT_BYTES: usize = 512;
+
+/// The client secret: its `Debug` prints `[redacted]`, and it has no
+/// `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(Arc<str>);
+
+impl ClientSecret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<Arc<str>>) -> Self {
+        Self(secret.into())
+    }
+
+    /// The secret itself. Keep it out of logs.
+    pub fn secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret([redacted])")
+    }
+}
+
+impl<S: Into<Arc<str>>> From<S> for ClientSecret {
+    fn from(secret: S) -> Self {
+        Self::new(secret)
+    }
+}
+
+/// A [`TokenSource`] that asks an OAuth2 token endpoint for tokens with the
+/// client-credentials grant. Cheap to clone.
+///
+/// Build it with [`ClientCredentials::builder`] or
+/// [`ClientCredentials::avionte`]. See the [module docs](self).
+#[derive(Clone)]
+pub struct ClientCredentials {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    request: request::TokenRequest,
+    client_id: String,
+    scopes: Vec<String>,
+    auth_style: AuthStyle,
+    extra_params: Vec<(String, String)>,
+    // Scrubbed from anything the endpoint sends back that an error keeps.
+    secrets: Secrets,
+    timeout: Duration,
+    http_client: reqwest::Client,
+}
+
+impl ClientCredentials {
+    /// A builder for a source that asks `token_url` for tokens as
+    /// `client_id`.
+    pub fn builder(
+        token_url: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder::new(token_url.into(), client_id.into())
+    }
+
+    /// The token endpoint's URL.
+    pub fn token_url(&self) -> &reqwest::Url {
+        self.inner.request.url()
+    }
+
+    /// The client id.
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// The scopes requested, in order.
+    pub fn scopes(&self) -> &[String] {
+        &self.inner.scopes
+    }
+
+    /// How the client authenticates.
+    pub fn auth_style(&self) -> AuthStyle {
+        self.inner.auth_style
+    }
+
+    /// The extra form parameters, in order.
+    pub fn extra_params(&self) -> &[(String, String)] {
+        &self.inner.extra_params
+    }
+
+    /// The request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// Asks the token endpoint for a token, once.
+    pub async fn fetch_token(&self) -> Result<Token, ClientCredentialsError> {
+        let inner = &*self.inner;
+        let exchange = async {
+            let answer = transport::send(&inner.http_client, &inner.request).await?;
+            response::interpret(&answer, &inner.secrets)
+        };
+        match tokio::time::timeout(inner.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientCredentialsError::Timeout {
+                after: inner.timeout,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("ClientCredentials")
+            .field(
+                "token_url",
+                &redact::redact_url(inner.request.url().as_str()),
+            )
+            .field("client_id", &inner.client_id)
+            .field("scopes", &inner.scopes)
+            .field("auth_style", &inner.auth_style)
+            .field("extra_params", &param_names(&inner.extra_params))
+            .field("extra_headers", &inner.request.extra_header_names())
+            .field("timeout", &inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenSource for ClientCredentials {
+    type Error = ClientCredentialsError;
+
+    fn fetch(&self) -> impl Future<Output = Result<Token, ClientCredentialsError>> + Send {
+        self.fetch_token()
+    }
+
+    fn classify(&self, error: &ClientCredentialsError) -> ErrorClass {
+        error.class()
+    }
+
+    fn kind(&self) -> &'static str {
+        "client_credentials"
+    }
+}
+
+/// The names of the extra parameters, for `Debug`: a value may be a secret
+/// such as a `client_assertion`.
+fn param_names(params: &[(String, String)]) -> Vec<&str> {
+    params.iter().map(|(name, _)| name.as_str()).collect()
+}

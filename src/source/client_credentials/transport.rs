@@ -1,0 +1,59 @@
+//! The token request sent with reqwest: a thin adapter between the pure
+//! [request](super::request) and [response](super::response).
+
+use super::request::{TokenRequest, is_loopback};
+use super::response::Answer;
+use super::{BuildError, ClientCredentialsError, MAX_RESPONSE_BYTES};
+
+/// The default HTTP client for `request`: no redirects (they would carry the
+/// credentials elsewhere), and no proxy for a plain-http or loopback token
+/// URL, or without TLS compiled in.
+pub(super) fn default_client(request: &TokenRequest) -> Result<reqwest::Client, BuildError> {
+    let url = request.url();
+    let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    // A proxy would see plain-http credentials and could answer with a token
+    // of its own; on loopback it would also send them off the machine.
+    // Without TLS compiled in, reqwest would send even an https request to a
+    // proxy in the clear.
+    if url.scheme() == "http" || is_loopback(url) || cfg!(not(feature = "rustls")) {
+        client = client.no_proxy();
+    }
+    client.build().map_err(|e| BuildError::HttpClient {
+        reason: e.to_string(),
+    })
+}
+
+/// Sends `request` and reads the answer, at most [`MAX_RESPONSE_BYTES`] of
+/// its body.
+pub(super) async fn send(
+    client: &reqwest::Client,
+    request: &TokenRequest,
+) -> Result<Answer, ClientCredentialsError> {
+    let request = reqwest::Request::try_from(request.to_http()).map_err(transport_error)?;
+    let mut response = client.execute(request).await.map_err(transport_error)?;
+    let mut body = Vec::new();
+    let mut cut = false;
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            // What was read says what the answer is: a long maintenance page
+            // stays transient, whatever its status.
+            body.extend_from_slice(&chunk[..MAX_RESPONSE_BYTES - body.len()]);
+            cut = true;
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status: response.status(),
+        headers: std::mem::take(response.headers_mut()),
+        body,
+        cut,
+    })
+}
+
+fn transport_error(error: reqwest::Error) -> ClientCredentialsError {
+    ClientCredentialsError::Transport {
+        // The URL is in the source's Debug already, and the chain says what failed.
+        source: error.without_url(),
+    }
+}
