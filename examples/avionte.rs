@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Without `AVIONTE_API_URL` it only fetches a token. Without the
-//! credentials it says what to set and exits without any network call.
+//! credentials it says what to set and exits with status 2, without any
+//! network call.
 
 use std::process::ExitCode;
 
@@ -32,20 +33,22 @@ async fn main() -> ExitCode {
         .filter(|name| std::env::var(name).map_or(true, |v| v.is_empty()))
         .collect();
     if !missing.is_empty() {
-        println!("This example calls Avionté's API with your credentials. Set:");
+        // Like any command missing its configuration: say what to set, on
+        // standard error, and exit 2.
+        eprintln!("error: this example calls Avionté's API with your credentials; set:");
         for name in REQUIRED {
             let state = if missing.contains(&name) {
                 "missing"
             } else {
                 "set"
             };
-            println!("  {name:<22} ({state})");
+            eprintln!("  {name:<22} ({state})");
         }
-        println!(
+        eprintln!(
             "  AVIONTE_API_URL        (optional: a BOLD API URL to GET; without it, only a token is fetched)"
         );
-        println!("For a run with no credentials and no network, try: cargo run --example demo");
-        return ExitCode::SUCCESS;
+        eprintln!("For a run with no credentials and no network, try: cargo run --example demo");
+        return ExitCode::from(2);
     }
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     match run(
@@ -61,7 +64,14 @@ async fn main() -> ExitCode {
     {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            // Each layer of the error once: the source chain says why.
+            let mut line = error.to_string();
+            let mut cause = error.source();
+            while let Some(layer) = cause {
+                line.push_str(&format!(": {layer}"));
+                cause = layer.source();
+            }
+            eprintln!("error: {line}");
             ExitCode::from(1)
         }
     }

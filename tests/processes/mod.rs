@@ -1,5 +1,5 @@
 //! Helpers for the tests that run other processes: a `redis-server` on a
-//! free loopback port, and the compiled `demo` example.
+//! free loopback port, and the compiled examples.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
@@ -8,29 +8,30 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The compiled `demo` example, built (or found up to date) once per test
-/// process: `cargo test` builds examples with tests only as test harnesses,
-/// and a binary left from an earlier build may be stale.
+/// The compiled `demo` example: see [`example_binary`].
 pub fn demo_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "--example", "demo", "--all-features"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building the demo failed");
-            let exe = std::env::current_exe().expect("the test binary's path");
-            let profile_dir = exe
-                .parent()
-                .and_then(|deps| deps.parent())
-                .expect("tests run from <target>/<profile>/deps");
-            profile_dir
-                .join("examples")
-                .join(format!("demo{}", std::env::consts::EXE_SUFFIX))
-        })
-        .clone()
+    BUILT.get_or_init(|| example_binary("demo")).clone()
+}
+
+/// The compiled example `name`, built (or found up to date) when called:
+/// `cargo test` builds examples with tests only as test harnesses, and a
+/// binary left from an earlier build may be stale.
+pub fn example_binary(name: &str) -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", name, "--all-features"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the {name} example failed");
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from <target>/<profile>/deps");
+    profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 #[cfg(feature = "redis")]
