@@ -2,15 +2,15 @@
 //!
 //! Each failed on the cache before its rewrite into `src/cache/`.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use common::{Counting, echo, no_jitter, request, strand_a_fetch, within};
 use http::{Request, Response};
+use support::{Counting, echo, no_jitter, request, strand_a_fetch, within};
 use tower::limit::ConcurrencyLimitLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::cache::FreshnessCheck;

@@ -1,15 +1,15 @@
 //! The core contract: lazy single-flight fetches, expiry, the header, errors.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Counting, echo};
 use http::header::AUTHORIZATION;
 use http::{HeaderName, Request, Response};
 use http_body_util::Full;
+use support::{Counting, echo};
 use tokio::time::advance;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::source::{FnSource, StaticSource};

@@ -1,6 +1,6 @@
 //! Refresh-ahead, failure handling, backoff, timeouts and 401 invalidation.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Counting, echo, no_jitter, request};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use support::{Counting, echo, no_jitter, request};
 use tokio::time::{Instant, advance};
 use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};

@@ -1,13 +1,13 @@
 //! Odd settings and odd runtimes: the cache neither panics nor hangs.
 
-mod common;
+mod support;
 
 use std::convert::Infallible;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use common::{Counting, echo, request, strand_a_fetch, within};
 use http::{Request, Response, StatusCode};
+use support::{Counting, echo, request, strand_a_fetch, within};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::source::StaticSource;
 use tower_bearer::{

@@ -1,14 +1,13 @@
 //! Nothing secret reaches a log: a whole run captured at TRACE level.
 
-mod common;
 mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::Counting;
 use http::{Request, Response, StatusCode};
+use support::Counting;
 use tokio::time::advance;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::{BearerAuthLayer, ErrorClass, SourceError, Token, TokenCache};

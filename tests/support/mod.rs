@@ -1,121 +1,14 @@
-//! Helpers shared by the integration tests: a real HTTP server on loopback
-//! and a token source that counts its fetches.
+//! Helpers shared by the integration tests: a real HTTP server on loopback,
+//! token sources that count their fetches, and the requests, inner services
+//! and runtimes the cache tests share.
 
 // Each test binary uses a different part of this module.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+mod server;
+mod services;
+mod sources;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
-use tower_bearer::source::FnSource;
-use tower_bearer::{SourceError, Token, TokenSource};
-
-/// An HTTP/1 and HTTP/2 server on `127.0.0.1:0`, stopped when dropped.
-pub struct TestServer {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl TestServer {
-    /// Serves every request with `handler`.
-    pub async fn start<F, Fut>(handler: F) -> Self
-    where
-        F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-        Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            // Connections live in this set, so stopping the accept loop
-            // closes them too.
-            let mut connections = JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let handler = handler.clone();
-                connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let response = handler(req);
-                        async move { Ok::<_, Infallible>(response.await) }
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self { addr, task }
-    }
-
-    /// The server's address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The server's origin, `http://127.0.0.1:PORT`.
-    pub fn origin(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// An absolute URL on this server.
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.origin())
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A response with a status and a text body.
-pub fn respond(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .body(Full::new(body.into()))
-        .unwrap()
-}
-
-/// The request's `authorization` header as text, or `""` when it has none.
-pub fn authorization<B>(req: &Request<B>) -> String {
-    req.headers()
-        .get(http::header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
-/// A source that yields `tokens` in turn (the last one again once they run
-/// out) and counts its fetches.
-pub fn counting_source(tokens: &[&str]) -> (impl TokenSource + use<>, Arc<AtomicUsize>) {
-    let tokens: Vec<String> = tokens.iter().map(|t| (*t).to_owned()).collect();
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let counter = fetches.clone();
-    let source = FnSource::new(move || {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        let token = tokens[n.min(tokens.len() - 1)].clone();
-        async move { Ok::<_, Infallible>(Token::bearer(token).with_lifetime(Duration::from_secs(3600))) }
-    });
-    (source, fetches)
-}
-
-/// A source whose every fetch fails with `error`.
-pub fn failing_source(error: SourceError) -> impl TokenSource {
-    FnSource::new(move || {
-        let error = error.clone();
-        async move { Err::<Token, _>(error) }
-    })
-}
+pub use server::{TestServer, authorization, respond};
+pub use services::{echo, no_jitter, request, strand_a_fetch, within};
+pub use sources::{Counting, counting_source, failing_source};

@@ -1,19 +1,11 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code)]
+//! Requests, inner services and runtimes the cache and layer tests share.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
-use std::sync::mpsc::{self, RecvTimeoutError};
-
 use http::Request;
-use tokio::time::Instant;
-use tower_bearer::source::FnSource;
-use tower_bearer::{Backoff, SourceError, Token, TokenSource};
+use tower_bearer::Backoff;
 
 /// A request to the test API.
 pub fn request() -> Request<String> {
@@ -43,62 +35,6 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
                 .join()
                 .expect_err("the worker neither answered nor panicked"),
         ),
-    }
-}
-
-type Step = Box<
-    dyn Fn(usize) -> Pin<Box<dyn Future<Output = Result<Token, SourceError>> + Send>> + Send + Sync,
->;
-
-/// A source that counts its fetches and records when each started; fetch
-/// `n` (from 1) does whatever `step(n)` says.
-#[derive(Clone)]
-pub struct Counting {
-    pub fetches: Arc<AtomicUsize>,
-    pub started_at: Arc<Mutex<Vec<Instant>>>,
-    step: Arc<Step>,
-}
-
-impl Counting {
-    pub fn new<F, Fut>(step: F) -> Self
-    where
-        F: Fn(usize) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Token, SourceError>> + Send + 'static,
-    {
-        Self {
-            fetches: Arc::new(AtomicUsize::new(0)),
-            started_at: Arc::new(Mutex::new(Vec::new())),
-            step: Arc::new(Box::new(move |n| Box::pin(step(n)))),
-        }
-    }
-
-    /// Fetch `n` yields `token-n`, living `lifetime`, after `delay`.
-    pub fn tokens(delay: Duration, lifetime: Option<Duration>) -> Self {
-        Self::new(move |n| async move {
-            tokio::time::sleep(delay).await;
-            let token = Token::bearer(format!("token-{n}"));
-            Ok(match lifetime {
-                Some(l) => token.with_lifetime(l),
-                None => token,
-            })
-        })
-    }
-
-    pub fn count(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
-    }
-
-    pub fn start_times(&self) -> Vec<Instant> {
-        self.started_at.lock().unwrap().clone()
-    }
-
-    pub fn source(&self) -> impl TokenSource + use<> {
-        let this = self.clone();
-        FnSource::new(move || {
-            let n = this.fetches.fetch_add(1, Ordering::SeqCst) + 1;
-            this.started_at.lock().unwrap().push(Instant::now());
-            (this.step)(n)
-        })
     }
 }
 
