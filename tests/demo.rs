@@ -122,7 +122,7 @@ fn bad_arguments_exit_2_with_a_usage_line() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.starts_with("error: "), "{stderr}");
-        assert!(stderr.contains("usage: demo"), "{stderr}");
+        assert!(stderr.contains("Usage: demo"), "{stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
