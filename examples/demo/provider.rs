@@ -1,5 +1,8 @@
 //! The embedded provider: a token endpoint shaped like Avionté's and an API
 //! that accepts only live tokens it issued, on 127.0.0.1 with free ports.
+//!
+//! `tests/demo.rs` starts it too, to run the demo's remote mode against it,
+//! so this file stands alone: everything it uses is imported here.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -22,7 +25,8 @@ use tokio::time::Instant;
 pub struct Credentials {
     pub client_id: String,
     pub client_secret: String,
-    /// The `x-api-key` the token endpoint wants.
+    /// The `x-api-key` the token endpoint wants, and the API checks when a
+    /// call carries one.
     pub api_key: String,
 }
 
@@ -259,6 +263,20 @@ fn api_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Hand
                 HeaderValue::from_static("Bearer error=\"invalid_token\""),
             );
             return res;
+        }
+        // Like the BOLD API, a call carries the x-api-key; a wrong one is
+        // refused. Demo processes sharing `--serve` may leave it out. 403,
+        // not 401: the token is good, so the client must keep it.
+        let key_ok = req
+            .headers()
+            .get("x-api-key")
+            .is_none_or(|k| k.as_bytes() == state.credentials.api_key.as_bytes());
+        if !key_ok {
+            state.api_rejected.fetch_add(1, Ordering::Relaxed);
+            return json_response(
+                StatusCode::FORBIDDEN,
+                serde_json::json!({ "message": "wrong x-api-key" }),
+            );
         }
         state.api_accepted.fetch_add(1, Ordering::Relaxed);
         json_response(StatusCode::OK, serde_json::json!({ "items": [] }))
