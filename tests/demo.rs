@@ -73,6 +73,10 @@ fn a_counted_run_succeeds_with_one_token() {
         stdout.contains("Requests: 60 sent, 60 answered 2xx, 0 failed."),
         "{stdout}"
     );
+    // One token, fetched while the first requests waited: no later token
+    // came ahead of time, and the report does not say one did.
+    assert!(stdout.contains("none waited after that."), "{stdout}");
+    assert!(!stdout.contains("ahead of time"), "{stdout}");
 }
 
 #[test]
@@ -87,7 +91,12 @@ fn short_lived_tokens_are_refreshed_ahead_and_no_request_waits_after_the_first()
     assert_eq!(json["failed"], 0);
     assert!(json["token_fetches"].as_u64().unwrap() >= 2, "{json}");
     assert_eq!(histogram_total(&json), requests);
-    assert!(stdout.contains("none waited after that"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "none waited after that (every later token came ahead of time, in the background)."
+        ),
+        "{stdout}"
+    );
     assert!(!stdout.contains(" 0 ahead of expiry"), "{stdout}");
     assert!(stdout.contains("rejected 0."), "{stdout}");
 }

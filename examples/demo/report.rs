@@ -133,8 +133,15 @@ impl Report<'_> {
                 plural(stats.waited_for_fetch, "request waited", "requests waited")
             )
         } else if waited_later == 0 {
+            // Only a token fetched ahead of expiry earns the credit; in a
+            // short run the first token may be the only one.
+            let why = if stats.refreshes_ahead > 0 {
+                " (every later token came ahead of time, in the background)"
+            } else {
+                ""
+            };
             format!(
-                "Waiting: {} for the first token; none waited after that (every later token came ahead of time, in the background).",
+                "Waiting: {} for the first token; none waited after that{why}.",
                 plural(waited_first, "request waited", "requests waited")
             )
         } else {
