@@ -1,12 +1,19 @@
-//! The `demo` example, run end to end in its embedded mode: its own token
-//! endpoint and API on 127.0.0.1, nothing else.
+//! The `demo` example, run end to end: in its embedded mode, and in its
+//! remote mode against its embedded provider started here, on 127.0.0.1,
+//! nothing else.
 #![cfg(feature = "client-credentials")]
 
 mod processes;
+// The demo's own token endpoint and API; these tests use a part of it.
+#[path = "../examples/demo/provider.rs"]
+#[allow(dead_code)]
+mod provider;
 
 use processes::demo_binary;
+use provider::{Counts, Credentials, Embedded};
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -66,6 +73,10 @@ fn a_counted_run_succeeds_with_one_token() {
         stdout.contains("Requests: 60 sent, 60 answered 2xx, 0 failed."),
         "{stdout}"
     );
+    // One token, fetched while the first requests waited: no later token
+    // came ahead of time, and the report does not say one did.
+    assert!(stdout.contains("none waited after that."), "{stdout}");
+    assert!(!stdout.contains("ahead of time"), "{stdout}");
 }
 
 #[test]
@@ -80,7 +91,12 @@ fn short_lived_tokens_are_refreshed_ahead_and_no_request_waits_after_the_first()
     assert_eq!(json["failed"], 0);
     assert!(json["token_fetches"].as_u64().unwrap() >= 2, "{json}");
     assert_eq!(histogram_total(&json), requests);
-    assert!(stdout.contains("none waited after that"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "none waited after that (every later token came ahead of time, in the background)."
+        ),
+        "{stdout}"
+    );
     assert!(!stdout.contains(" 0 ahead of expiry"), "{stdout}");
     assert!(stdout.contains("rejected 0."), "{stdout}");
 }
@@ -122,7 +138,7 @@ fn bad_arguments_exit_2_with_a_usage_line() {
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.starts_with("error: "), "{stderr}");
-        assert!(stderr.contains("usage: demo"), "{stderr}");
+        assert!(stderr.contains("Usage: demo"), "{stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
@@ -143,98 +159,78 @@ fn serve_needs_the_credentials_it_accepts_and_never_prints_them() {
     assert!(!stderr.contains("s3cret-to-accept"), "{stderr}");
 }
 
-/// A token endpoint and an API on 127.0.0.1 for the demo's remote mode:
-/// the endpoint answers only Basic credentials with the extra header, the
-/// API only the token it issued with the API header.
-async fn start_provider() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    use http_body_util::Full;
-    use hyper_util::rt::TokioIo;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let service = hyper::service::service_fn(
-                |req: http::Request<hyper::body::Incoming>| async move {
-                    let header = |name: &str| {
-                        req.headers()
-                            .get(name)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    let (status, body) = match req.uri().path() {
-                        // base64("id:s3cret")
-                        "/token"
-                            if header("authorization") == "Basic aWQ6czNjcmV0"
-                                && header("x-extra") == "yes" =>
-                        {
-                            (200, r#"{"access_token":"remote-token","expires_in":3600}"#)
-                        }
-                        "/token" => (401, r#"{"error":"invalid_client"}"#),
-                        "/api"
-                            if header("authorization") == "Bearer remote-token"
-                                && header("x-api-header") == "on" =>
-                        {
-                            (200, "{}")
-                        }
-                        _ => (401, "{}"),
-                    };
-                    Ok::<_, std::convert::Infallible>(
-                        http::Response::builder()
-                            .status(status)
-                            .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
-                            .unwrap(),
-                    )
-                },
-            );
-            connections.spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    (addr, task)
+/// The demo's embedded provider, in this process, accepting credentials the
+/// tests know: the token endpoint wants `x-api-key: ap1-k3y` and the client
+/// credentials in the form; the API, its live tokens and no other API key.
+async fn start_provider() -> Embedded {
+    let credentials = Credentials {
+        client_id: "id".to_owned(),
+        client_secret: "s3cret".to_owned(),
+        api_key: "ap1-k3y".to_owned(),
+    };
+    Embedded::start(Duration::from_secs(3600), credentials)
+        .await
+        .expect("the provider starts")
 }
 
-#[tokio::test]
-async fn remote_mode_sends_the_given_credentials_and_headers() {
-    let (addr, server) = start_provider().await;
-    let token_url = format!("http://{addr}/token");
-    let api_url = format!("http://{addr}/api");
-    let output = tokio::task::spawn_blocking(move || {
+/// Runs the demo with `CLIENT_SECRET=s3cret`, off the runtime, so that the
+/// provider in this process answers it meanwhile.
+async fn run_demo_with_the_secret(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
         Command::new(demo_binary())
-            .args([
-                "--token-url",
-                &token_url,
-                "--client-id",
-                "id",
-                "--auth",
-                "basic",
-                "--token-header",
-                "x-extra: yes",
-                "--api-header",
-                "x-api-header: on",
-                "--url",
-                &api_url,
-                "--requests",
-                "10",
-            ])
+            .args(args)
             .env("CLIENT_SECRET", "s3cret")
             .output()
             .expect("the demo runs")
     })
     .await
-    .unwrap();
-    server.abort();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn remote_mode_sends_the_given_credentials_and_headers() {
+    let provider = start_provider().await;
+    let args = |api_key: &str, requests: &str| {
+        [
+            "--token-url",
+            &provider.token_url,
+            "--client-id",
+            "id",
+            "--auth",
+            "post",
+            "--token-header",
+            "x-api-key: ap1-k3y",
+            "--api-header",
+            &format!("x-api-key: {api_key}"),
+            "--url",
+            &provider.api_url,
+            "--requests",
+            requests,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let output = run_demo_with_the_secret(args("ap1-k3y", "10")).await;
     succeeded(&output);
     let json = summary(&output);
     assert_eq!(json["requests"], 10);
     assert_eq!(json["ok"], 10);
     assert_eq!(json["token_fetches"], 1);
+    assert_eq!(
+        provider.counts(),
+        Counts {
+            tokens_issued: 1,
+            credentials_refused: 0,
+            api_accepted: 10,
+            api_rejected: 0,
+        }
+    );
+
+    // The API header reaches the API: a wrong API key is refused.
+    let output = run_demo_with_the_secret(args("wrong", "2")).await;
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(summary(&output)["status"]["403"], 2);
+    assert_eq!(provider.counts().api_rejected, 2);
 }
 
 #[test]
@@ -279,7 +275,7 @@ fn mistyped_headers_are_refused_without_repeating_them() {
 
 #[tokio::test]
 async fn url_credentials_and_query_secrets_stay_out_of_the_output() {
-    let (addr, server) = start_provider().await;
+    let provider = start_provider().await;
     // A port nothing listens on: the API cannot be reached.
     let unreachable = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -288,7 +284,9 @@ async fn url_credentials_and_query_secrets_stay_out_of_the_output() {
     // Credentials in the token URL are refused, without repeating them.
     let refused = run_demo(&[
         "--token-url",
-        &format!("http://cid:PASSW0RD@{addr}/token"),
+        &provider
+            .token_url
+            .replacen("http://", "http://cid:PASSW0RD@", 1),
         "--client-id",
         "id",
         "--url",
@@ -300,35 +298,32 @@ async fn url_credentials_and_query_secrets_stay_out_of_the_output() {
     assert!(!stderr.contains("PASSW0RD"), "{stderr}");
     assert!(!String::from_utf8_lossy(&refused.stdout).contains("PASSW0RD"));
 
-    let token_url = format!("http://{addr}/token?client_key=K3Y#K3Y");
-    let api_url = format!("http://user:PASS@{unreachable}/api?api_key=K3Y");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(demo_binary())
-            .args([
-                "--token-url",
-                &token_url,
-                "--client-id",
-                "id",
-                "--token-header",
-                "x-extra: yes",
-                "--url",
-                &api_url,
-                "--requests",
-                "3",
-            ])
-            .env("CLIENT_SECRET", "s3cret")
-            .output()
-            .expect("the demo runs")
-    })
-    .await
-    .unwrap();
-    server.abort();
+    let output = run_demo_with_the_secret(
+        [
+            "--token-url",
+            &format!("{}?client_key=K3Y#K3Y", provider.token_url),
+            "--client-id",
+            "id",
+            "--auth",
+            "post",
+            "--token-header",
+            "x-api-key: ap1-k3y",
+            "--url",
+            &format!("http://user:PASS@{unreachable}/api?api_key=K3Y"),
+            "--requests",
+            "3",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
     assert_eq!(output.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stdout.contains(&format!(
-            "Token endpoint http://{addr}/token; API http://{unreachable}/api"
+            "Token endpoint {}; API http://{unreachable}/api",
+            provider.token_url
         )),
         "{stdout}"
     );
@@ -337,11 +332,12 @@ async fn url_credentials_and_query_secrets_stay_out_of_the_output() {
         stderr.contains("error: the API could not be reached: "),
         "{stderr}"
     );
-    for secret in ["PASS", "K3Y", "s3cret"] {
+    for secret in ["PASS", "K3Y", "s3cret", "ap1-k3y"] {
         assert!(!stdout.contains(secret), "{secret} in {stdout}");
         assert!(!stderr.contains(secret), "{secret} in {stderr}");
     }
     let json = summary(&output);
     assert_eq!(json["requests"], 3);
     assert_eq!(json["failed"], 3);
+    assert_eq!(provider.counts().tokens_issued, 1);
 }

@@ -1,0 +1,513 @@
+//! The command line: clap parses each flag and the rules between flags,
+//! [`parse_from`] turns the result into a [`Command`].
+//!
+//! A value given on the command line may be a secret (a client secret, a
+//! header value, a URL with a password, a secret typed where a flag was
+//! expected), and clap's messages repeat a refused value: the value parsers
+//! here name the flag only, and [`tidy`] cuts mistyped arguments down to
+//! their flag's name.
+
+use std::ffi::{OsStr, OsString};
+use std::time::Duration;
+
+use clap::builder::TypedValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, ValueEnum};
+use http::{HeaderName, HeaderValue};
+#[cfg(feature = "redis")]
+use tower_bearer::store::RedisStore;
+use tower_bearer::{AuthStyle, redact_url};
+
+use crate::provider::Credentials;
+use crate::workload::Workload;
+
+const DEFAULT_REQUESTS: u64 = 200;
+const DEFAULT_CONCURRENCY: u64 = 8;
+const DEFAULT_TTL_SECS: u64 = 3600;
+/// The longest `--duration`, `--ttl` or `--serve`: one year. Larger values
+/// overflow when added to the clock.
+const MAX_SECS: u64 = 365 * 24 * 60 * 60;
+/// The most workers `--concurrency` spawns.
+const MAX_CONCURRENCY: u64 = 10_000;
+
+/// The three ways to run the demo; clap puts it after "Usage: ".
+const USAGE: &str = "\
+demo [--ttl SECS] [--requests N | --duration SECS] [--concurrency C]
+       demo --token-url URL --client-id ID [--client-secret S | env CLIENT_SECRET]
+            [--scope S]... [--auth basic|post] [--token-header 'Name: value']...
+            [--api-header 'Name: value']... --url API_URL
+            [--requests N | --duration SECS] [--concurrency C] [--redis URL]
+       demo --serve SECS [--ttl SECS] [--client-id ID]
+            [--client-secret S | env CLIENT_SECRET] [--api-key K | env API_KEY]";
+
+const ABOUT: &str = "\
+Watch the token cache at work: a workload through BearerAuthLayer over reqwest,
+and what happened in plain words and one JSON line.";
+
+const AFTER_HELP: &str = "\
+Without --token-url, an embedded token endpoint and API run on 127.0.0.1;
+--client-id and --client-secret then override the credentials the demo sends
+(try a wrong secret to see a refusal).
+
+--serve accepts the given client secret and API key (x-api-key), prints its
+URLs and client id as one JSON line, and stops after SECS, on SIGTERM or
+Ctrl-C, or when its standard input is a pipe that closes; its last line is a
+JSON object with the tokens it issued.
+
+Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
+
+/// The flags, each checked alone, and the rules between them. The help's
+/// prose is in ABOUT and AFTER_HELP, whose line breaks clap keeps.
+#[derive(Parser)]
+#[command(
+    name = "demo",
+    about = ABOUT,
+    long_about = None,
+    override_usage = USAGE,
+    after_help = AFTER_HELP,
+    // As before clap: a flag given twice takes its last value.
+    args_override_self = true
+)]
+struct Cli {
+    /// Lifetime of embedded tokens
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TTL_SECS,
+          value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
+          conflicts_with = "token_url")]
+    ttl: u64,
+
+    /// Send N requests
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_REQUESTS,
+          value_parser = checked(|flag, text| positive(flag, text, u64::MAX)))]
+    requests: u64,
+
+    /// Send requests until SECS have passed, instead of a count
+    #[arg(long, value_name = "SECS", conflicts_with = "requests",
+          value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)))]
+    duration: Option<u64>,
+
+    /// Requests in flight at once
+    #[arg(long, value_name = "C", default_value_t = DEFAULT_CONCURRENCY,
+          value_parser = checked(|flag, text| positive(flag, text, MAX_CONCURRENCY)))]
+    concurrency: u64,
+
+    /// The provider's token endpoint, instead of the embedded one
+    #[arg(long, value_name = "URL", requires_all = ["url", "client_id"])]
+    token_url: Option<String>,
+
+    /// The API to call with the tokens
+    #[arg(long, value_name = "API_URL", requires = "token_url")]
+    url: Option<String>,
+
+    /// The client id
+    #[arg(long, value_name = "ID")]
+    client_id: Option<String>,
+
+    /// The client secret [or env CLIENT_SECRET]
+    // A secret may start with '-'.
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    client_secret: Option<String>,
+
+    /// A scope to ask for (repeatable)
+    #[arg(long = "scope", value_name = "S")]
+    scopes: Vec<String>,
+
+    /// Client authentication: HTTP Basic or in the form
+    #[arg(long, value_name = "basic|post", default_value = "basic")]
+    auth: Auth,
+
+    /// A header for the token endpoint (repeatable)
+    #[arg(long = "token-header", value_name = "'Name: value'", value_parser = checked(header))]
+    token_headers: Vec<(String, String)>,
+
+    /// A header for the API (repeatable)
+    #[arg(long = "api-header", value_name = "'Name: value'", value_parser = checked(header))]
+    api_headers: Vec<(String, String)>,
+
+    /// Share one token with other demo processes through Redis (needs --features redis)
+    #[arg(long, value_name = "URL", value_parser = checked(redis_store))]
+    redis: Option<SharedStore>,
+
+    /// Only run the embedded token endpoint and API, for other demo processes to use
+    #[arg(long, value_name = "SECS",
+          value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
+          conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "url",
+                                "scopes", "auth", "token_headers", "api_headers", "redis"])]
+    serve: Option<u64>,
+
+    /// The API key --serve accepts [or env API_KEY]
+    // A secret may start with '-'.
+    #[arg(long, value_name = "K", requires = "serve", allow_hyphen_values = true)]
+    api_key: Option<String>,
+}
+
+/// `--auth`: how the client authenticates to the token endpoint.
+// No doc comments on the variants: clap would show them in a long help.
+#[derive(Clone, Copy, ValueEnum)]
+enum Auth {
+    Basic,
+    Post,
+}
+
+/// What `--redis` gives: the fleet-wide store; without the feature, nothing
+/// (the flag is refused).
+#[cfg(feature = "redis")]
+type SharedStore = RedisStore;
+#[cfg(not(feature = "redis"))]
+type SharedStore = std::convert::Infallible;
+
+/// What to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Send a workload through the layer.
+    Run(Args),
+    /// Only serve the embedded token endpoint and API.
+    Serve(Serve),
+}
+
+/// Where tokens come from.
+pub enum Provider {
+    /// The embedded token endpoint and API.
+    Embedded { ttl: Duration },
+    /// A real provider and API.
+    Remote { token_url: String, api_url: String },
+}
+
+/// A workload run.
+pub struct Args {
+    pub provider: Provider,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+    pub auth: AuthStyle,
+    pub token_headers: Vec<(String, String)>,
+    pub api_headers: Vec<(String, String)>,
+    pub workload: Workload,
+    /// The fleet-wide token store, with `--redis`.
+    #[cfg(feature = "redis")]
+    pub redis: Option<RedisStore>,
+}
+
+/// `--serve`: the embedded token endpoint and API alone, for several demo
+/// processes to share.
+#[derive(Debug)]
+pub struct Serve {
+    pub duration: Duration,
+    pub ttl: Duration,
+    pub credentials: Credentials,
+}
+
+// The URLs may hold credentials and the secret and header values are
+// secrets: Debug shows neither.
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Provider::Embedded { ttl } => f.debug_struct("Embedded").field("ttl", ttl).finish(),
+            Provider::Remote { token_url, api_url } => f
+                .debug_struct("Remote")
+                .field("token_url", &redact_url(token_url))
+                .field("api_url", &redact_url(api_url))
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names = |headers: &[(String, String)]| {
+            headers.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>()
+        };
+        let mut s = f.debug_struct("Args");
+        s.field("provider", &self.provider)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("scopes", &self.scopes)
+            .field("auth", &self.auth)
+            .field("token_header_names", &header_names(&self.token_headers))
+            .field("api_header_names", &header_names(&self.api_headers))
+            .field("workload", &self.workload);
+        #[cfg(feature = "redis")]
+        s.field("redis", &self.redis);
+        s.finish()
+    }
+}
+
+/// Parses the command line, `raw[0]` being the program's name. The error
+/// prints itself (`--help` too) and knows its exit code: 0 for `--help`, 2
+/// for bad arguments.
+pub fn parse_from<I, T>(raw: I) -> Result<Command, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    Cli::try_parse_from(raw).map_err(tidy)?.into_command()
+}
+
+impl Cli {
+    /// Checks what clap cannot and fills in from the environment.
+    fn into_command(self) -> Result<Command, clap::Error> {
+        let missing =
+            |message: &str| Cli::command().error(ErrorKind::MissingRequiredArgument, message);
+        #[cfg(not(feature = "redis"))]
+        if let Some(never) = self.redis {
+            match never {}
+        }
+        if let Some(secs) = self.serve {
+            // The processes that use the endpoint must know these, so they
+            // are the caller's to choose, never printed.
+            let client_secret = self
+                .client_secret
+                .or_else(|| std::env::var("CLIENT_SECRET").ok())
+                .ok_or_else(|| {
+                    missing("--serve needs the client secret to accept: --client-secret S or env CLIENT_SECRET")
+                })?;
+            let api_key = self
+                .api_key
+                .or_else(|| std::env::var("API_KEY").ok())
+                .ok_or_else(|| {
+                    missing("--serve needs the API key to accept: --api-key K or env API_KEY")
+                })?;
+            return Ok(Command::Serve(Serve {
+                duration: Duration::from_secs(secs),
+                ttl: Duration::from_secs(self.ttl),
+                credentials: Credentials {
+                    client_id: self
+                        .client_id
+                        .unwrap_or_else(|| Credentials::random().client_id),
+                    client_secret,
+                    api_key,
+                },
+            }));
+        }
+        // clap has checked that --token-url and --url come together.
+        let provider = match (self.token_url, self.url) {
+            (Some(token_url), Some(api_url)) => Provider::Remote { token_url, api_url },
+            _ => Provider::Embedded {
+                ttl: Duration::from_secs(self.ttl),
+            },
+        };
+        Ok(Command::Run(Args {
+            provider,
+            client_id: self.client_id,
+            client_secret: self.client_secret,
+            scopes: self.scopes,
+            auth: match self.auth {
+                Auth::Basic => AuthStyle::Basic,
+                Auth::Post => AuthStyle::RequestBody,
+            },
+            token_headers: self.token_headers,
+            api_headers: self.api_headers,
+            workload: Workload {
+                requests: self.requests,
+                duration: self.duration.map(Duration::from_secs),
+                concurrency: usize::try_from(self.concurrency).expect("at most MAX_CONCURRENCY"),
+            },
+            #[cfg(feature = "redis")]
+            redis: self.redis,
+        }))
+    }
+}
+
+/// clap's error, made safe and complete: a mistyped argument cut down to
+/// its flag's name (clap repeats it whole, and it may hold a secret:
+/// `--token-header=x-api-key S3CR3T`, a secret where a flag was expected),
+/// and the usage on every refusal (clap leaves it out of some).
+fn tidy(mut error: clap::Error) -> clap::Error {
+    if error.kind() == ErrorKind::UnknownArgument {
+        let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+            return error;
+        };
+        if !arg.starts_with('-') {
+            return Cli::command().error(
+                ErrorKind::UnknownArgument,
+                "unexpected value (every value follows its flag)",
+            );
+        }
+        let name = arg.split_once('=').map_or(arg.as_str(), |(name, _)| name);
+        let name = ContextValue::String(name.to_owned());
+        error.insert(ContextKind::InvalidArg, name);
+        // "to pass '…' as a value, use '-- …'": the whole argument again.
+        error.remove(ContextKind::Suggested);
+    }
+    if error.use_stderr() && error.get(ContextKind::Usage).is_none() {
+        let usage = Cli::command().render_usage();
+        error.insert(ContextKind::Usage, ContextValue::StyledStr(usage));
+    }
+    error
+}
+
+/// A value parser whose errors say what is wrong without repeating the
+/// value: `check` gets the flag (`--ttl`) and the text, and its message
+/// starts with the flag.
+fn checked<T, F>(check: F) -> Checked<F>
+where
+    F: Fn(&str, &str) -> Result<T, String>,
+{
+    Checked(check)
+}
+
+#[derive(Clone)]
+struct Checked<F>(F);
+
+impl<T, F> TypedValueParser for Checked<F>
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(&str, &str) -> Result<T, String> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let flag = arg
+            .and_then(|arg| arg.get_long())
+            .map_or_else(|| "a value".to_owned(), |long| format!("--{long}"));
+        let refuse = |message| cmd.clone().error(ErrorKind::ValueValidation, message);
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse(format!("{flag} needs UTF-8 text")))?;
+        (self.0)(&flag, text).map_err(refuse)
+    }
+}
+
+/// A positive whole number up to `max`. A number is repeated, to say what
+/// was read; other text is not: it may be anything, a secret included.
+fn positive(flag: &str, text: &str, max: u64) -> Result<u64, String> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<u64>() {
+        Ok(n) if 0 < n && n <= max => Ok(n),
+        Ok(0) => Err(format!("{flag} needs a positive whole number, not 0")),
+        // Past u64::MAX too: a number, too large.
+        _ if digits => Err(format!("{flag} must be at most {max}, not {text}")),
+        _ => Err(format!("{flag} needs a positive whole number")),
+    }
+}
+
+/// A `Name: value` header. Messages name the flag and at most a valid
+/// header name: the value, or a mistyped argument, may be a secret.
+fn header(flag: &str, text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{flag} needs 'Name: value' (with a colon)"))?;
+    let (name, value) = (name.trim(), value.trim());
+    if HeaderName::try_from(name).is_err() {
+        return Err(format!("{flag}: the header name is not valid"));
+    }
+    if HeaderValue::try_from(value).is_err() {
+        return Err(format!("{flag}: the value of {name:?} is not valid"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// A store for `--redis`. Building it connects to nothing: a Redis that is
+/// down shows up later as direct fetches, never as a failed run.
+#[cfg(feature = "redis")]
+fn redis_store(flag: &str, url: &str) -> Result<RedisStore, String> {
+    // The URL may hold a password: the message does not repeat it.
+    RedisStore::builder(url)
+        .map(|builder| builder.build())
+        .map_err(|e| format!("{flag} needs a redis:// URL: {e}"))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(flag: &str, _url: &str) -> Result<SharedStore, String> {
+    Err(format!(
+        "{flag} needs the demo built with the redis feature: \
+         cargo run --example demo --features redis -- --redis URL ..."
+    ))
+}
+
+// Run with `cargo test --all-features --example demo`: the arguments'
+// Debug cannot be observed from outside the process. tests/demo.rs runs
+// the demo with bad arguments and reads what it prints.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, clap::Error> {
+        parse_from(std::iter::once("demo").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn debug_of_the_arguments_shows_no_secret() {
+        let args = [
+            "--token-url",
+            "http://cid:PASSW0RD@127.0.0.1/token?k=K3Y",
+            "--client-id",
+            "id",
+            "--client-secret",
+            "S3CRET",
+            "--token-header",
+            "x-api-key: H34DER",
+            "--api-header",
+            "tenant: H34DER",
+            "--url",
+            "http://u:PASS@127.0.0.1/api?api_key=K3Y",
+        ];
+        let Ok(Command::Run(parsed)) = parse(&args) else {
+            panic!("the arguments parse");
+        };
+        let shown = format!("{parsed:?}");
+        for secret in ["PASSW0RD", "PASS", "K3Y", "S3CRET", "H34DER"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("x-api-key"), "{shown}");
+        assert!(shown.contains("http://127.0.0.1/api"), "{shown}");
+    }
+
+    #[test]
+    fn refusals_name_the_flag_but_never_repeat_the_value() {
+        for args in [
+            &["--token-header", "x-api-key=S3CR3T"][..],
+            &["--token-header=x-api-key S3CR3T: v"],
+            &["--api-header", "x-api-key: S3CR3T\u{7f}"],
+            &["--bogus=S3CR3T"],
+            &["-x=S3CR3T"],
+            &["S3CR3T"],
+            &["--", "S3CR3T"],
+            &["--redis", "notredis://u:S3CR3T@host/"],
+            &[
+                "--duration",
+                "5",
+                "--client-secret",
+                "S3CR3T",
+                "--requests",
+                "5",
+            ],
+        ] {
+            let Err(error) = parse(args) else {
+                panic!("{args:?} parsed");
+            };
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+            let shown = error.render().to_string();
+            assert!(shown.starts_with("error: "), "{shown}");
+            assert!(!shown.contains("S3CR3T"), "{args:?}: {shown}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_its_last_value_and_a_secret_may_start_with_a_dash() {
+        let Ok(Command::Run(args)) = parse(&[
+            "--requests",
+            "5",
+            "--requests",
+            "7",
+            "--client-secret",
+            "-s3cret",
+        ]) else {
+            panic!("the arguments parse");
+        };
+        assert_eq!(args.workload.requests, 7);
+        assert_eq!(args.client_secret.as_deref(), Some("-s3cret"));
+    }
+}

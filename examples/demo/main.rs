@@ -1,0 +1,211 @@
+//! `cargo run --example demo`: watch the token cache at work.
+//!
+//! With no arguments it starts, on 127.0.0.1 with free ports, a token
+//! endpoint shaped like Avionté's (it wants the `x-api-key` header and the
+//! client credentials in the form, and issues opaque tokens that live
+//! `--ttl` seconds) and an API that accepts only live tokens it issued. Then
+//! it sends a workload through `BearerAuthLayer` over `reqwest::Client` and
+//! says what happened: tokens fetched, refreshes ahead of expiry, requests
+//! served, what went wrong.
+//!
+//! The same against any provider and API:
+//!
+//! ```text
+//! cargo run --example demo -- --token-url URL --client-id ID [--client-secret S | env CLIENT_SECRET]
+//!     [--scope S]... [--auth basic|post] [--token-header 'Name: value']... [--api-header 'Name: value']...
+//!     --url API_URL [--requests N] [--concurrency C] [--duration SECS]
+//! ```
+//!
+//! The last line on stdout is one JSON object with the counts and latencies.
+//! Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad
+//! arguments.
+//!
+//! A fleet: `--serve SECS` runs only the embedded token endpoint and API,
+//! for many demo processes to share, and `--redis URL` (built with
+//! `--features redis`) shares one token between those processes through
+//! Redis (`scripts/fleet.sh` runs eight at once, with and without it):
+//!
+//! ```text
+//! CLIENT_SECRET=S cargo run --example demo -- --serve 60 --api-key K
+//! CLIENT_SECRET=S cargo run --example demo --features redis -- --redis redis://127.0.0.1:6379/ \
+//!     --token-url URL --client-id ID --auth post --token-header 'x-api-key: K' --url API_URL
+//! ```
+
+//! The parts: `args` (the command line), `provider` (the embedded token
+//! endpoint and API), `workload` (the requests), `cache` (the token cache,
+//! with or without the shared store), `report` (what happened) and `serve`
+//! (`--serve`).
+
+mod args;
+mod cache;
+mod provider;
+mod report;
+mod serve;
+mod workload;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tower::ServiceBuilder;
+use tower_bearer::{
+    AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsSource, redact_url,
+};
+
+use args::{Args, Command, Provider};
+use provider::{Credentials, Embedded};
+use report::Report;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let command = match args::parse_from(std::env::args_os()) {
+        Ok(command) => command,
+        Err(error) => {
+            // `--help` goes to stdout and exits 0; a bad argument, to
+            // stderr with the usage, and exits 2.
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    let outcome = match command {
+        Command::Run(args) => run(args).await,
+        Command::Serve(serve) => serve::serve(serve).await,
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs the workload and reports; `Ok(true)` when every request succeeded.
+async fn run(args: Args) -> Result<bool, String> {
+    let embedded = match &args.provider {
+        Provider::Embedded { ttl } => Some(
+            Embedded::start(*ttl, Credentials::random())
+                .await
+                .map_err(|e| format!("could not start the embedded servers: {e}"))?,
+        ),
+        Provider::Remote { .. } => None,
+    };
+    let source = token_source(&args, embedded.as_ref())?;
+    let (api_url, api_headers) = api_target(&args, embedded.as_ref())?;
+
+    let (cache, endpoint_fetches) = cache::build_cache(source, &args);
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::with_cache(cache.clone()))
+        .service(reqwest::Client::new());
+    let outcome =
+        workload::send_requests(args.workload, &cache, client, api_url, api_headers).await?;
+
+    let report = Report {
+        outcome: &outcome,
+        stats: cache.stats(),
+        endpoint_fetches: endpoint_fetches.map(|n| n.load(Ordering::Relaxed)),
+        embedded: embedded.as_ref().map(Embedded::counts),
+    };
+    report.print();
+    let tally = &outcome.tally;
+    Ok(tally.sent() > 0 && tally.ok() == tally.sent())
+}
+
+/// Where the tokens come from, and how they are asked for.
+fn token_source(
+    args: &Args,
+    embedded: Option<&Embedded>,
+) -> Result<ClientCredentialsSource, String> {
+    let built = match (&args.provider, embedded) {
+        (Provider::Embedded { ttl }, Some(servers)) => {
+            println!(
+                "Embedded token endpoint at {} (Avionté-shaped, tokens live {}s)",
+                servers.token_url,
+                ttl.as_secs()
+            );
+            println!(
+                "Embedded API at {} (accepts only live tokens it issued)",
+                servers.api_url
+            );
+            let accepted = &servers.credentials;
+            ClientCredentials::builder(
+                &servers.token_url,
+                args.client_id
+                    .clone()
+                    .unwrap_or_else(|| accepted.client_id.clone()),
+            )
+            .client_secret(
+                args.client_secret
+                    .clone()
+                    .unwrap_or_else(|| accepted.client_secret.clone()),
+            )
+            .auth_style(AuthStyle::RequestBody)
+            .header("x-api-key", accepted.api_key.clone())
+            .scopes(args.scopes.clone())
+            .build()
+        }
+        (Provider::Remote { token_url, api_url }, _) => {
+            println!(
+                "Token endpoint {}; API {}",
+                redact_url(token_url),
+                redact_url(api_url)
+            );
+            let secret = args
+                .client_secret
+                .clone()
+                .or_else(|| std::env::var("CLIENT_SECRET").ok());
+            let mut builder = ClientCredentials::builder(
+                token_url,
+                args.client_id.clone().expect("checked when parsed"),
+            )
+            .auth_style(args.auth)
+            .scopes(args.scopes.clone());
+            if let Some(secret) = secret {
+                builder = builder.client_secret(secret);
+            }
+            for (name, value) in &args.token_headers {
+                builder = builder.header(name.clone(), value.clone());
+            }
+            builder.build()
+        }
+        (Provider::Embedded { .. }, None) => unreachable!("the servers started above"),
+    };
+    built.map_err(|e| e.to_string())
+}
+
+/// The API's URL, and the headers every call carries besides the token.
+fn api_target(
+    args: &Args,
+    embedded: Option<&Embedded>,
+) -> Result<(reqwest::Url, HeaderMap), String> {
+    let (api_url, api_headers) = match (&args.provider, embedded) {
+        (Provider::Remote { api_url, .. }, _) => (api_url.clone(), header_map(&args.api_headers)),
+        (_, Some(servers)) => {
+            // Like the BOLD API: x-api-key and Tenant on every call.
+            let mut headers = vec![
+                ("x-api-key".to_owned(), servers.credentials.api_key.clone()),
+                ("tenant".to_owned(), "demo".to_owned()),
+            ];
+            headers.extend(args.api_headers.iter().cloned());
+            (servers.api_url.clone(), header_map(&headers))
+        }
+        _ => unreachable!("embedded mode has servers"),
+    };
+    // The URL may hold credentials: the message does not repeat it.
+    let api_url =
+        reqwest::Url::parse(&api_url).map_err(|e| format!("--url is not a valid URL: {e}"))?;
+    Ok((api_url, api_headers))
+}
+
+fn header_map(headers: &[(String, String)]) -> HeaderMap {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            let name = HeaderName::try_from(n.as_str()).expect("checked when parsed");
+            let mut value = HeaderValue::try_from(v.as_str()).expect("checked when parsed");
+            value.set_sensitive(true);
+            (name, value)
+        })
+        .collect()
+}

@@ -1,0 +1,214 @@
+//! The report: what happened in plain words, then the closing JSON line.
+
+use http::StatusCode;
+use tower_bearer::Stats;
+
+use crate::provider::Counts;
+use crate::workload::{Outcome, Tally};
+
+/// Upper bounds of the latency histogram's buckets, in milliseconds.
+const BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+
+/// What a workload run saw, from the workers, the cache and the provider.
+pub struct Report<'a> {
+    pub outcome: &'a Outcome,
+    pub stats: Stats,
+    /// With `--redis`: the fetches that reached the token endpoint rather
+    /// than being answered by the shared store.
+    pub endpoint_fetches: Option<u64>,
+    /// With the embedded provider: what it did.
+    pub embedded: Option<Counts>,
+}
+
+impl Report<'_> {
+    /// Prints the report to stdout, what stopped requests to stderr, and the
+    /// JSON line last.
+    pub fn print(&self) {
+        let Report {
+            outcome,
+            stats,
+            endpoint_fetches,
+            embedded,
+        } = self;
+        let tally = &outcome.tally;
+        println!("Done in {:.2}s.", outcome.elapsed.as_secs_f64());
+        let failed = tally.sent() - tally.ok();
+        println!(
+            "Requests: {} sent, {} answered 2xx, {} failed.",
+            tally.sent(),
+            tally.ok(),
+            failed
+        );
+        let first_fetches = stats.fetches_started - stats.refreshes_ahead;
+        println!(
+            "Tokens: {} {} ({} when no usable token was cached, {} ahead of expiry in the background); {} failed.",
+            plural(stats.fetches_started, "fetch", "fetches"),
+            if endpoint_fetches.is_some() {
+                "through the shared store"
+            } else {
+                "from the token endpoint"
+            },
+            first_fetches,
+            stats.refreshes_ahead,
+            stats.fetches_failed,
+        );
+        if let Some(from_endpoint) = *endpoint_fetches {
+            println!(
+                "Shared store: {} answered from Redis, {} from the token endpoint.",
+                plural(
+                    stats.fetches_started.saturating_sub(from_endpoint),
+                    "fetch was",
+                    "fetches were"
+                ),
+                from_endpoint,
+            );
+        }
+        println!("{}", self.waiting_line());
+        if let Some(s) = embedded {
+            println!(
+                "Embedded side: the token endpoint issued {} and refused {}; the API accepted {} and rejected {}.",
+                plural(s.tokens_issued, "token", "tokens"),
+                plural(s.credentials_refused, "request", "requests"),
+                plural(s.api_accepted, "request", "requests"),
+                s.api_rejected,
+            );
+        }
+        let mut sorted = tally.latencies_us.clone();
+        sorted.sort_unstable();
+        println!(
+            "Latency: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms.",
+            percentile_ms(&sorted, 50.0),
+            percentile_ms(&sorted, 99.0),
+            sorted.last().map_or(0.0, |&us| us as f64 / 1000.0)
+        );
+
+        // What went wrong, in plain words.
+        for (status, n) in &tally.statuses {
+            if !(200..300).contains(status) {
+                let reason = StatusCode::from_u16(*status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("");
+                println!(
+                    "Problem: the API answered {} with HTTP {status} {reason}.",
+                    plural(*n, "request", "requests")
+                );
+            }
+        }
+        if tally.token_failures > 0 {
+            println!(
+                "Problem: {} not sent because no token could be had.",
+                plural(tally.token_failures, "request was", "requests were"),
+            );
+            println!(
+                "  The cache asked the token endpoint {} in all and, while backing off between attempts, failed {} at once without asking it: no fetch storm.",
+                plural(stats.fetches_started, "time", "times"),
+                plural(stats.failed_fast, "request", "requests"),
+            );
+        }
+        if tally.transport_failures > 0 {
+            println!(
+                "Problem: {} could not reach the API.",
+                plural(tally.transport_failures, "request", "requests")
+            );
+        }
+        if let Some(why) = &tally.first_token_error {
+            eprintln!("error: no token could be had: {why}");
+        }
+        if let Some(why) = &tally.first_transport_error {
+            eprintln!("error: the API could not be reached: {why}");
+        }
+
+        println!("{}", json_line(tally, stats.fetches_started));
+    }
+
+    /// Who waited for a token, and why no one did after the first.
+    fn waiting_line(&self) -> String {
+        let (tally, stats) = (&self.outcome.tally, &self.stats);
+        let waited_first = self.outcome.waited_for_first_token;
+        let waited_later = stats.waited_for_fetch - waited_first;
+        if tally.ok() == 0 {
+            format!(
+                "Waiting: {} for a token.",
+                plural(stats.waited_for_fetch, "request waited", "requests waited")
+            )
+        } else if waited_later == 0 {
+            // Only a token fetched ahead of expiry earns the credit; in a
+            // short run the first token may be the only one.
+            let why = if stats.refreshes_ahead > 0 {
+                " (every later token came ahead of time, in the background)"
+            } else {
+                ""
+            };
+            format!(
+                "Waiting: {} for the first token; none waited after that{why}.",
+                plural(waited_first, "request waited", "requests waited")
+            )
+        } else {
+            format!(
+                "Waiting: {} for the first token, and {} for a token later on (a token was missing or rejected).",
+                plural(waited_first, "request waited", "requests waited"),
+                plural(waited_later, "request waited", "requests waited")
+            )
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted samples, in milliseconds.
+fn percentile_ms(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil().max(1.0) as usize;
+    sorted_us[rank.min(sorted_us.len()) - 1] as f64 / 1000.0
+}
+
+fn histogram(latencies_us: &[u64]) -> Vec<(String, u64)> {
+    let mut counts = [0u64; BUCKETS_MS.len() + 1];
+    for &us in latencies_us {
+        let bucket = BUCKETS_MS
+            .iter()
+            .position(|&ms| us <= ms * 1000)
+            .unwrap_or(BUCKETS_MS.len());
+        counts[bucket] += 1;
+    }
+    BUCKETS_MS
+        .iter()
+        .map(|ms| ms.to_string())
+        .chain(std::iter::once("inf".to_owned()))
+        .zip(counts)
+        .collect()
+}
+
+/// The closing JSON line, keys in the documented order.
+fn json_line(tally: &Tally, token_fetches: u64) -> String {
+    let mut sorted = tally.latencies_us.clone();
+    sorted.sort_unstable();
+    let statuses: Vec<String> = tally
+        .statuses
+        .iter()
+        .map(|(s, n)| format!("\"{s}\":{n}"))
+        .collect();
+    let buckets: Vec<String> = histogram(&tally.latencies_us)
+        .into_iter()
+        .map(|(k, n)| format!("\"{k}\":{n}"))
+        .collect();
+    format!(
+        "{{\"requests\":{},\"ok\":{},\"failed\":{},\"status\":{{{}}},\"token_fetches\":{},\
+         \"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\
+         \"latency_histogram_ms\":{{{}}}}}",
+        tally.sent(),
+        tally.ok(),
+        tally.sent() - tally.ok(),
+        statuses.join(","),
+        token_fetches,
+        percentile_ms(&sorted, 50.0),
+        percentile_ms(&sorted, 99.0),
+        sorted.last().map_or(0.0, |&us| us as f64 / 1000.0),
+        buckets.join(","),
+    )
+}
+
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
