@@ -120,6 +120,42 @@ fn wrong_credentials_say_why_once_and_cause_no_fetch_storm() {
 }
 
 #[test]
+fn an_unreachable_token_endpoint_is_named_with_its_cause() {
+    // A port nothing listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let token_url = format!("http://{closed}/token");
+    let api_url = format!("http://{closed}/api");
+    let output = run_demo(&[
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "id",
+        "--client-secret",
+        "s3cret",
+        "--url",
+        &api_url,
+        "--requests",
+        "3",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr.lines().next().unwrap_or_default();
+    // The source's error, then its causes down to the operating system's.
+    assert!(
+        line.starts_with("error: no token could be had: the token endpoint could not be reached: "),
+        "{stderr}"
+    );
+    assert!(
+        line.to_lowercase().contains("connection refused"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+#[test]
 fn bad_arguments_exit_2_with_a_usage_line() {
     for args in [
         &["--requests", "zero"][..],

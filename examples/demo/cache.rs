@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 #[cfg(feature = "redis")]
 use tower_bearer::store::StoreKey;
-use tower_bearer::{ClientCredentialsSource, TokenCache};
+use tower_bearer::{ClientCredentials, TokenCache};
 
 use crate::args::Args;
 
@@ -16,10 +16,7 @@ use crate::args::Args;
 /// `--redis`, its source is the fleet-wide store in front of `source`, and
 /// the counter says how many fetches reached the token endpoint.
 #[cfg(feature = "redis")]
-pub fn build_cache(
-    source: ClientCredentialsSource,
-    args: &Args,
-) -> (TokenCache, Option<Arc<AtomicU64>>) {
+pub fn build_cache(source: ClientCredentials, args: &Args) -> (TokenCache, Option<Arc<AtomicU64>>) {
     let Some(store) = &args.redis else {
         return (TokenCache::builder(source).build(), None);
     };
@@ -41,7 +38,7 @@ pub fn build_cache(
 /// The token cache the workload shares, with the crate's defaults.
 #[cfg(not(feature = "redis"))]
 pub fn build_cache(
-    source: ClientCredentialsSource,
+    source: ClientCredentials,
     _args: &Args,
 ) -> (TokenCache, Option<Arc<AtomicU64>>) {
     (TokenCache::builder(source).build(), None)

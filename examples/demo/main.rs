@@ -48,9 +48,7 @@ use std::sync::atomic::Ordering;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tower::ServiceBuilder;
-use tower_bearer::{
-    AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsSource, redact_url,
-};
+use tower_bearer::{AuthStyle, BearerAuthLayer, ClientCredentials, redact_url};
 
 use args::{Args, Command, Provider};
 use provider::{Credentials, Embedded};
@@ -113,10 +111,7 @@ async fn run(args: Args) -> Result<bool, String> {
 }
 
 /// Where the tokens come from, and how they are asked for.
-fn token_source(
-    args: &Args,
-    embedded: Option<&Embedded>,
-) -> Result<ClientCredentialsSource, String> {
+fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<ClientCredentials, String> {
     let built = match (&args.provider, embedded) {
         (Provider::Embedded { ttl }, Some(servers)) => {
             println!(

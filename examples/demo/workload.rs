@@ -175,9 +175,10 @@ async fn worker(
             Err(Error::Token(error)) => {
                 tally.token_failures += 1;
                 if tally.first_token_error.is_none() {
+                    // The source's error and its causes, each once.
                     let why = error
                         .source_error()
-                        .map_or_else(|| error.to_string(), |e| e.to_string());
+                        .map_or_else(|| error.to_string(), |e| error_chain(e));
                     tally.first_token_error = Some(why);
                 }
                 // The cache fails requests at once while it backs off, with

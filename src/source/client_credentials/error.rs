@@ -384,12 +384,10 @@ impl fmt::Display for ResponseProblem {
 
 /// OAuth2 error codes that mean "later": authorization-endpoint codes some
 /// providers also send from the token endpoint, and the device flow's
-
 /// `slow_down`.
 const TRANSIENT_ERROR_CODES: [&str; 3] = ["temporarily_unavailable", "server_error", "slow_down"];
 
-/// The registered OAuth2 error codes a token endpoint may send (RFC 6749
-
+/// Statuses that mean "later": 408, 429 and 5xx.
 fn transient_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
