@@ -113,6 +113,8 @@ pub use stats::Stats;
 
 pub(crate) use entry::{Lease, TokenId};
 pub(crate) use flight::Outcome;
+// The fleet store judges stored tokens by the same rules.
+#[cfg(feature = "redis")]
 pub(crate) use policy::{default_lifetime, lifetime as token_lifetime, margin as clamped_margin};
 pub(crate) use reader::Reader;
 
