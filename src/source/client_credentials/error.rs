@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 #[cfg(doc)]
-use super::{ClientCredentialsBuilder, MAX_RESPONSE_BYTES};
+use super::{ClientCredentialsBuilder, MAX_RESPONSE_BYTES, RESERVED_HEADERS};
 use crate::error::ErrorClass;
 
 /// Why a [`ClientCredentialsBuilder`] could not build its source.
