@@ -510,4 +510,29 @@ mod tests {
         assert_eq!(args.workload.requests, 7);
         assert_eq!(args.client_secret.as_deref(), Some("-s3cret"));
     }
+
+    #[test]
+    fn repeatable_flags_add_up() {
+        let Ok(Command::Run(args)) = parse(&[
+            "--scope",
+            "a",
+            "--scope=b",
+            "--token-header",
+            "x-one: 1",
+            "--token-header",
+            "x-two: 2",
+            "--api-header",
+            "x-three: 3",
+            "--api-header",
+            "x-four: 4",
+        ]) else {
+            panic!("the arguments parse");
+        };
+        assert_eq!(args.scopes, ["a", "b"]);
+        let names = |headers: &[(String, String)]| -> Vec<String> {
+            headers.iter().map(|(name, _)| name.clone()).collect()
+        };
+        assert_eq!(names(&args.token_headers), ["x-one", "x-two"]);
+        assert_eq!(names(&args.api_headers), ["x-three", "x-four"]);
+    }
 }
