@@ -356,7 +356,8 @@ impl TokenError {
     }
 
     /// The gRPC status a caller should see: `UNAVAILABLE` for transient
-    /// failures (retry later), `UNAUTHENTICATED` for permanent ones.
+    /// failures (retry later), `UNAUTHENTICATED` for permanent ones. Its
+    /// message is this error's and its causes', each once.
     #[cfg(feature = "tonic")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
     pub fn to_status(&self) -> tonic::Status {
@@ -365,7 +366,8 @@ impl TokenError {
         } else {
             tonic::Code::Unauthenticated
         };
-        tonic::Status::new(code, self.to_string())
+        // The status ends the error's chain: its message carries the causes.
+        tonic::Status::new(code, Chain(self).to_string())
     }
 }
 
@@ -416,6 +418,22 @@ impl StdError for TokenError {
     }
 }
 
+/// An error and its causes on one line, each once: `outer: inner: ...`.
+/// For logs, whatever the subscriber makes of an error value.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(layer) = cause {
+            write!(f, ": {layer}")?;
+            cause = layer.source();
+        }
+        Ok(())
+    }
+}
+
 impl From<TokenError> for SourceError {
     fn from(error: TokenError) -> Self {
         let class = error.class();
@@ -445,6 +463,32 @@ mod tests {
                 .ends_with("backing off for another 2.5s)")
         );
         assert!(backing.same_failure(&err));
+    }
+
+    #[test]
+    fn the_chain_shows_each_cause_once() {
+        #[derive(Debug)]
+        struct Unreachable(std::io::Error);
+        impl fmt::Display for Unreachable {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the token endpoint could not be reached")
+            }
+        }
+        impl StdError for Unreachable {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = TokenError::source_failed(SourceError::new(
+            Unreachable(refused),
+            ErrorClass::TRANSIENT,
+        ));
+        let expected = "no token could be had: the token source failed: \
+                        the token endpoint could not be reached: refused";
+        assert_eq!(Chain(&err).to_string(), expected);
+        #[cfg(feature = "tonic")]
+        assert_eq!(err.to_status().message(), expected);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! A value given on the command line may be a secret (a client secret, a
 //! header value, a URL with a password, a secret typed where a flag was
 //! expected), and clap's messages repeat a refused value: the value parsers
-//! here name the flag only, and [`tidy`] cuts mistyped arguments down to
-//! their flag's name.
+//! of the flags that may hold one name the flag only, and [`tidy`] cuts
+//! mistyped arguments down to their flag's name. (`--auth`, whose values are
+//! `basic` and `post`, is left to clap.)
 
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
@@ -57,7 +58,9 @@ JSON object with the tokens it issued.
 Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
 
 /// The flags, each checked alone, and the rules between them. The help's
-/// prose is in ABOUT and AFTER_HELP, whose line breaks clap keeps.
+/// prose is in ABOUT and AFTER_HELP, whose line breaks clap keeps. As before
+/// clap, a flag takes the word after it as its value even when it starts
+/// with `-` (a secret may).
 #[derive(Parser)]
 #[command(
     name = "demo",
@@ -70,72 +73,80 @@ Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
 )]
 struct Cli {
     /// Lifetime of embedded tokens
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TTL_SECS,
+    #[arg(allow_hyphen_values = true, long, value_name = "SECS", default_value_t = DEFAULT_TTL_SECS,
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
           conflicts_with = "token_url")]
     ttl: u64,
 
     /// Send N requests
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_REQUESTS,
+    #[arg(allow_hyphen_values = true, long, value_name = "N", default_value_t = DEFAULT_REQUESTS,
           value_parser = checked(|flag, text| positive(flag, text, u64::MAX)))]
     requests: u64,
 
     /// Send requests until SECS have passed, instead of a count
-    #[arg(long, value_name = "SECS", conflicts_with = "requests",
+    #[arg(allow_hyphen_values = true, long, value_name = "SECS", conflicts_with = "requests",
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)))]
     duration: Option<u64>,
 
     /// Requests in flight at once
-    #[arg(long, value_name = "C", default_value_t = DEFAULT_CONCURRENCY,
+    #[arg(allow_hyphen_values = true, long, value_name = "C", default_value_t = DEFAULT_CONCURRENCY,
           value_parser = checked(|flag, text| positive(flag, text, MAX_CONCURRENCY)))]
     concurrency: u64,
 
     /// The provider's token endpoint, instead of the embedded one
-    #[arg(long, value_name = "URL", requires_all = ["url", "client_id"])]
+    #[arg(allow_hyphen_values = true, long, value_name = "URL", requires_all = ["url", "client_id"])]
     token_url: Option<String>,
 
     /// The API to call with the tokens
-    #[arg(long, value_name = "API_URL", requires = "token_url")]
+    #[arg(
+        allow_hyphen_values = true,
+        long,
+        value_name = "API_URL",
+        requires = "token_url"
+    )]
     url: Option<String>,
 
     /// The client id
-    #[arg(long, value_name = "ID")]
+    #[arg(allow_hyphen_values = true, long, value_name = "ID")]
     client_id: Option<String>,
 
     /// The client secret [or env CLIENT_SECRET]
-    // A secret may start with '-'.
     #[arg(long, value_name = "S", allow_hyphen_values = true)]
     client_secret: Option<String>,
 
     /// A scope to ask for (repeatable)
-    #[arg(long = "scope", value_name = "S")]
+    #[arg(allow_hyphen_values = true, long = "scope", value_name = "S")]
     scopes: Vec<String>,
 
     /// Client authentication: HTTP Basic or in the form
-    #[arg(long, value_name = "basic|post", default_value = "basic")]
+    #[arg(
+        allow_hyphen_values = true,
+        long,
+        value_name = "basic|post",
+        default_value = "basic"
+    )]
     auth: Auth,
 
     /// A header for the token endpoint (repeatable)
-    #[arg(long = "token-header", value_name = "'Name: value'", value_parser = checked(header))]
+    #[arg(allow_hyphen_values = true, long = "token-header", value_name = "'Name: value'", value_parser = checked(header))]
     token_headers: Vec<(String, String)>,
 
     /// A header for the API (repeatable)
-    #[arg(long = "api-header", value_name = "'Name: value'", value_parser = checked(header))]
+    #[arg(allow_hyphen_values = true, long = "api-header", value_name = "'Name: value'", value_parser = checked(header))]
     api_headers: Vec<(String, String)>,
 
     /// Share one token with other demo processes through Redis (needs --features redis)
-    #[arg(long, value_name = "URL", value_parser = checked(redis_store))]
+    #[arg(allow_hyphen_values = true, long, value_name = "URL", value_parser = checked(redis_store))]
     redis: Option<SharedStore>,
 
     /// Only run the embedded token endpoint and API, for other demo processes to use
-    #[arg(long, value_name = "SECS",
+    #[arg(allow_hyphen_values = true, long, value_name = "SECS",
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
           conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "url",
                                 "scopes", "auth", "token_headers", "api_headers", "redis"])]
     serve: Option<u64>,
 
     /// The API key --serve accepts [or env API_KEY]
-    // A secret may start with '-'.
     #[arg(long, value_name = "K", requires = "serve", allow_hyphen_values = true)]
     api_key: Option<String>,
 }
@@ -509,6 +520,62 @@ mod tests {
         };
         assert_eq!(args.workload.requests, 7);
         assert_eq!(args.client_secret.as_deref(), Some("-s3cret"));
+    }
+
+    #[test]
+    fn the_rules_between_flags_hold() {
+        let remote = [
+            "--token-url",
+            "http://h/t",
+            "--client-id",
+            "i",
+            "--url",
+            "http://h/a",
+        ];
+        let serve = ["--serve", "5", "--client-secret", "s", "--api-key", "k"];
+        let with = |base: &[&'static str], more: &[&'static str]| -> Vec<&'static str> {
+            base.iter().chain(more).copied().collect()
+        };
+        let mut refused = vec![
+            with(&remote, &["--ttl", "5"]),
+            vec!["--token-url", "http://h/t", "--url", "http://h/a"],
+            vec!["--token-url", "http://h/t", "--client-id", "i"],
+            vec!["--url", "http://h/a", "--client-id", "i"],
+            vec!["--api-key", "k"],
+            vec!["--requests", "5", "--duration", "5"],
+            vec!["--requests", "-5"],
+            vec!["--concurrency", "0"],
+            vec!["--auth", "digest"],
+        ];
+        for flag in [
+            &["--requests", "5"][..],
+            &["--duration", "5"],
+            &["--concurrency", "5"],
+            &["--token-url", "http://h/t"],
+            &["--url", "http://h/a"],
+            &["--scope", "s"],
+            &["--auth", "post"],
+            &["--token-header", "x-a: 1"],
+            &["--api-header", "x-a: 1"],
+        ] {
+            refused.push(with(&serve, flag));
+        }
+        for args in &refused {
+            match parse(args) {
+                Err(error) => assert_eq!(error.exit_code(), 2, "{args:?}"),
+                Ok(_) => panic!("{args:?} parsed"),
+            }
+        }
+        for args in [
+            with(
+                &remote,
+                &["--client-id", "-starts-with-a-dash", "--scope", "-s"],
+            ),
+            with(&serve, &["--ttl", "3", "--client-id", "x"]),
+            vec!["--ttl", "3", "--duration", "2", "--concurrency", "4"],
+        ] {
+            assert!(parse(&args).is_ok(), "{args:?}");
+        }
     }
 
     #[test]

@@ -539,8 +539,8 @@ impl Shared {
                 tracing::warn!(
                     reason,
                     duration_ms,
-                    // As an error value: subscribers show its source chain.
-                    error = &error as &(dyn std::error::Error + 'static),
+                    // With its causes: a transport failure's why is in them.
+                    error = %crate::error::Chain(&error),
                     transient = error.is_transient(),
                     consecutive,
                     backoff_ms = backoff.as_millis() as u64,

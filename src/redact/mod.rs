@@ -1,8 +1,8 @@
 //! The one rule for what is a secret, and how it is hidden: in URLs shown in
-//! logs and errors ([`redact_url`]), in parameter and JSON key names
-//! (`secret_key`: the token source's error excerpts and the fleet store's
-//! keys use the same), in text a server sends back (`cut_at_secret_words`),
-//! and a source's own secret values in any encoding (`Secrets`).
+//! logs and errors ([`redact_url`]: the token source, the store key's
+//! `Debug` and the demo use it), in parameter and JSON key names
+//! (`secret_key`), in text a server sends back (`cut_at_secret_words`), and
+//! a source's own secret values in any encoding (`Secrets`).
 
 #[cfg(feature = "client-credentials")]
 mod secrets;
@@ -17,10 +17,18 @@ pub(crate) const REDACTED: &str = "[redacted]";
 /// The longest URL [`redact_url`] shows, in characters.
 const MAX_URL_CHARS: usize = 200;
 
+/// What [`redact_url`] shows for text whose credentials it cannot tell apart.
+const NOT_SHOWN: &str = "[not shown: it may hold credentials]";
+
 /// A URL fit for logs and error messages: without its user info, query and
-/// fragment, which may hold credentials, and at most 200 characters. Text
-/// that is not a URL is treated the same way: whatever precedes an `@` in
-/// what would be its host part is left out.
+/// fragment, which may hold credentials, and at most 200 characters (then
+/// `…`).
+///
+/// It reads the text as URL parsers do (blanks and control characters
+/// around it, and tabs and line breaks in it, do not count). Text that
+/// holds an `@` it cannot place is not shown at all: text that is not a URL,
+/// a URL without an authority, and a URL with a `@` after an authority
+/// holding a `:` (a password with a `/`, `?` or `#` in it).
 ///
 /// ```
 /// use tower_bearer::redact_url;
@@ -29,45 +37,73 @@ const MAX_URL_CHARS: usize = 200;
 ///     redact_url("https://id:secret@idp.example.com/token?api_key=k#x"),
 ///     "https://idp.example.com/token"
 /// );
-/// assert_eq!(redact_url("//id:secret@idp.example.com/token"), "//idp.example.com/token");
+/// assert_eq!(
+///     redact_url("https://id:se/cret@idp.example.com/token"),
+///     "[not shown: it may hold credentials]"
+/// );
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let end = url.find(['?', '#']).unwrap_or(url.len());
-    let url = &url[..end];
-    // The authority starts after the scheme's `:` and the slashes after it
-    // (parsers read `\` as `/` too); without both, at the start: in
-    // `id:secret@host` the colon is the user info's.
-    let scheme_end = url
-        .find(':')
-        .filter(|&colon| {
-            colon > 0
-                && url[..colon]
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-                && url[colon + 1..].starts_with(['/', '\\'])
-        })
-        .map_or(0, |colon| colon + 1);
-    let authority_start = url[scheme_end..]
-        .find(|c| c != '/' && c != '\\')
-        .map_or(url.len(), |i| scheme_end + i);
-    let authority_end = url[authority_start..]
-        .find(['/', '\\'])
-        .map_or(url.len(), |i| authority_start + i);
-    let shown = match url[authority_start..authority_end].rfind('@') {
-        Some(at) => format!(
-            "{}{}",
-            &url[..authority_start],
-            &url[authority_start + at + 1..]
-        ),
-        None => url.to_owned(),
+    let url: String = url
+        .trim_matches(|c: char| c <= ' ')
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let not_a_url = || {
+        if url.contains('@') {
+            NOT_SHOWN.to_owned()
+        } else {
+            at_most(&url[..url.find(['?', '#']).unwrap_or(url.len())])
+        }
     };
-    shown.chars().take(MAX_URL_CHARS).collect()
+    let Some((scheme, rest)) = split_scheme(&url) else {
+        return not_a_url();
+    };
+    // Special schemes read `\` as `/`; others (`redis:`) take it as data.
+    let special = ["http", "https", "ws", "wss", "ftp", "file"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(scheme));
+    let separator = |c: char| c == '/' || (special && c == '\\');
+    let after_slashes = rest.trim_start_matches(separator);
+    let slashes = &rest[..rest.len() - after_slashes.len()];
+    if slashes.is_empty() {
+        // No authority (`mailto:`, or `id:secret@host` read as scheme `id`).
+        return not_a_url();
+    }
+    let authority_end = after_slashes
+        .find(|c| separator(c) || c == '?' || c == '#')
+        .unwrap_or(after_slashes.len());
+    let (authority, tail) = after_slashes.split_at(authority_end);
+    if authority.contains(':') && tail.contains('@') {
+        return NOT_SHOWN.to_owned();
+    }
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let path = &tail[..tail.find(['?', '#']).unwrap_or(tail.len())];
+    at_most(&format!("{scheme}:{slashes}{host}{path}"))
+}
+
+/// The scheme of `url` and what follows its `:`, if it starts with one.
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once(':')?;
+    let mut bytes = scheme.bytes();
+    let valid = bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    valid.then_some((scheme, rest))
+}
+
+/// `text`, cut to [`MAX_URL_CHARS`] characters with a `…` when longer.
+fn at_most(text: &str) -> String {
+    match text.char_indices().nth(MAX_URL_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
 
 /// Words that say a secret is near: in a key or parameter name, or in text
 /// that is not JSON.
-#[cfg(any(feature = "client-credentials", feature = "redis"))]
-const SECRET_WORDS: [&str; 10] = [
+#[cfg(feature = "client-credentials")]
+const SECRET_WORDS: [&str; 9] = [
     "token",
     "secret",
     "password",
@@ -76,15 +112,14 @@ const SECRET_WORDS: [&str; 10] = [
     "assertion",
     "credential",
     "signature",
-    "verifier",
     "key",
 ];
 
-#[cfg(any(feature = "client-credentials", feature = "redis"))]
 /// Whether a JSON key or parameter name names a secret: it holds one of
 /// [`SECRET_WORDS`] (`key` at its end: `api_key`, `client_key`, not
 /// `keyword`), and does not name a type (`token_type`,
 /// `requested_token_type`, `token_type_hint`).
+#[cfg(feature = "client-credentials")]
 pub(crate) fn secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     if ["_type", "-type", "_type_hint"]
@@ -162,6 +197,7 @@ mod tests {
 
     #[test]
     fn urls_lose_user_info_query_and_fragment() {
+        const HIDDEN: &str = NOT_SHOWN;
         for (url, shown) in [
             (
                 "https://idp.example.com/token",
@@ -172,27 +208,42 @@ mod tests {
                 "https://example.com:8443/a/b",
             ),
             (
-                "https://u:p@h@idp.example.com/t",
-                "https://idp.example.com/t",
+                "HTTPS://u:p@h@idp.example.com/t",
+                "HTTPS://idp.example.com/t",
+            ),
+            (
+                "https://u@idp.example.com/a@b",
+                "https://idp.example.com/a@b",
             ),
             ("https://idp.example.com/a@b", "https://idp.example.com/a@b"),
+            ("https://[::1]:8443/t?k=v", "https://[::1]:8443/t"),
             ("https://user:pw word@exa mple", "https://exa mple"),
             ("http:/\\u:p@host/x", "http:/\\host/x"),
-            ("//u:p@host/x", "//host/x"),
-            ("u:p@host/x?y", "host/x"),
-            ("mailto:u:p@host", "host"),
-            ("not a url: u:p@host", "host"),
-            ("not a url?key=abc", "not a url"),
             ("redis://:pw@127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            ("redis://:p\\ss@host:6379/0", "redis://host:6379/0"),
+            (" https://id:PW@idp/token\n", "https://idp/token"),
+            ("https://id:P\tW@idp/token", "https://idp/token"),
+            ("not a url?key=abc", "not a url"),
             ("", ""),
+            // An `@` that cannot be placed hides the whole text.
+            ("https://id:pa/ss@idp/t", HIDDEN),
+            ("https://id:pa?ss@idp/t", HIDDEN),
+            ("https://id:pa#ss@idp/t", HIDDEN),
+            ("//u:p@host/x", HIDDEN),
+            ("u:p@host/x?y", HIDDEN),
+            ("mailto:u:p@host", HIDDEN),
+            ("my_scheme://u:p@h", HIDDEN),
+            ("not a url: u:p@host", HIDDEN),
         ] {
-            assert_eq!(redact_url(url), shown, "{url}");
+            assert_eq!(redact_url(url), shown, "{url:?}");
         }
-        assert_eq!(redact_url(&"x".repeat(500)).len(), MAX_URL_CHARS);
+        let long = redact_url(&format!("https://h/{}", "é".repeat(500)));
+        assert_eq!(long.chars().count(), MAX_URL_CHARS + 1);
+        assert!(long.ends_with('…'));
     }
 
     #[test]
-    #[cfg(any(feature = "client-credentials", feature = "redis"))]
+    #[cfg(feature = "client-credentials")]
     fn secret_keys() {
         for key in [
             "access_token",

@@ -6,6 +6,22 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
+/// Parameter names that carry the client's credentials or a grant's own
+/// secret: they never change which token is issued and must never reach a
+/// key, so [`StoreKeyBuilder::param`] ignores them. Not the redaction rule
+/// (`redact::secret_key`), on purpose: that one hides any name holding
+/// `token` or ending in `key`, and a `subject_token` or a `tenant_key`
+/// says whose token it is: left out, two subjects would share one token.
+const CREDENTIAL_PARAMS: &[&str] = &[
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "password",
+    "refresh_token",
+    "code",
+    "code_verifier",
+];
+
 /// What identifies a shared token: a SHA-256 of its identity parts.
 ///
 /// Two processes share a token when they build the same key: same token URL,
@@ -100,17 +116,14 @@ impl StoreKeyBuilder {
     /// Adds an extra token request parameter that changes which token is
     /// issued (`audience`, `resource`, a tenant). Order does not matter.
     ///
-    /// Parameters named like secrets are ignored: they never identify a
-    /// token and must never reach a key. That is the rule the token source
-    /// uses to keep values out of its errors: a name holding `token`,
-    /// `secret`, `password`, `passwd`, `pwd`, `assertion`, `credential`,
-    /// `signature` or `verifier`, or ending in `key`, in any letter case
-    /// (`client_secret`, `client_assertion`, `refresh_token`,
-    /// `code_verifier`, `api_key`), unless it names a type
-    /// (`requested_token_type`).
+    /// Credentials (`client_secret`, `client_assertion`, `assertion`,
+    /// `password`, `refresh_token`, `code`, `code_verifier`, in any letter
+    /// case) are ignored: they never identify a token and must never reach a
+    /// key. Every other parameter counts, secret or not: a `subject_token`
+    /// (RFC 8693) says whose token it is.
     pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
-        if !crate::redact::secret_key(&name) {
+        if !is_credential(&name) {
             self.params.insert(name, value.into());
         }
         self
@@ -163,6 +176,12 @@ impl fmt::Debug for StoreKeyBuilder {
             .field("params", &self.params.keys().collect::<Vec<_>>())
             .finish()
     }
+}
+
+fn is_credential(name: &str) -> bool {
+    CREDENTIAL_PARAMS
+        .iter()
+        .any(|credential| credential.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -233,12 +252,20 @@ mod tests {
             .param("Client_Assertion", "jwt")
             .param("password", "pw")
             .param("code_verifier", "v")
-            .param("x-api-key", "k");
+            .param("CODE", "c");
         let debug = format!("{with_secret:?}");
         assert!(!debug.contains("s3cr3t"), "{debug}");
         assert_eq!(with_secret.build(), base().build());
-        let kept = base().param("requested_token_type", "urn:x");
-        assert_ne!(kept.build(), base().build());
+        // Parameters that say whose token it is count, secret or not.
+        for (name, value) in [
+            ("subject_token", "jwt-of-alice"),
+            ("tenant_key", "t1"),
+            ("requested_token_type", "urn:x"),
+        ] {
+            let one = base().param(name, value);
+            assert_ne!(one.clone().build(), base().build(), "{name}");
+            assert_ne!(one.build(), base().param(name, "other").build(), "{name}");
+        }
         let shown = base().param("audience", "value-not-shown");
         assert!(!format!("{shown:?}").contains("value-not-shown"));
     }

@@ -116,6 +116,7 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// Why the token endpoint gave no token.
 ///
 /// Its `Display` is one line a user can act on, such as
 /// `the token endpoint refused the request: invalid_client: Invalid client secret (HTTP 400)`.

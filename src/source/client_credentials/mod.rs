@@ -95,7 +95,10 @@
 //! that are not a token response at all (empty, HTML, a captive portal's
 //! page, however long) are transient (a `Retry-After` is kept); other `4xx`
 //! answers, OAuth2 errors such as `invalid_client` (even when sent with
-//! status `200`) and token responses the provider got wrong are permanent.
+//! status `200`, or beside an `access_token`) and token responses the
+//! provider got wrong are permanent. A transport failure's `source()` is
+//! reqwest's error, whose chain goes on to hyper's and the operating
+//! system's.
 //!
 //! The client secret and the token never appear in `Debug`, `Display` or
 //! logs, even when the endpoint echoes them back. The source's own secrets

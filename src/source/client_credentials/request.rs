@@ -11,7 +11,7 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use reqwest::Url;
 
 use super::{BuildError, ClientSecret};
@@ -63,6 +63,8 @@ pub(super) struct Settings<'a> {
 #[derive(Clone)]
 pub(super) struct TokenRequest {
     url: Url,
+    // The same, as `http` reads it: checked once, when built.
+    uri: Uri,
     // Content type, accept, extra headers, Basic credentials: all ready.
     headers: HeaderMap,
     // The encoded form; it may hold the client secret.
@@ -73,6 +75,12 @@ impl TokenRequest {
     /// The request `settings` describe, to `url`, and the secrets it holds:
     /// what must never come back in an error.
     pub(super) fn new(url: Url, settings: &Settings<'_>) -> Result<(Self, Secrets), BuildError> {
+        // `url` accepts a few URLs `http` does not (longer than 64 KiB,
+        // some characters in a host): refused here, not on every fetch.
+        let uri = Uri::try_from(url.as_str()).map_err(|e| BuildError::InvalidUrl {
+            url: redact::redact_url(url.as_str()),
+            reason: e.to_string(),
+        })?;
         if let Some((name, _)) = settings
             .extra_params
             .iter()
@@ -125,6 +133,7 @@ impl TokenRequest {
         let body = serde_urlencoded::to_string(&form).expect("pairs of strings always encode");
         let request = TokenRequest {
             url,
+            uri,
             headers,
             body: ClientSecret::new(body),
         };
@@ -148,11 +157,7 @@ impl TokenRequest {
     pub(super) fn to_http(&self) -> http::Request<String> {
         let mut request = http::Request::new(self.body.secret().to_owned());
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = self
-            .url
-            .as_str()
-            .parse()
-            .expect("a parsed URL is a valid URI");
+        *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
         request
     }
@@ -393,6 +398,18 @@ mod tests {
             assert_eq!(secrets.scrub(shown), "[redacted]", "{shown}");
         }
         assert_eq!(secrets.scrub("aud-value"), "aud-value");
+        // In the form, the Basic value is a secret still: it reveals the
+        // secret wherever it shows.
+        let (request, secrets) = build(&Settings {
+            client_secret: Some(&secret),
+            auth_style: AuthStyle::RequestBody,
+            ..settings()
+        })
+        .unwrap();
+        assert_eq!(header(&request, "authorization"), None);
+        for shown in ["s3cret", basic, basic.trim_end_matches('=')] {
+            assert_eq!(secrets.scrub(shown), "[redacted]", "{shown}");
+        }
     }
 
     #[test]
@@ -501,6 +518,17 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn a_url_http_cannot_carry_is_refused_when_built() {
+        // The URL standard allows a backtick in a host; `http` does not.
+        let url = Url::parse("https://idp`example.com/token").unwrap();
+        let refused = TokenRequest::new(url, &settings()).err();
+        assert!(
+            matches!(&refused, Some(BuildError::InvalidUrl { url, .. }) if url == "https://idp`example.com/token"),
+            "{refused:?}"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! An answer that carries an OAuth2 `error` is an error, whatever its status
 //! and whatever else it carries, an `access_token` included (as Go's
-//! x/oauth2 reads it): a provider that says no is not overruled.
+//! x/oauth2 reads it): a provider that says no is not overruled. Only a
+//! blank `error` beside a token is read as no error at all.
 
 use std::time::{Duration, SystemTime};
 
@@ -122,7 +123,12 @@ pub(super) fn interpret(
         }
         _ => provider("error"),
     };
-    if let Some(error) = error_code.filter(|e| !e.is_empty()) {
+    // A blank `error` beside a token says nothing; any other wins over it.
+    let has_token =
+        matches!(text("access_token"), TextField::Text(token) if !token.trim().is_empty());
+    if let Some(error) = error_code.filter(|e| !e.is_empty())
+        && (!error.trim().is_empty() || !status.is_success() || !has_token)
+    {
         return Err(ClientCredentialsError::ErrorResponse {
             status,
             error,
@@ -343,13 +349,21 @@ mod tests {
                 "error=invalid_grant&access_token=t",
                 "oauth invalid_grant",
             ),
-            // An empty error says nothing.
+            // An empty or blank error beside a token says nothing.
             (
                 200,
                 json,
                 r#"{"error":"","access_token":"t"}"#,
                 "token Bearer t",
             ),
+            (
+                200,
+                json,
+                r#"{"error":" ","access_token":"t"}"#,
+                "token Bearer t",
+            ),
+            (200, json, r#"{"error":" "}"#, "oauth  "),
+            (400, json, r#"{"error":" ","access_token":"t"}"#, "oauth  "),
             (503, "text/html", "<h1>down</h1>", "status 503"),
             (200, json, "", "invalid EmptyBody"),
             (
