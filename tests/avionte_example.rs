@@ -1,11 +1,11 @@
 //! The `avionte` example without its configuration: it says what to set and
 //! exits 2, like any command missing its configuration, with no network call.
 
-mod processes;
+mod support;
 
 use std::process::Command;
 
-use processes::example_binary;
+use support::processes::example_binary;
 
 #[test]
 fn without_credentials_it_names_what_to_set_and_exits_2() {

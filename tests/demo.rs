@@ -3,7 +3,6 @@
 //! here, on 127.0.0.1, nothing else.
 #![cfg(feature = "client-credentials")]
 
-mod processes;
 mod support;
 // The demo's own token endpoint and API; these tests use a part of it.
 #[path = "../examples/demo/provider.rs"]
@@ -16,8 +15,8 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use processes::demo_binary;
 use provider::{Counts, Credentials, Embedded};
+use support::processes::demo_binary;
 use support::{TestServer, authorization, respond};
 
 fn run_demo(args: &[&str]) -> Output {

@@ -7,9 +7,9 @@
 //! passes, unless the `CI` environment variable is set: then it fails.
 #![cfg(all(feature = "client-credentials", feature = "redis"))]
 
-mod processes;
+mod support;
 
-use processes::{RedisServer, demo_binary};
+use support::processes::{RedisServer, demo_binary};
 
 use std::process::Stdio;
 use std::time::Duration;

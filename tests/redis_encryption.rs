@@ -7,11 +7,10 @@
 //! pass, unless the `CI` environment variable is set: then they fail.
 #![cfg(feature = "redis")]
 
-mod processes;
-mod store_support;
+mod support;
 
-use processes::RedisServer;
-use store_support::*;
+use support::processes::RedisServer;
+use support::store::*;
 
 use std::time::Duration;
 

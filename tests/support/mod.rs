@@ -1,13 +1,18 @@
 //! Helpers shared by the integration tests: a real HTTP server on loopback,
-//! token sources that count their fetches, and the requests, inner services
-//! and runtimes the cache tests share.
+//! token sources that count their fetches, the requests, inner services and
+//! runtimes the cache tests share, the processes some tests run (the
+//! compiled examples, `redis-server`), and what the Redis store's tests
+//! share.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod processes;
 mod server;
 mod services;
 mod sources;
+#[cfg(feature = "redis")]
+pub mod store;
 
 pub use server::{TestServer, authorization, respond};
 pub use services::{echo, no_jitter, request, strand_a_fetch, within};

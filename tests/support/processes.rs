@@ -1,9 +1,6 @@
 //! Helpers for the tests that run other processes: a `redis-server` on a
 //! free loopback port, and the compiled examples.
 
-// Each test binary uses a different part of this module.
-#![allow(dead_code)]
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;

@@ -2,9 +2,6 @@
 //! the key and store settings, a request through the layer, and a proxy in
 //! front of Redis that holds back one reply.
 
-// Each test binary uses a different part of this module.
-#![allow(dead_code)]
-
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,7 +12,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::store::{RedisStore, StoreKey};
 use tower_bearer::{BearerAuthLayer, Token, TokenCache, TokenSource};
 
-use crate::processes::RedisServer;
+use super::processes::RedisServer;
 
 pub const CLIENT_SECRET: &str = "client-secret-must-never-reach-redis";
 pub const FETCH_LATENCY: Duration = Duration::from_millis(100);
