@@ -357,7 +357,10 @@ impl TokenError {
 
     /// The gRPC status a caller should see: `UNAVAILABLE` for transient
     /// failures (retry later), `UNAUTHENTICATED` for permanent ones. Its
-    /// message is this error's and its causes', each once.
+    /// message is this error's and its causes', each once: for the
+    /// client-credentials source, down to the transport's reason (`Connection
+    /// refused`). A source of your own decides what its error's causes say;
+    /// a tonic server that returns this status passes them to its callers.
     #[cfg(feature = "tonic")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
     pub fn to_status(&self) -> tonic::Status {

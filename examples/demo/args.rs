@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{CommandFactory, Parser};
 use http::{HeaderName, HeaderValue};
 #[cfg(feature = "redis")]
 use tower_bearer::store::RedisStore;
@@ -58,9 +58,9 @@ JSON object with the tokens it issued.
 Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
 
 /// The flags, each checked alone, and the rules between them. The help's
-/// prose is in ABOUT and AFTER_HELP, whose line breaks clap keeps. As before
-/// clap, a flag takes the word after it as its value even when it starts
-/// with `-` (a secret may).
+/// prose is in ABOUT and AFTER_HELP, whose line breaks clap keeps. Only the
+/// secrets may start with `-`: any other flag missing its value must not
+/// take the next flag (a `--client-secret=...`) for it.
 #[derive(Parser)]
 #[command(
     name = "demo",
@@ -73,41 +73,36 @@ Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
 )]
 struct Cli {
     /// Lifetime of embedded tokens
-    #[arg(allow_hyphen_values = true, long, value_name = "SECS", default_value_t = DEFAULT_TTL_SECS,
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TTL_SECS,
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
           conflicts_with = "token_url")]
     ttl: u64,
 
     /// Send N requests
-    #[arg(allow_hyphen_values = true, long, value_name = "N", default_value_t = DEFAULT_REQUESTS,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_REQUESTS,
           value_parser = checked(|flag, text| positive(flag, text, u64::MAX)))]
     requests: u64,
 
     /// Send requests until SECS have passed, instead of a count
-    #[arg(allow_hyphen_values = true, long, value_name = "SECS", conflicts_with = "requests",
+    #[arg(long, value_name = "SECS", conflicts_with = "requests",
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)))]
     duration: Option<u64>,
 
     /// Requests in flight at once
-    #[arg(allow_hyphen_values = true, long, value_name = "C", default_value_t = DEFAULT_CONCURRENCY,
+    #[arg(long, value_name = "C", default_value_t = DEFAULT_CONCURRENCY,
           value_parser = checked(|flag, text| positive(flag, text, MAX_CONCURRENCY)))]
     concurrency: u64,
 
     /// The provider's token endpoint, instead of the embedded one
-    #[arg(allow_hyphen_values = true, long, value_name = "URL", requires_all = ["url", "client_id"])]
+    #[arg(long, value_name = "URL", requires_all = ["url", "client_id"])]
     token_url: Option<String>,
 
     /// The API to call with the tokens
-    #[arg(
-        allow_hyphen_values = true,
-        long,
-        value_name = "API_URL",
-        requires = "token_url"
-    )]
+    #[arg(long, value_name = "API_URL", requires = "token_url")]
     url: Option<String>,
 
     /// The client id
-    #[arg(allow_hyphen_values = true, long, value_name = "ID")]
+    #[arg(long, value_name = "ID")]
     client_id: Option<String>,
 
     /// The client secret [or env CLIENT_SECRET]
@@ -115,32 +110,27 @@ struct Cli {
     client_secret: Option<String>,
 
     /// A scope to ask for (repeatable)
-    #[arg(allow_hyphen_values = true, long = "scope", value_name = "S")]
+    #[arg(long = "scope", value_name = "S")]
     scopes: Vec<String>,
 
     /// Client authentication: HTTP Basic or in the form
-    #[arg(
-        allow_hyphen_values = true,
-        long,
-        value_name = "basic|post",
-        default_value = "basic"
-    )]
+    #[arg(long, value_name = "basic|post", default_value = "basic", value_parser = checked(auth))]
     auth: Auth,
 
     /// A header for the token endpoint (repeatable)
-    #[arg(allow_hyphen_values = true, long = "token-header", value_name = "'Name: value'", value_parser = checked(header))]
+    #[arg(long = "token-header", value_name = "'Name: value'", value_parser = checked(header))]
     token_headers: Vec<(String, String)>,
 
     /// A header for the API (repeatable)
-    #[arg(allow_hyphen_values = true, long = "api-header", value_name = "'Name: value'", value_parser = checked(header))]
+    #[arg(long = "api-header", value_name = "'Name: value'", value_parser = checked(header))]
     api_headers: Vec<(String, String)>,
 
     /// Share one token with other demo processes through Redis (needs --features redis)
-    #[arg(allow_hyphen_values = true, long, value_name = "URL", value_parser = checked(redis_store))]
+    #[arg(long, value_name = "URL", value_parser = checked(redis_store))]
     redis: Option<SharedStore>,
 
     /// Only run the embedded token endpoint and API, for other demo processes to use
-    #[arg(allow_hyphen_values = true, long, value_name = "SECS",
+    #[arg(long, value_name = "SECS",
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
           conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "url",
                                 "scopes", "auth", "token_headers", "api_headers", "redis"])]
@@ -152,11 +142,20 @@ struct Cli {
 }
 
 /// `--auth`: how the client authenticates to the token endpoint.
-// No doc comments on the variants: clap would show them in a long help.
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy)]
 enum Auth {
     Basic,
     Post,
+}
+
+/// `--auth basic|post`; a mistyped value is not repeated (it may be the
+/// secret that was meant to follow).
+fn auth(flag: &str, text: &str) -> Result<Auth, String> {
+    match text {
+        "basic" => Ok(Auth::Basic),
+        "post" => Ok(Auth::Post),
+        _ => Err(format!("{flag} must be basic or post")),
+    }
 }
 
 /// What `--redis` gives: the fleet-wide store; without the feature, nothing
@@ -487,6 +486,24 @@ mod tests {
             &["S3CR3T"],
             &["--", "S3CR3T"],
             &["--redis", "notredis://u:S3CR3T@host/"],
+            &["--auth", "S3CR3T"],
+            &["--auth", "--client-secret=S3CR3T"],
+            &[
+                "--token-url",
+                "--client-secret=S3CR3T",
+                "--client-id",
+                "i",
+                "--url",
+                "u",
+            ],
+            &[
+                "--serve",
+                "5",
+                "--client-id",
+                "--client-secret=S3CR3T",
+                "--api-key",
+                "k",
+            ],
             &[
                 "--duration",
                 "5",
@@ -567,10 +584,7 @@ mod tests {
             }
         }
         for args in [
-            with(
-                &remote,
-                &["--client-id", "-starts-with-a-dash", "--scope", "-s"],
-            ),
+            with(&remote, &["--client-secret", "-starts-with-a-dash"]),
             with(&serve, &["--ttl", "3", "--client-id", "x"]),
             vec!["--ttl", "3", "--duration", "2", "--concurrency", "4"],
         ] {

@@ -25,8 +25,8 @@ use tokio::time::Instant;
 pub struct Credentials {
     pub client_id: String,
     pub client_secret: String,
-    /// The `x-api-key` the token endpoint wants, and the API checks when a
-    /// call carries one.
+    /// The `x-api-key` the token endpoint wants; the API counts the calls
+    /// that carry it.
     pub api_key: String,
 }
 

@@ -28,7 +28,10 @@ const NOT_SHOWN: &str = "[not shown: it may hold credentials]";
 /// around it, and tabs and line breaks in it, do not count). Text that
 /// holds an `@` it cannot place is not shown at all: text that is not a URL,
 /// a URL without an authority, and a URL with a `@` after an authority
-/// holding a `:` (a password with a `/`, `?` or `#` in it).
+/// holding a `:` (a password with a `/`, `?` or `#` in it; this hides, too,
+/// a URL with a port and an `@` in its path). A user name without a
+/// password is read as parsers read it: `https://a/b@host` has no user
+/// name, and is shown.
 ///
 /// ```
 /// use tower_bearer::redact_url;
