@@ -4,9 +4,8 @@
 //! A value given on the command line may be a secret (a client secret, a
 //! header value, a URL with a password, a secret typed where a flag was
 //! expected), and clap's messages repeat a refused value: the value parsers
-//! of the flags that may hold one name the flag only, and [`tidy`] cuts
-//! mistyped arguments down to their flag's name. (`--auth`, whose values are
-//! `basic` and `post`, is left to clap.)
+//! here name the flag only, and [`tidy`] cuts mistyped arguments down to
+//! their flag's name.
 
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
