@@ -68,17 +68,16 @@ impl Counting {
 }
 
 /// A source that yields `tokens` in turn (the last one again once they run
-/// out) and counts its fetches.
+/// out), each living an hour, and counts its fetches.
 pub fn counting_source(tokens: &[&str]) -> (impl TokenSource + use<>, Arc<AtomicUsize>) {
     let tokens: Vec<String> = tokens.iter().map(|t| (*t).to_owned()).collect();
-    let fetches = Arc::new(AtomicUsize::new(0));
-    let counter = fetches.clone();
-    let source = FnSource::new(move || {
-        let n = counter.fetch_add(1, Ordering::SeqCst);
-        let token = tokens[n.min(tokens.len() - 1)].clone();
-        async move { Ok::<_, Infallible>(Token::bearer(token).with_lifetime(Duration::from_secs(3600))) }
+    let counting = Counting::new(move |n| {
+        let token = tokens[(n - 1).min(tokens.len() - 1)].clone();
+        std::future::ready(Ok(
+            Token::bearer(token).with_lifetime(Duration::from_secs(3600))
+        ))
     });
-    (source, fetches)
+    (counting.source(), counting.fetches)
 }
 
 /// A source whose every fetch fails with `error`.
