@@ -4,21 +4,20 @@
 //! A value given on the command line may be a secret (a client secret, a
 //! header value, a URL with a password, a secret typed where a flag was
 //! expected), and clap's messages repeat a refused value: the value parsers
-//! here name the flag only, and [`tidy`] cuts mistyped arguments down to
-//! their flag's name.
+//! (in `values.rs`) name the flag only, and [`tidy`] cuts mistyped
+//! arguments down to their flag's name.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::time::Duration;
 
-use clap::builder::TypedValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser};
-use http::{HeaderName, HeaderValue};
 #[cfg(feature = "redis")]
 use tower_bearer::store::RedisStore;
 use tower_bearer::{AuthStyle, redact_url};
 
 use crate::provider::Credentials;
+use crate::values::{SharedStore, auth, checked, header, positive, redis_store};
 use crate::workload::Workload;
 
 const DEFAULT_REQUESTS: u64 = 200;
@@ -114,7 +113,7 @@ struct Cli {
 
     /// Client authentication: HTTP Basic or in the form
     #[arg(long, value_name = "basic|post", default_value = "basic", value_parser = checked(auth))]
-    auth: Auth,
+    auth: AuthStyle,
 
     /// A header for the token endpoint (repeatable)
     #[arg(long = "token-header", value_name = "'Name: value'", value_parser = checked(header))]
@@ -139,30 +138,6 @@ struct Cli {
     #[arg(long, value_name = "K", requires = "serve", allow_hyphen_values = true)]
     api_key: Option<String>,
 }
-
-/// `--auth`: how the client authenticates to the token endpoint.
-#[derive(Clone, Copy)]
-enum Auth {
-    Basic,
-    Post,
-}
-
-/// `--auth basic|post`; a mistyped value is not repeated (it may be the
-/// secret that was meant to follow).
-fn auth(flag: &str, text: &str) -> Result<Auth, String> {
-    match text {
-        "basic" => Ok(Auth::Basic),
-        "post" => Ok(Auth::Post),
-        _ => Err(format!("{flag} must be basic or post")),
-    }
-}
-
-/// What `--redis` gives: the fleet-wide store; without the feature, nothing
-/// (the flag is refused).
-#[cfg(feature = "redis")]
-type SharedStore = RedisStore;
-#[cfg(not(feature = "redis"))]
-type SharedStore = std::convert::Infallible;
 
 /// What to do.
 #[derive(Debug)]
@@ -302,10 +277,7 @@ impl Cli {
             client_id: self.client_id,
             client_secret: self.client_secret,
             scopes: self.scopes,
-            auth: match self.auth {
-                Auth::Basic => AuthStyle::Basic,
-                Auth::Post => AuthStyle::RequestBody,
-            },
+            auth: self.auth,
             token_headers: self.token_headers,
             api_headers: self.api_headers,
             workload: Workload {
@@ -345,90 +317,6 @@ fn tidy(mut error: clap::Error) -> clap::Error {
         error.insert(ContextKind::Usage, ContextValue::StyledStr(usage));
     }
     error
-}
-
-/// A value parser whose errors say what is wrong without repeating the
-/// value: `check` gets the flag (`--ttl`) and the text, and its message
-/// starts with the flag.
-fn checked<T, F>(check: F) -> Checked<F>
-where
-    F: Fn(&str, &str) -> Result<T, String>,
-{
-    Checked(check)
-}
-
-#[derive(Clone)]
-struct Checked<F>(F);
-
-impl<T, F> TypedValueParser for Checked<F>
-where
-    T: Clone + Send + Sync + 'static,
-    F: Fn(&str, &str) -> Result<T, String> + Clone + Send + Sync + 'static,
-{
-    type Value = T;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<T, clap::Error> {
-        let flag = arg
-            .and_then(|arg| arg.get_long())
-            .map_or_else(|| "a value".to_owned(), |long| format!("--{long}"));
-        let refuse = |message| cmd.clone().error(ErrorKind::ValueValidation, message);
-        let text = value
-            .to_str()
-            .ok_or_else(|| refuse(format!("{flag} needs UTF-8 text")))?;
-        (self.0)(&flag, text).map_err(refuse)
-    }
-}
-
-/// A positive whole number up to `max`. A number is repeated, to say what
-/// was read; other text is not: it may be anything, a secret included.
-fn positive(flag: &str, text: &str, max: u64) -> Result<u64, String> {
-    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
-    match text.parse::<u64>() {
-        Ok(n) if 0 < n && n <= max => Ok(n),
-        Ok(0) => Err(format!("{flag} needs a positive whole number, not 0")),
-        // Past u64::MAX too: a number, too large.
-        _ if digits => Err(format!("{flag} must be at most {max}, not {text}")),
-        _ => Err(format!("{flag} needs a positive whole number")),
-    }
-}
-
-/// A `Name: value` header. Messages name the flag and at most a valid
-/// header name: the value, or a mistyped argument, may be a secret.
-fn header(flag: &str, text: &str) -> Result<(String, String), String> {
-    let (name, value) = text
-        .split_once(':')
-        .ok_or_else(|| format!("{flag} needs 'Name: value' (with a colon)"))?;
-    let (name, value) = (name.trim(), value.trim());
-    if HeaderName::try_from(name).is_err() {
-        return Err(format!("{flag}: the header name is not valid"));
-    }
-    if HeaderValue::try_from(value).is_err() {
-        return Err(format!("{flag}: the value of {name:?} is not valid"));
-    }
-    Ok((name.to_owned(), value.to_owned()))
-}
-
-/// A store for `--redis`. Building it connects to nothing: a Redis that is
-/// down shows up later as direct fetches, never as a failed run.
-#[cfg(feature = "redis")]
-fn redis_store(flag: &str, url: &str) -> Result<RedisStore, String> {
-    // The URL may hold a password: the message does not repeat it.
-    RedisStore::builder(url)
-        .map(|builder| builder.build())
-        .map_err(|e| format!("{flag} needs a redis:// URL: {e}"))
-}
-
-#[cfg(not(feature = "redis"))]
-fn redis_store(flag: &str, _url: &str) -> Result<SharedStore, String> {
-    Err(format!(
-        "{flag} needs the demo built with the redis feature: \
-         cargo run --example demo --features redis -- --redis URL ..."
-    ))
 }
 
 // Run with `cargo test --all-features --example demo`: the arguments'

@@ -41,6 +41,7 @@ mod cache;
 mod provider;
 mod report;
 mod serve;
+mod values;
 mod workload;
 
 use std::process::ExitCode;

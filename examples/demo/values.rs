@@ -1,0 +1,114 @@
+//! Flag values, each checked alone, by parsers whose refusals name the flag
+//! and never repeat the value: a value may be a secret, or a secret typed
+//! where a flag was expected.
+
+use std::ffi::OsStr;
+
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
+use http::{HeaderName, HeaderValue};
+use tower_bearer::AuthStyle;
+#[cfg(feature = "redis")]
+use tower_bearer::store::RedisStore;
+
+/// `--auth basic|post`: HTTP Basic or the form (`client_secret_post`). A
+/// mistyped value is not repeated (it may be the secret that was meant to
+/// follow).
+pub fn auth(flag: &str, text: &str) -> Result<AuthStyle, String> {
+    match text {
+        "basic" => Ok(AuthStyle::Basic),
+        "post" => Ok(AuthStyle::RequestBody),
+        _ => Err(format!("{flag} must be basic or post")),
+    }
+}
+
+/// What `--redis` gives: the fleet-wide store; without the feature, nothing
+/// (the flag is refused).
+#[cfg(feature = "redis")]
+pub type SharedStore = RedisStore;
+#[cfg(not(feature = "redis"))]
+pub type SharedStore = std::convert::Infallible;
+
+/// A value parser whose errors say what is wrong without repeating the
+/// value: `check` gets the flag (`--ttl`) and the text, and its message
+/// starts with the flag.
+pub fn checked<T, F>(check: F) -> Checked<F>
+where
+    F: Fn(&str, &str) -> Result<T, String>,
+{
+    Checked(check)
+}
+
+#[derive(Clone)]
+pub struct Checked<F>(F);
+
+impl<T, F> TypedValueParser for Checked<F>
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn(&str, &str) -> Result<T, String> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let flag = arg
+            .and_then(|arg| arg.get_long())
+            .map_or_else(|| "a value".to_owned(), |long| format!("--{long}"));
+        let refuse = |message| cmd.clone().error(ErrorKind::ValueValidation, message);
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse(format!("{flag} needs UTF-8 text")))?;
+        (self.0)(&flag, text).map_err(refuse)
+    }
+}
+
+/// A positive whole number up to `max`. A number is repeated, to say what
+/// was read; other text is not: it may be anything, a secret included.
+pub fn positive(flag: &str, text: &str, max: u64) -> Result<u64, String> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    match text.parse::<u64>() {
+        Ok(n) if 0 < n && n <= max => Ok(n),
+        Ok(0) => Err(format!("{flag} needs a positive whole number, not 0")),
+        // Past u64::MAX too: a number, too large.
+        _ if digits => Err(format!("{flag} must be at most {max}, not {text}")),
+        _ => Err(format!("{flag} needs a positive whole number")),
+    }
+}
+
+/// A `Name: value` header. Messages name the flag and at most a valid
+/// header name: the value, or a mistyped argument, may be a secret.
+pub fn header(flag: &str, text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{flag} needs 'Name: value' (with a colon)"))?;
+    let (name, value) = (name.trim(), value.trim());
+    if HeaderName::try_from(name).is_err() {
+        return Err(format!("{flag}: the header name is not valid"));
+    }
+    if HeaderValue::try_from(value).is_err() {
+        return Err(format!("{flag}: the value of {name:?} is not valid"));
+    }
+    Ok((name.to_owned(), value.to_owned()))
+}
+
+/// A store for `--redis`. Building it connects to nothing: a Redis that is
+/// down shows up later as direct fetches, never as a failed run.
+#[cfg(feature = "redis")]
+pub fn redis_store(flag: &str, url: &str) -> Result<RedisStore, String> {
+    // The URL may hold a password: the message does not repeat it.
+    RedisStore::builder(url)
+        .map(|builder| builder.build())
+        .map_err(|e| format!("{flag} needs a redis:// URL: {e}"))
+}
+
+#[cfg(not(feature = "redis"))]
+pub fn redis_store(flag: &str, _url: &str) -> Result<SharedStore, String> {
+    Err(format!(
+        "{flag} needs the demo built with the redis feature: \
+         cargo run --example demo --features redis -- --redis URL ..."
+    ))
+}
