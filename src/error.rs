@@ -199,6 +199,10 @@ pub enum TokenErrorKind {
     /// URI names no origin to check it against (a relative URI, as a tonic
     /// `Channel` sends through its layers). Permanent.
     UnknownOrigin,
+    /// The request names [`TokenParams`](crate::TokenParams), and the
+    /// layer's source fetches only its default token: the request is not
+    /// sent with a token meant for something else. Permanent.
+    NotKeyed,
 }
 
 /// Why no token could be had.
@@ -285,6 +289,15 @@ impl TokenError {
         )
     }
 
+    pub(crate) fn not_keyed() -> Self {
+        Self::from_parts(
+            TokenErrorKind::NotKeyed,
+            Detail::Text(
+                "the request names TokenParams, and the layer's token source fetches only its default token: build the cache with TokenCache::keyed over a KeyedTokenSource",
+            ),
+        )
+    }
+
     pub(crate) fn no_runtime() -> Self {
         Self::from_parts(
             TokenErrorKind::NoRuntime,
@@ -310,7 +323,9 @@ impl TokenError {
             Detail::Source(e) => e.class(),
             _ if matches!(
                 self.repr.kind,
-                TokenErrorKind::InvalidToken | TokenErrorKind::UnknownOrigin
+                TokenErrorKind::InvalidToken
+                    | TokenErrorKind::UnknownOrigin
+                    | TokenErrorKind::NotKeyed
             ) =>
             {
                 ErrorClass::Permanent

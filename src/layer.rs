@@ -20,14 +20,19 @@
 //! # drop(service);
 //! ```
 
+use std::sync::Arc;
+
 use http::HeaderName;
 use http::header::AUTHORIZATION;
 use tower_layer::Layer;
 
 use crate::cache::TokenCache;
+use crate::params::TokenParams;
+use crate::rejection::RejectionStatuses;
+use crate::request::Target;
 use crate::scope::Scope;
-use crate::service::{BearerAuth, Settings};
-use crate::source::TokenSource;
+use crate::service::{BearerAuth, Selector, Settings};
+use crate::source::{KeyedTokenSource, TokenSource};
 
 /// A [`Layer`] that attaches an OAuth2 bearer token to every request.
 ///
@@ -44,6 +49,13 @@ impl BearerAuthLayer {
         Self::with_cache(TokenCache::new(source))
     }
 
+    /// A layer over a new keyed cache with default settings for `source`:
+    /// each request gets the token for the [`TokenParams`] it names (see
+    /// [`token_for`](Self::token_for)), or the default token.
+    pub fn keyed(source: impl KeyedTokenSource) -> Self {
+        Self::with_cache(TokenCache::keyed(source))
+    }
+
     /// A layer over an existing cache: share one cache between stacks, or
     /// configure it with [`TokenCache::builder`].
     pub fn with_cache(cache: TokenCache) -> Self {
@@ -54,6 +66,8 @@ impl BearerAuthLayer {
                 overwrite_existing: false,
                 scope: Scope::any(),
                 invalidate_on_unauthorized: true,
+                rejection_statuses: RejectionStatuses::default(),
+                selector: None,
             },
         }
     }
@@ -86,11 +100,56 @@ impl BearerAuthLayer {
         self
     }
 
-    /// Whether a `401` (or gRPC `UNAUTHENTICATED`) response throws away the
-    /// token its request carried, if it is still the current one, and starts
-    /// the fetch of a new one. Defaults to `true`.
+    /// Whether a response that rejects the token (a `401`, or gRPC
+    /// `UNAUTHENTICATED`; see [`rejection_statuses`](Self::rejection_statuses))
+    /// throws away the token its request carried, if it is still the
+    /// current one, and starts the fetch of a new one. Defaults to `true`.
     pub fn invalidate_on_unauthorized(mut self, invalidate: bool) -> Self {
         self.settings.invalidate_on_unauthorized = invalidate;
+        self
+    }
+
+    /// The statuses that mean the API rejected the token, unless its
+    /// `WWW-Authenticate` challenge says `insufficient_scope` (see
+    /// [`rejection`](crate::rejection)). Defaults to `401` alone; add `403`
+    /// for APIs that answer it for an expired token.
+    pub fn rejection_statuses(mut self, statuses: RejectionStatuses) -> Self {
+        self.settings.rejection_statuses = statuses;
+        self
+    }
+
+    /// Picks the token a request needs from where it goes, when the request
+    /// does not name one itself (a [`TokenParams`] extension wins). `None`
+    /// gives the default token. Needs a keyed cache
+    /// ([`BearerAuthLayer::keyed`]); otherwise a request it picks params
+    /// for fails, rather than carry the wrong token.
+    ///
+    /// ```
+    /// use tower_bearer::{BearerAuthLayer, TokenParams};
+    /// # use tower_bearer::{Token, TokenSource, source::KeyedTokenSource};
+    /// # #[derive(Clone)] struct Idp;
+    /// # impl TokenSource for Idp { type Error = std::convert::Infallible;
+    /// #   fn fetch(&self) -> impl std::future::Future<Output = Result<Token, Self::Error>> + Send { std::future::ready(Ok(Token::bearer("t"))) } }
+    /// # impl KeyedTokenSource for Idp { type Keyed = Idp;
+    /// #   fn for_params(&self, _: &TokenParams) -> Result<Idp, Self::Error> { Ok(Idp) } }
+    /// # let source = Idp;
+    ///
+    /// let graph = TokenParams::for_resource("https://graph.example.com");
+    /// let billing = TokenParams::for_audience("billing-api");
+    /// let layer = BearerAuthLayer::keyed(source).token_for(move |target| {
+    ///     match (target.host(), target.path()) {
+    ///         (Some("graph.example.com"), _) => Some(graph.clone()),
+    ///         (_, path) if path.starts_with("/billing/") => Some(billing.clone()),
+    ///         _ => None,
+    ///     }
+    /// });
+    /// # drop(layer);
+    /// ```
+    pub fn token_for<F>(mut self, select: F) -> Self
+    where
+        F: Fn(&Target<'_>) -> Option<TokenParams> + Send + Sync + 'static,
+    {
+        self.settings.selector = Some(Selector(Arc::new(select)));
         self
     }
 

@@ -113,9 +113,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
+pub mod challenge;
 pub mod error;
 pub mod layer;
+pub mod opt_out;
+pub mod params;
 mod redact;
+pub mod rejection;
 pub mod request;
 pub mod retry;
 pub mod scope;
@@ -127,13 +131,16 @@ pub mod store;
 pub mod token;
 
 pub use cache::{Backoff, Stats, TokenCache, TokenCacheBuilder};
+pub use challenge::Challenge;
 pub use error::{BoxError, Error, ErrorClass, SourceError, TokenError, TokenErrorKind};
 pub use layer::BearerAuthLayer;
+pub use opt_out::OptOut;
+pub use params::{TokenParams, TokenParamsBuilder};
 pub use redact::redact_url;
 pub use retry::RetryOnUnauthorized;
 pub use scope::Scope;
 pub use service::BearerAuth;
-pub use source::TokenSource;
+pub use source::{KeyedTokenSource, TokenSource};
 #[cfg(feature = "client-credentials")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub use source::client_credentials::{

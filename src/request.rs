@@ -13,20 +13,39 @@
 //! assert!(res.is_unauthorized());
 //! ```
 
-use http::HeaderMap;
+use http::{Extensions, HeaderMap, StatusCode};
 
-/// Where a request goes: its scheme, host and port, as far as its URI says.
+/// Where a request goes: its scheme, host, port and path, as far as its URI
+/// says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target<'a> {
     scheme: Option<&'a str>,
     host: Option<&'a str>,
     port: Option<u16>,
+    path: &'a str,
 }
 
 impl<'a> Target<'a> {
-    /// A target from its parts; `port` is the explicit one, if any.
+    /// A target from its parts; `port` is the explicit one, if any. The
+    /// path is empty until [`with_path`](Self::with_path) sets it.
     pub fn new(scheme: Option<&'a str>, host: Option<&'a str>, port: Option<u16>) -> Self {
-        Self { scheme, host, port }
+        Self {
+            scheme,
+            host,
+            port,
+            path: "",
+        }
+    }
+
+    /// The same target with its path.
+    pub fn with_path(mut self, path: &'a str) -> Self {
+        self.path = path;
+        self
+    }
+
+    /// The path, such as `/v1/orders`, without the query.
+    pub fn path(&self) -> &'a str {
+        self.path
     }
 
     /// The scheme, such as `https`. `None` for a relative URI.
@@ -57,6 +76,12 @@ pub trait AuthRequest {
     fn headers_mut(&mut self) -> &mut HeaderMap;
     /// Where the request goes.
     fn target(&self) -> Target<'_>;
+    /// The request's extensions, where it may carry
+    /// [`TokenParams`](crate::TokenParams) and [`OptOut`](crate::OptOut).
+    /// Defaults to none.
+    fn extensions(&self) -> Option<&Extensions> {
+        None
+    }
 }
 
 impl<B> AuthRequest for http::Request<B> {
@@ -70,7 +95,11 @@ impl<B> AuthRequest for http::Request<B> {
 
     fn target(&self) -> Target<'_> {
         let uri = self.uri();
-        Target::new(uri.scheme_str(), uri.host(), uri.port_u16())
+        Target::new(uri.scheme_str(), uri.host(), uri.port_u16()).with_path(uri.path())
+    }
+
+    fn extensions(&self) -> Option<&Extensions> {
+        Some(http::Request::extensions(self))
     }
 }
 
@@ -78,19 +107,69 @@ impl<B> AuthRequest for http::Request<B> {
 pub trait AuthResponse {
     /// Whether the API rejected the request's credentials.
     fn is_unauthorized(&self) -> bool;
+
+    /// The status, as HTTP says it: for gRPC, `UNAUTHENTICATED` reads as
+    /// 401 and `PERMISSION_DENIED` as 403. Defaults to 401 when
+    /// [`is_unauthorized`](Self::is_unauthorized), else none.
+    fn auth_status(&self) -> Option<StatusCode> {
+        self.is_unauthorized().then_some(StatusCode::UNAUTHORIZED)
+    }
+
+    /// The response's headers, where `WWW-Authenticate` says why the token
+    /// was refused. Defaults to none.
+    fn headers(&self) -> Option<&HeaderMap> {
+        None
+    }
+
+    /// The response's extensions. Defaults to none.
+    fn extensions(&self) -> Option<&Extensions> {
+        None
+    }
+
+    /// The response's extensions, where the layer marks a rejected token
+    /// ([`TokenRejected`](crate::rejection::TokenRejected)). Defaults to
+    /// none.
+    fn extensions_mut(&mut self) -> Option<&mut Extensions> {
+        None
+    }
 }
 
 const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
+/// The HTTP status a gRPC status in the headers of a trailers-only
+/// response (where tonic reports it) stands for.
+fn grpc_status(headers: &HeaderMap) -> Option<StatusCode> {
+    match headers.get(GRPC_STATUS)?.as_bytes() {
+        b"16" => Some(StatusCode::UNAUTHORIZED),
+        b"7" => Some(StatusCode::FORBIDDEN),
+        _ => None,
+    }
+}
 
 /// `401 Unauthorized`, or gRPC status 16 (`UNAUTHENTICATED`) in the headers
 /// of a trailers-only gRPC response, where tonic reports it.
 impl<B> AuthResponse for http::Response<B> {
     fn is_unauthorized(&self) -> bool {
-        self.status() == http::StatusCode::UNAUTHORIZED
-            || self
-                .headers()
-                .get(GRPC_STATUS)
-                .is_some_and(|v| v.as_bytes() == b"16")
+        self.auth_status() == Some(StatusCode::UNAUTHORIZED)
+    }
+
+    fn auth_status(&self) -> Option<StatusCode> {
+        match self.status() {
+            StatusCode::OK => grpc_status(self.headers()).or(Some(StatusCode::OK)),
+            status => Some(status),
+        }
+    }
+
+    fn headers(&self) -> Option<&HeaderMap> {
+        Some(http::Response::headers(self))
+    }
+
+    fn extensions(&self) -> Option<&Extensions> {
+        Some(http::Response::extensions(self))
+    }
+
+    fn extensions_mut(&mut self) -> Option<&mut Extensions> {
+        Some(http::Response::extensions_mut(self))
     }
 }
 
@@ -106,13 +185,29 @@ impl AuthRequest for reqwest::Request {
 
     fn target(&self) -> Target<'_> {
         let url = self.url();
-        Target::new(Some(url.scheme()), url.host_str(), url.port())
+        Target::new(Some(url.scheme()), url.host_str(), url.port()).with_path(url.path())
     }
 }
 
 #[cfg(feature = "reqwest")]
 impl AuthResponse for reqwest::Response {
     fn is_unauthorized(&self) -> bool {
-        self.status() == http::StatusCode::UNAUTHORIZED
+        self.status() == StatusCode::UNAUTHORIZED
+    }
+
+    fn auth_status(&self) -> Option<StatusCode> {
+        Some(self.status())
+    }
+
+    fn headers(&self) -> Option<&HeaderMap> {
+        Some(reqwest::Response::headers(self))
+    }
+
+    fn extensions(&self) -> Option<&Extensions> {
+        Some(reqwest::Response::extensions(self))
+    }
+
+    fn extensions_mut(&mut self) -> Option<&mut Extensions> {
+        Some(reqwest::Response::extensions_mut(self))
     }
 }

@@ -1,11 +1,15 @@
-//! Re-send a request once after a 401, with a fresh token.
+//! Re-send a request once after its token was rejected, with a fresh token.
 //!
-//! When the API answers 401, [`BearerAuth`](crate::BearerAuth) invalidates the
-//! token that request carried and starts fetching a new one. Put
-//! [`RetryOnUnauthorized`] in a `tower::retry::RetryLayer` **outside** the
-//! bearer layer and the request is sent once more, carrying the new token. A
-//! request whose body cannot be replayed (a stream) is not retried: its 401 is
-//! returned as it came.
+//! When the API rejects a token (a 401, or another of the layer's
+//! [rejection statuses](crate::rejection)), [`BearerAuth`](crate::BearerAuth)
+//! invalidates the token that request carried, starts fetching a new one,
+//! and marks the response [`TokenRejected`]. Put [`RetryOnUnauthorized`] in a
+//! `tower::retry::RetryLayer` **outside** the bearer layer and a marked
+//! request is sent once more, carrying the new token. Not retried: a request
+//! whose body cannot be replayed (a stream; its answer is returned as it
+//! came), a 403 `insufficient_scope` (the token is fine; more of it would not
+//! help), a request the layer sent without its token, and a request that
+//! opts out ([`OptOut::retry`](crate::OptOut::retry)).
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -24,9 +28,12 @@
 use bytes::Bytes;
 use tower::retry::Policy;
 
+use crate::rejection::TokenRejected;
 use crate::request::AuthResponse;
 
-/// A [`Policy`] that retries a request once when its response is a 401.
+/// A [`Policy`] that retries a request once when the bearer layer says the
+/// API rejected its token. For a response type without extensions, a 401
+/// decides.
 #[derive(Clone, Debug, Default)]
 pub struct RetryOnUnauthorized {
     retried: bool,
@@ -41,7 +48,7 @@ where
 
     fn retry(&mut self, _request: &mut R, result: &mut Result<Res, E>) -> Option<Self::Future> {
         match result {
-            Ok(response) if !self.retried && response.is_unauthorized() => {
+            Ok(response) if !self.retried && token_rejected(response) => {
                 self.retried = true;
                 Some(std::future::ready(()))
             }
@@ -54,6 +61,15 @@ where
             return None;
         }
         request.try_clone_request()
+    }
+}
+
+/// Whether the layer marked `response`, or for a response that cannot be
+/// marked, whether it is a 401.
+fn token_rejected<Res: AuthResponse>(response: &Res) -> bool {
+    match response.extensions() {
+        Some(extensions) => extensions.get::<TokenRejected>().is_some(),
+        None => response.is_unauthorized(),
     }
 }
 

@@ -20,8 +20,10 @@
 //! # Ok(()) }
 //! ```
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::HeaderName;
@@ -32,7 +34,10 @@ use tower_service::Service;
 
 use crate::cache::{Acquire, Outcome, Reader, TokenCache, TokenId};
 use crate::error::{Error, TokenError};
-use crate::request::{AuthRequest, AuthResponse};
+use crate::opt_out::OptOut;
+use crate::params::TokenParams;
+use crate::rejection::{self, RejectionStatuses, TokenRejected};
+use crate::request::{AuthRequest, AuthResponse, Target};
 use crate::scope::{Scope, Verdict};
 
 /// Settings shared by a layer and the services it builds.
@@ -42,6 +47,30 @@ pub(crate) struct Settings {
     pub(crate) overwrite_existing: bool,
     pub(crate) scope: Scope,
     pub(crate) invalidate_on_unauthorized: bool,
+    pub(crate) rejection_statuses: RejectionStatuses,
+    pub(crate) selector: Option<Selector>,
+}
+
+/// Picks a request's [`TokenParams`] from its target.
+#[derive(Clone)]
+pub(crate) struct Selector(
+    pub(crate) Arc<dyn Fn(&Target<'_>) -> Option<TokenParams> + Send + Sync>,
+);
+
+impl fmt::Debug for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Selector")
+    }
+}
+
+/// What to do when the response comes: which token the request carried,
+/// and what a rejection of it may set off.
+#[derive(Clone, Copy)]
+struct Watch {
+    token: TokenId,
+    invalidate: bool,
+    retry: bool,
+    statuses: RejectionStatuses,
 }
 
 /// Attaches `Authorization: <Type> <token>` to every request, with the token
@@ -112,9 +141,14 @@ where
 
     fn call(&mut self, mut request: R) -> Self::Future {
         let settings = &self.settings;
+        let opt_out = request
+            .extensions()
+            .and_then(|extensions| extensions.get::<OptOut>())
+            .copied()
+            .unwrap_or_default();
         let keep_existing =
             !settings.overwrite_existing && request.headers().contains_key(&settings.header_name);
-        if keep_existing {
+        if keep_existing || opt_out.skips_attach() {
             return ResponseFuture::calling(self.inner.call(request), None);
         }
         match settings.scope.verdict(&request) {
@@ -122,17 +156,35 @@ where
             Verdict::Skip => return ResponseFuture::calling(self.inner.call(request), None),
             Verdict::UnknownOrigin => return self.fail(TokenError::unknown_origin()),
         }
-        match self.cache.acquire() {
+        let watch = Rejection {
+            invalidate: settings.invalidate_on_unauthorized && !opt_out.skips_invalidation(),
+            retry: !opt_out.skips_retry(),
+            statuses: settings.rejection_statuses,
+        };
+        // Which token: the one the request names, else the selector's
+        // pick, else the default.
+        let named = request
+            .extensions()
+            .and_then(|extensions| extensions.get::<TokenParams>())
+            .filter(|params| !params.is_empty());
+        let (acquired, waiting_on) = match (named, &settings.selector) {
+            (Some(params), _) => self.cache.acquire_for(params).into_parts(),
+            (None, Some(Selector(select))) => match select(&request.target()) {
+                Some(params) if !params.is_empty() => self.cache.acquire_for(&params).into_parts(),
+                _ => (self.cache.acquire(), None),
+            },
+            (None, None) => (self.cache.acquire(), None),
+        };
+        match acquired {
             Acquire::Ready(lease) => {
                 request
                     .headers_mut()
                     .insert(settings.header_name.clone(), lease.header);
-                let rejected = settings.invalidate_on_unauthorized.then_some(lease.id);
-                ResponseFuture::calling(self.inner.call(request), rejected)
+                ResponseFuture::calling(self.inner.call(request), Some(watch.on(lease.id)))
             }
             Acquire::Wait(token, deadline) => {
                 let header_name = settings.header_name.clone();
-                let invalidate_on_unauthorized = settings.invalidate_on_unauthorized;
+                let cache = waiting_on.unwrap_or_else(|| self.cache.cache().clone());
                 // The readied service goes into the future.
                 let inner = self.take_readied();
                 // Give up on a fetch whose task cannot run. Outside a
@@ -149,14 +201,14 @@ where
                             inner,
                             request,
                             header_name,
-                            invalidate_on_unauthorized,
+                            watch,
                             // Keeps the cache, and so its fetch, alive while
                             // this request waits.
-                            cache: self.cache.cache().clone(),
+                            cache,
                             deadline,
                         })),
                     },
-                    rejected: None,
+                    watch: None,
                 }
             }
             Acquire::Failed(error) => self.fail(error),
@@ -175,7 +227,50 @@ impl<S: Clone> BearerAuth<S> {
         drop(self.take_readied());
         ResponseFuture {
             state: State::Failed { error: Some(error) },
-            rejected: None,
+            watch: None,
+        }
+    }
+}
+
+/// What a rejection of a request's token may set off, before the token is
+/// known.
+#[derive(Clone, Copy)]
+struct Rejection {
+    invalidate: bool,
+    retry: bool,
+    statuses: RejectionStatuses,
+}
+
+impl Rejection {
+    fn on(self, token: TokenId) -> Watch {
+        Watch {
+            token,
+            invalidate: self.invalidate,
+            retry: self.retry,
+            statuses: self.statuses,
+        }
+    }
+}
+
+impl Watch {
+    /// Reads the response: a rejected token is thrown away (if still
+    /// current) and the response marked for a retry.
+    fn judge<T: AuthResponse>(self, response: &mut T) {
+        match rejection::judge(response, self.statuses) {
+            rejection::Verdict::Accepted => {}
+            rejection::Verdict::Rejected => {
+                if self.invalidate {
+                    self.token.reject("the API rejected the token");
+                }
+                if self.retry
+                    && let Some(extensions) = response.extensions_mut()
+                {
+                    extensions.insert(TokenRejected);
+                }
+            }
+            rejection::Verdict::NeedsMoreScope => {
+                tracing::debug!("the API wants more scope than the token has; token kept");
+            }
         }
     }
 }
@@ -184,7 +279,7 @@ struct Pending<S, R> {
     inner: S,
     request: R,
     header_name: HeaderName,
-    invalidate_on_unauthorized: bool,
+    watch: Rejection,
     cache: TokenCache,
     deadline: Option<Pin<Box<Sleep>>>,
 }
@@ -197,8 +292,8 @@ pin_project! {
     {
         #[pin]
         state: State<S, R, S::Future>,
-        // The token this request carried, to invalidate on 401.
-        rejected: Option<TokenId>,
+        // The token this request carried, to act on its rejection.
+        watch: Option<Watch>,
     }
 }
 
@@ -220,10 +315,10 @@ pin_project! {
 }
 
 impl<S: Service<R>, R> ResponseFuture<S, R> {
-    fn calling(future: S::Future, rejected: Option<TokenId>) -> Self {
+    fn calling(future: S::Future, watch: Option<Watch>) -> Self {
         Self {
             state: State::Calling { future },
-            rejected,
+            watch,
         }
     }
 }
@@ -289,22 +384,20 @@ where
                         mut inner,
                         mut request,
                         header_name,
-                        invalidate_on_unauthorized,
+                        watch,
                         ..
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
                     request.headers_mut().insert(header_name, lease.header);
-                    *this.rejected = invalidate_on_unauthorized.then_some(lease.id);
+                    *this.watch = Some(watch.on(lease.id));
                     let future = inner.call(request);
                     this.state.set(State::Calling { future });
                 }
                 StateProj::Calling { future } => {
-                    let result = ready!(future.poll(cx));
-                    if let (Ok(response), Some(id)) = (&result, this.rejected.take())
-                        && response.is_unauthorized()
-                    {
-                        id.reject("the API answered 401 Unauthorized");
+                    let mut result = ready!(future.poll(cx));
+                    if let (Ok(response), Some(watch)) = (&mut result, this.watch.take()) {
+                        watch.judge(response);
                     }
                     return Poll::Ready(result.map_err(Error::Service));
                 }

@@ -19,8 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::TokenCache;
+use super::keyed::DEFAULT_MAX_KEYS;
 use super::policy::{Backoff, MAX_LIFETIME, Timing};
-use crate::source::{DynTokenSource, TokenSource};
+use crate::source::keyed::DynKeyedTokenSource;
+use crate::source::{DynTokenSource, KeyedTokenSource, TokenSource};
 
 /// Default for [`TokenCacheBuilder::fetch_timeout`]: 30 seconds.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,23 +64,45 @@ pub(crate) struct Config {
     pub(crate) freshness: FreshnessCheck,
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            timing: Timing::default(),
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            backoff: Backoff::default(),
+            invalidation_cooldown: DEFAULT_INVALIDATION_COOLDOWN,
+            freshness: FreshnessCheck::default(),
+        }
+    }
+}
+
 /// Builds a [`TokenCache`]. Every setting has a documented default.
 pub struct TokenCacheBuilder {
     pub(crate) source: Arc<dyn DynTokenSource>,
+    pub(crate) keyed: Option<Arc<dyn DynKeyedTokenSource>>,
+    pub(crate) max_keys: usize,
     pub(crate) config: Config,
 }
 
 impl TokenCacheBuilder {
     pub(crate) fn new(source: impl TokenSource) -> Self {
+        Self::with_parts(Arc::new(source), Config::default())
+    }
+
+    pub(crate) fn new_keyed(source: impl KeyedTokenSource) -> Self {
+        let source = Arc::new(source);
+        let mut builder = Self::with_parts(source.clone(), Config::default());
+        builder.keyed = Some(source);
+        builder
+    }
+
+    /// A builder for one key's cache: the keyed cache's settings, no keys.
+    pub(crate) fn with_parts(source: Arc<dyn DynTokenSource>, config: Config) -> Self {
         Self {
-            source: Arc::new(source),
-            config: Config {
-                timing: Timing::default(),
-                fetch_timeout: DEFAULT_FETCH_TIMEOUT,
-                backoff: Backoff::default(),
-                invalidation_cooldown: DEFAULT_INVALIDATION_COOLDOWN,
-                freshness: FreshnessCheck::default(),
-            },
+            source,
+            keyed: None,
+            max_keys: DEFAULT_MAX_KEYS,
+            config,
         }
     }
 
@@ -180,6 +204,17 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// How many keys a keyed cache ([`TokenCache::keyed`]) holds besides its
+    /// default token. A new key beyond it evicts an idle one, least recently
+    /// used first (see [the keyed cache](super::keyed#when-the-map-is-full)).
+    /// At least 1; no effect on a cache that is not keyed.
+    ///
+    /// Defaults to [`DEFAULT_MAX_KEYS`](super::DEFAULT_MAX_KEYS) (1,000).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys.max(1);
+        self
+    }
+
     /// Builds the cache. Fetches nothing and needs no runtime.
     pub fn build(self) -> TokenCache {
         TokenCache::from_builder(self)
@@ -190,6 +225,8 @@ impl fmt::Debug for TokenCacheBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCacheBuilder")
             .field("source", &self.source.kind_dyn())
+            .field("keyed", &self.keyed.is_some())
+            .field("max_keys", &self.max_keys)
             .field("config", &self.config)
             .finish()
     }

@@ -86,6 +86,7 @@
 mod builder;
 mod entry;
 mod flight;
+pub mod keyed;
 mod policy;
 mod reader;
 mod registry;
@@ -109,6 +110,7 @@ pub use policy::{
     Backoff, DEFAULT_EXPIRY_MARGIN, DEFAULT_LIFETIME, DEFAULT_REFRESH_AHEAD,
     DEFAULT_REFRESH_JITTER, DEFAULT_REFRESH_SHARE, MAX_LIFETIME,
 };
+pub use keyed::DEFAULT_MAX_KEYS;
 pub use stats::Stats;
 
 pub(crate) use entry::{Lease, TokenId};
@@ -125,7 +127,8 @@ use policy::later;
 use stats::{Counters, bump};
 
 use crate::error::TokenError;
-use crate::source::DynTokenSource;
+use crate::params::TokenParams;
+use crate::source::{DynTokenSource, KeyedTokenSource};
 use crate::token::Token;
 
 /// How long past the fetch timeout a waiter gives up on a fetch whose task
@@ -151,6 +154,8 @@ pub(crate) struct Shared {
     config: Config,
     counters: Counters,
     next_token: AtomicU64,
+    // Set for a keyed cache: the other keys' caches.
+    pub(crate) keys: Option<keyed::Keys>,
 }
 
 /// Everything that changes only under the lock.
@@ -206,7 +211,58 @@ impl TokenCache {
         TokenCacheBuilder::new(source)
     }
 
+    /// A keyed cache over `source` with every default: its default token,
+    /// and one token per [`TokenParams`] that requests name.
+    pub fn keyed(source: impl KeyedTokenSource) -> Self {
+        Self::keyed_builder(source).build()
+    }
+
+    /// A builder for a keyed cache over `source`: every key's cache takes
+    /// its settings. See [`keyed`](self::keyed).
+    pub fn keyed_builder(source: impl KeyedTokenSource) -> TokenCacheBuilder {
+        TokenCacheBuilder::new_keyed(source)
+    }
+
+    /// Whether this cache holds a token per [`TokenParams`].
+    pub fn is_keyed(&self) -> bool {
+        self.shared.keys.is_some()
+    }
+
+    /// The cache of the token for `params`, made if the cache has none yet:
+    /// to warm a key, read its counters, or invalidate it. Empty `params`
+    /// give this cache itself (the default token). Fails when this cache is
+    /// not keyed, or when the source cannot make a source for `params`.
+    pub fn for_params(&self, params: &TokenParams) -> Result<TokenCache, TokenError> {
+        if params.is_empty() {
+            return Ok(self.clone());
+        }
+        let keys = self.shared.keys.as_ref().ok_or_else(TokenError::not_keyed)?;
+        keys.get_or_insert(params, &self.shared.counters)
+            .map(|slot| slot.cache.clone())
+    }
+
+    /// The caches of every key held now (not the default token's), with
+    /// their parameters: for metrics per key.
+    pub fn keys(&self) -> Vec<(TokenParams, TokenCache)> {
+        let Some(keys) = &self.shared.keys else {
+            return Vec::new();
+        };
+        keys.map
+            .load()
+            .iter()
+            .map(|(params, slot)| (params.clone(), slot.cache.clone()))
+            .collect()
+    }
+
+    /// How many keys the cache holds now, besides its default token.
+    pub fn key_count(&self) -> usize {
+        self.shared.keys.as_ref().map_or(0, keyed::Keys::len)
+    }
+
     fn from_builder(builder: TokenCacheBuilder) -> Self {
+        let keys = builder
+            .keyed
+            .map(|source| keyed::Keys::new(source, builder.config.clone(), builder.max_keys));
         let shared = Arc::new_cyclic(|weak| Shared {
             id: registry::register(weak.clone()),
             current: ArcSwapOption::empty(),
@@ -215,6 +271,7 @@ impl TokenCache {
             config: builder.config,
             counters: Counters::default(),
             next_token: AtomicU64::new(1),
+            keys,
         });
         TokenCache { shared }
     }
@@ -648,11 +705,14 @@ impl Drop for Shared {
 
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenCache")
-            .field("source", &self.shared.source.kind_dyn())
+        let mut out = f.debug_struct("TokenCache");
+        out.field("source", &self.shared.source.kind_dyn())
             .field("has_usable_token", &self.has_usable_token())
-            .field("stats", &self.stats())
-            .finish()
+            .field("stats", &self.stats());
+        if let Some(keys) = &self.shared.keys {
+            out.field("keys", keys);
+        }
+        out.finish()
     }
 }
 

@@ -4,18 +4,30 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use super::entry::Entry;
+use super::keyed::KeyMap;
 use super::{Acquire, Shared, TokenCache};
+use crate::error::TokenError;
+use crate::params::TokenParams;
 
 /// One service's view of a cache. It keeps the current token at hand and
 /// checks that it is still current with one relaxed atomic load: no
-/// reference count is touched on the hot path.
+/// reference count is touched on the hot path. For a keyed cache it keeps
+/// the map of keys at hand the same way.
 #[derive(Clone)]
 pub(crate) struct Reader {
     cache: TokenCache,
     view: arc_swap::Cache<Current, Option<Arc<Entry>>>,
+    keys: Option<arc_swap::Cache<Arc<ArcSwap<KeyMap>>, Arc<KeyMap>>>,
+}
+
+/// What a request gets from [`Reader::acquire_for`]: the answer, and the
+/// key's cache when the request must wait for it.
+pub(crate) struct KeyAcquire {
+    pub(crate) acquire: Acquire,
+    pub(crate) waiting_on: Option<TokenCache>,
 }
 
 /// The cache's current token, for [`arc_swap::Cache`].
@@ -30,10 +42,21 @@ impl std::ops::Deref for Current {
     }
 }
 
+impl KeyAcquire {
+    pub(crate) fn into_parts(self) -> (Acquire, Option<TokenCache>) {
+        (self.acquire, self.waiting_on)
+    }
+}
+
 impl Reader {
     pub(crate) fn new(cache: TokenCache) -> Self {
         let view = arc_swap::Cache::new(Current(Arc::clone(&cache.shared)));
-        Self { cache, view }
+        let keys = cache
+            .shared
+            .keys
+            .as_ref()
+            .map(|keys| arc_swap::Cache::new(Arc::clone(&keys.map)));
+        Self { cache, view, keys }
     }
 
     pub(crate) fn cache(&self) -> &TokenCache {
@@ -46,6 +69,40 @@ impl Reader {
     pub(crate) fn acquire(&mut self) -> Acquire {
         let entry = self.view.load();
         self.cache.acquire_from(entry.as_deref())
+    }
+
+    /// The token for `params` (not empty): for a held key, no lock and
+    /// no shared write (a relaxed load checks the map is current, another
+    /// that the key is marked used); a new key is made under the map's lock.
+    pub(crate) fn acquire_for(&mut self, params: &TokenParams) -> KeyAcquire {
+        let Some(keys) = self.keys.as_mut() else {
+            return KeyAcquire {
+                acquire: Acquire::Failed(TokenError::not_keyed()),
+                waiting_on: None,
+            };
+        };
+        let (acquire, cache) = match keys.load().get(params) {
+            Some(slot) => {
+                slot.touch();
+                (slot.cache.acquire(), &slot.cache)
+            }
+            None => match self.cache.for_params(params) {
+                Ok(cache) => {
+                    let acquire = cache.acquire();
+                    let waiting_on = matches!(acquire, Acquire::Wait(..)).then_some(cache);
+                    return KeyAcquire {
+                        acquire,
+                        waiting_on,
+                    };
+                }
+                Err(error) => (Acquire::Failed(error), &self.cache),
+            },
+        };
+        let waiting_on = matches!(acquire, Acquire::Wait(..)).then(|| cache.clone());
+        KeyAcquire {
+            acquire,
+            waiting_on,
+        }
     }
 }
 

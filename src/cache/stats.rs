@@ -32,6 +32,9 @@ pub struct Stats {
     pub failed_fast: u64,
     /// Tokens thrown away because the API rejected them (or on request).
     pub invalidations: u64,
+    /// Keys a keyed cache evicted to make room for new ones (each key's own
+    /// counters are in its cache: [`TokenCache::keys`](crate::TokenCache::keys)).
+    pub keys_evicted: u64,
 }
 
 /// The live counters behind [`Stats`].
@@ -46,6 +49,7 @@ pub(crate) struct Counters {
     pub(crate) waited_for_fetch: AtomicU64,
     pub(crate) failed_fast: AtomicU64,
     pub(crate) invalidations: AtomicU64,
+    pub(crate) keys_evicted: AtomicU64,
 }
 
 impl Counters {
@@ -59,6 +63,7 @@ impl Counters {
             waited_for_fetch: get(&self.waited_for_fetch),
             failed_fast: get(&self.failed_fast),
             invalidations: get(&self.invalidations),
+            keys_evicted: get(&self.keys_evicted),
         }
     }
 }

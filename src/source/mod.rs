@@ -23,6 +23,9 @@
 #[cfg(feature = "client-credentials")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub mod client_credentials;
+pub(crate) mod keyed;
+
+pub use keyed::KeyedTokenSource;
 
 use std::convert::Infallible;
 use std::fmt;

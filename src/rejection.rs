@@ -1,0 +1,203 @@
+//! When an API's answer means the token was rejected (RFC 6750 §3), and
+//! what the layer does about it.
+//!
+//! A response whose status is one of the [`RejectionStatuses`] (401 by
+//! default; some APIs answer 403 for an expired token) rejected the token,
+//! unless its `WWW-Authenticate` Bearer challenge says `insufficient_scope`:
+//! then the token is fine and the request needs more, so the token is kept
+//! and the request is not re-sent; the caller gets the answer, with the
+//! scope it needs readable through [`Challenge`]. On a rejection the layer
+//! throws the token away (if it is still the current one) and marks the
+//! response [`TokenRejected`], which
+//! [`RetryOnUnauthorized`](crate::RetryOnUnauthorized) re-sends once.
+//!
+//! ```
+//! use http::StatusCode;
+//! use tower_bearer::{BearerAuthLayer, Challenge, Token, rejection::RejectionStatuses, source::StaticSource};
+//!
+//! let layer = BearerAuthLayer::new(StaticSource::new(Token::bearer("t")))
+//!     .rejection_statuses(RejectionStatuses::new([StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]));
+//! # drop(layer);
+//!
+//! // What a caller reads from a 403 that asks for more scope.
+//! let response = http::Response::builder()
+//!     .status(403)
+//!     .header("www-authenticate", r#"Bearer error="insufficient_scope", scope="orders.write""#)
+//!     .body(())
+//!     .unwrap();
+//! let challenge = Challenge::bearer(response.headers()).unwrap();
+//! assert!(challenge.is_insufficient_scope());
+//! assert_eq!(challenge.scopes().collect::<Vec<_>>(), ["orders.write"]);
+//! ```
+
+use http::StatusCode;
+
+use crate::challenge::Challenge;
+use crate::request::AuthResponse;
+
+/// The statuses that mean "token rejected". Only client errors (4xx)
+/// count; others given are ignored. Small and `Copy`: a set of bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct RejectionStatuses {
+    // Bit `n` stands for status `400 + n`.
+    bits: u128,
+}
+
+impl RejectionStatuses {
+    /// The set of `statuses` (their 4xx ones).
+    pub fn new(statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        let bits = statuses
+            .into_iter()
+            .filter_map(|status| status.as_u16().checked_sub(400).filter(|n| *n < 100))
+            .fold(0, |bits, n| bits | 1 << n);
+        Self { bits }
+    }
+
+    /// Whether `status` is in the set.
+    pub fn contains(&self, status: StatusCode) -> bool {
+        status
+            .as_u16()
+            .checked_sub(400)
+            .is_some_and(|n| n < 100 && self.bits & (1 << n) != 0)
+    }
+
+    /// The statuses, in order.
+    pub fn iter(&self) -> impl Iterator<Item = StatusCode> + '_ {
+        (0..100u16)
+            .filter(|n| self.bits & (1 << n) != 0)
+            .filter_map(|n| StatusCode::from_u16(400 + n).ok())
+    }
+}
+
+/// `401 Unauthorized` alone.
+impl Default for RejectionStatuses {
+    fn default() -> Self {
+        Self::new([StatusCode::UNAUTHORIZED])
+    }
+}
+
+impl std::fmt::Debug for RejectionStatuses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set()
+            .entries(self.iter().map(|s| s.as_u16()))
+            .finish()
+    }
+}
+
+/// A response extension the layer adds when the API rejected the token the
+/// request carried: a new token may succeed where this one failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenRejected;
+
+/// What a response says of the token its request carried.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Not a rejection.
+    Accepted,
+    /// The token was rejected: throw it away, a retry may succeed.
+    Rejected,
+    /// The token is fine; the request needs more scope.
+    NeedsMoreScope,
+}
+
+/// Reads `response` by `statuses` and its Bearer challenge.
+pub(crate) fn judge<R: AuthResponse>(response: &R, statuses: RejectionStatuses) -> Verdict {
+    let Some(status) = response.auth_status() else {
+        return Verdict::Accepted;
+    };
+    if !statuses.contains(status) {
+        return Verdict::Accepted;
+    }
+    let challenge = response.headers().and_then(Challenge::bearer);
+    match challenge {
+        Some(challenge) if challenge.is_insufficient_scope() => Verdict::NeedsMoreScope,
+        _ => Verdict::Rejected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, challenge: Option<&str>) -> http::Response<()> {
+        let mut builder = http::Response::builder().status(status);
+        if let Some(challenge) = challenge {
+            builder = builder.header("www-authenticate", challenge);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn statuses_and_challenges_decide() {
+        let both = RejectionStatuses::new([StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]);
+        let only_401 = RejectionStatuses::default();
+        let cases = [
+            (200, None, only_401, Verdict::Accepted),
+            (401, None, only_401, Verdict::Rejected),
+            (
+                401,
+                Some(r#"Bearer error="invalid_token""#),
+                only_401,
+                Verdict::Rejected,
+            ),
+            (
+                401,
+                Some(r#"Bearer realm="api", error="insufficient_scope", scope="a""#),
+                only_401,
+                Verdict::NeedsMoreScope,
+            ),
+            (403, Some(r#"Bearer error="invalid_token""#), only_401, Verdict::Accepted),
+            (403, Some(r#"Bearer error="invalid_token""#), both, Verdict::Rejected),
+            (403, None, both, Verdict::Rejected),
+            (
+                403,
+                Some(r#"Bearer error="insufficient_scope", scope="orders.write""#),
+                both,
+                Verdict::NeedsMoreScope,
+            ),
+            // Another scheme's challenge says nothing of the Bearer token.
+            (
+                401,
+                Some(r#"Basic realm="x", error="insufficient_scope""#),
+                only_401,
+                Verdict::Rejected,
+            ),
+        ];
+        for (status, challenge, statuses, expected) in cases {
+            assert_eq!(
+                judge(&response(status, challenge), statuses),
+                expected,
+                "{status} {challenge:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn grpc_statuses_read_as_http() {
+        let grpc = |code: &str| {
+            http::Response::builder()
+                .header("grpc-status", code)
+                .body(())
+                .unwrap()
+        };
+        let both = RejectionStatuses::new([StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]);
+        assert_eq!(judge(&grpc("16"), RejectionStatuses::default()), Verdict::Rejected);
+        assert_eq!(judge(&grpc("7"), RejectionStatuses::default()), Verdict::Accepted);
+        assert_eq!(judge(&grpc("7"), both), Verdict::Rejected);
+        assert_eq!(judge(&grpc("0"), both), Verdict::Accepted);
+    }
+
+    #[test]
+    fn only_client_errors_count() {
+        let set = RejectionStatuses::new([
+            StatusCode::OK,
+            StatusCode::UNAUTHORIZED,
+            StatusCode::from_u16(499).unwrap(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ]);
+        assert_eq!(set.iter().map(|s| s.as_u16()).collect::<Vec<_>>(), [401, 499]);
+        assert!(!set.contains(StatusCode::OK));
+        assert_eq!(format!("{set:?}"), "{401, 499}");
+    }
+}
