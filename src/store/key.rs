@@ -63,6 +63,61 @@ impl StoreKey {
     pub fn digest(&self) -> &str {
         &self.digest
     }
+
+    /// The key of the token for `params` from the same source: this key's
+    /// digest and every part of `params` (credential parameters ignored, as
+    /// [`StoreKeyBuilder::param`] does), hashed. Empty `params` give this
+    /// key itself: the default token.
+    ///
+    /// ```
+    /// use tower_bearer::TokenParams;
+    /// use tower_bearer::store::StoreKey;
+    ///
+    /// let base = StoreKey::builder().token_url("https://idp.example.com/token").client_id("svc").build();
+    /// let orders = base.for_params(&TokenParams::for_audience("orders"));
+    /// assert_ne!(orders, base);
+    /// assert_eq!(orders, base.for_params(&TokenParams::for_audience("orders")));
+    /// assert_eq!(base.for_params(&TokenParams::default()), base);
+    /// ```
+    pub fn for_params(&self, params: &crate::params::TokenParams) -> StoreKey {
+        if params.is_empty() {
+            return self.clone();
+        }
+        let mut hasher = Sha256::new();
+        let mut part = |tag: &[u8], value: &str| {
+            hasher.update(tag);
+            hasher.update((value.len() as u64).to_be_bytes());
+            hasher.update(value.as_bytes());
+        };
+        part(b"tower-bearer store key", "v1 keyed");
+        part(b"base", &self.digest);
+        for scope in params.scopes() {
+            part(b"scope", scope);
+        }
+        for audience in params.audiences() {
+            part(b"audience", audience);
+        }
+        for resource in params.resources() {
+            part(b"resource", resource);
+        }
+        for (name, value) in params.params() {
+            if !is_credential(name) {
+                part(b"param name", name);
+                part(b"param value", value);
+            }
+        }
+        StoreKey {
+            digest: hex(&hasher.finalize()),
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut digest = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
+        let _ = write!(digest, "{byte:02x}");
+    }
+    digest
 }
 
 impl fmt::Debug for StoreKey {
@@ -153,11 +208,9 @@ impl StoreKeyBuilder {
             part(b"param name", name);
             part(b"param value", value);
         }
-        let mut digest = String::with_capacity(64);
-        for byte in hasher.finalize() {
-            let _ = write!(digest, "{byte:02x}");
+        StoreKey {
+            digest: hex(&hasher.finalize()),
         }
-        StoreKey { digest }
     }
 }
 

@@ -111,8 +111,10 @@ impl RedisStore {
     /// Put a [`TokenCache`](crate::TokenCache) in front of the result, so
     /// that Redis is asked only on a local miss or refresh.
     pub fn share<S: TokenSource>(&self, source: S, key: StoreKey) -> SharedSource<S> {
+        // The digest is the hash tag: the token and its lease share a slot
+        // on a Redis Cluster.
         let token_key = format!("{}{{{}}}", self.inner.config.key_prefix, key.digest());
-        SharedSource::new(self.clone(), source, token_key)
+        SharedSource::new(self.clone(), source, key, token_key)
     }
 
     /// The prefix of every key this store writes.

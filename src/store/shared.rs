@@ -10,8 +10,10 @@ use tokio::time::Instant;
 
 use super::redis::{Found, RedisStore, Unavailable};
 use super::value::{millis, random_id};
+use super::key::StoreKey;
 use crate::error::ErrorClass;
-use crate::source::TokenSource;
+use crate::params::TokenParams;
+use crate::source::{KeyedTokenSource, TokenSource};
 use crate::token::Token;
 
 /// How many served ids a source remembers: far more than can be alive at
@@ -27,6 +29,7 @@ const SERVED_KEPT: usize = 8;
 pub struct SharedSource<S> {
     store: RedisStore,
     source: S,
+    key: StoreKey,
     token_key: String,
     lease_key: String,
     // The ids of the stored tokens handed to this source's cache, newest
@@ -36,10 +39,11 @@ pub struct SharedSource<S> {
 }
 
 impl<S> SharedSource<S> {
-    pub(super) fn new(store: RedisStore, source: S, token_key: String) -> Self {
+    pub(super) fn new(store: RedisStore, source: S, key: StoreKey, token_key: String) -> Self {
         Self {
             store,
             source,
+            key,
             lease_key: format!("{token_key}:lease"),
             token_key,
             served: Mutex::new(VecDeque::with_capacity(SERVED_KEPT)),
@@ -257,6 +261,18 @@ impl<S: TokenSource> SharedSource<S> {
             "redis unavailable or refusing: fetching directly from the source"
         );
         self.source.fetch().await
+    }
+}
+
+/// Each key's tokens are shared under their own Redis key, derived from this
+/// source's [`StoreKey`] and the key's parameters
+/// ([`StoreKey::for_params`]): the fleet fetches one token per key.
+impl<S: KeyedTokenSource> KeyedTokenSource for SharedSource<S> {
+    type Keyed = SharedSource<S::Keyed>;
+
+    fn for_params(&self, params: &TokenParams) -> Result<Self::Keyed, S::Error> {
+        let source = self.source.for_params(params)?;
+        Ok(self.store.share(source, self.key.for_params(params)))
     }
 }
 

@@ -11,6 +11,7 @@ use super::{
 };
 #[cfg(doc)]
 use super::{RESERVED_HEADERS, RESERVED_PARAMS};
+use crate::params::TokenParams;
 use crate::redact;
 
 /// Builds a [`ClientCredentials`]; from [`ClientCredentials::builder`].
@@ -82,6 +83,20 @@ impl ClientCredentialsBuilder {
         self
     }
 
+    /// Adds an RFC 8707 `resource` (an absolute URI) to the default token's
+    /// request; repeatable. Per request, name resources with
+    /// [`TokenParams`](crate::TokenParams).
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.param("resource", resource)
+    }
+
+    /// Adds an `audience` (Auth0, Okta) to the default token's request;
+    /// repeatable. Per request, name audiences with
+    /// [`TokenParams`](crate::TokenParams).
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.param("audience", audience)
+    }
+
     /// Adds a header to the token request, such as Avionté's `x-api-key`.
     /// Its value is treated as a secret: marked sensitive, never printed.
     ///
@@ -126,6 +141,45 @@ impl ClientCredentialsBuilder {
         self
     }
 
+    /// These settings with a key's parameters: each part the key has
+    /// replaces the same part here (its scopes replace the scopes, its
+    /// audiences every `audience`, its resources every `resource`, its
+    /// parameters those of the same names).
+    pub(super) fn for_params(&self, params: &TokenParams) -> Result<Self, BuildError> {
+        let mut keyed = self.clone();
+        if !params.scopes().is_empty() {
+            keyed.scopes = params.scopes().to_vec();
+        }
+        let mut replace = |name: &str, values: Vec<&str>| {
+            if values.is_empty() {
+                return;
+            }
+            keyed.extra_params.retain(|(n, _)| n != name);
+            keyed
+                .extra_params
+                .extend(values.into_iter().map(|v| (name.to_owned(), v.to_owned())));
+        };
+        replace("audience", params.audiences().iter().map(String::as_str).collect());
+        replace("resource", params.resources().iter().map(String::as_str).collect());
+        let mut names: Vec<&str> = params.params().iter().map(|(n, _)| n.as_str()).collect();
+        names.dedup();
+        for name in names {
+            if redact::secret_key(name) || name == "client_assertion_type" {
+                return Err(BuildError::CredentialParam {
+                    name: name.to_owned(),
+                });
+            }
+            let values = params
+                .params()
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect();
+            replace(name, values);
+        }
+        Ok(keyed)
+    }
+
     /// Checks the settings and builds the source. Sends nothing.
     pub fn build(self) -> Result<ClientCredentials, BuildError> {
         let token_url = request::token_url(&self.token_url, self.allow_insecure_http)?;
@@ -138,20 +192,26 @@ impl ClientCredentialsBuilder {
             headers: &self.headers,
         };
         let (request, secrets) = TokenRequest::new(token_url, &settings)?;
-        let http_client = match self.http_client {
-            Some(client) => client,
+        let http_client = match &self.http_client {
+            Some(client) => client.clone(),
             None => transport::default_client(&request)?,
+        };
+        // Every key's source shares this one's client, and its connections.
+        let settings = ClientCredentialsBuilder {
+            http_client: Some(http_client.clone()),
+            ..self
         };
         Ok(ClientCredentials {
             inner: Arc::new(Inner {
                 request,
-                client_id: self.client_id,
-                scopes: self.scopes,
-                auth_style: self.auth_style,
-                extra_params: self.extra_params,
+                client_id: settings.client_id.clone(),
+                scopes: settings.scopes.clone(),
+                auth_style: settings.auth_style,
+                extra_params: settings.extra_params.clone(),
                 secrets,
-                timeout: self.timeout,
+                timeout: settings.timeout,
                 http_client,
+                settings,
             }),
         })
     }

@@ -67,6 +67,12 @@ pub enum BuildError {
         /// What the HTTP client said.
         reason: String,
     },
+    /// A key's [`TokenParams`](crate::TokenParams) hold a parameter whose
+    /// name says it carries a credential: a key never holds a secret.
+    CredentialParam {
+        /// The parameter's name.
+        name: String,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -110,6 +116,10 @@ impl fmt::Display for BuildError {
             BuildError::HttpClient { reason } => {
                 write!(f, "the HTTP client could not be built: {reason}")
             }
+            BuildError::CredentialParam { name } => write!(
+                f,
+                "the token parameters name {name:?}, a credential: credentials go to the source's builder, never in a token key"
+            ),
         }
     }
 }
@@ -123,6 +133,13 @@ impl std::error::Error for BuildError {}
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ClientCredentialsError {
+    /// The source could not make a request for a key's
+    /// [`TokenParams`](crate::TokenParams) (a reserved or credential
+    /// parameter). Permanent: nothing was sent.
+    InvalidParams {
+        /// Why.
+        source: BuildError,
+    },
     /// The token endpoint could not be reached, or the connection failed.
     Transport {
         /// The HTTP client's error.
@@ -221,7 +238,8 @@ impl ClientCredentialsError {
                     ErrorClass::Permanent
                 }
             }
-            ClientCredentialsError::BodyTooLarge { .. } => ErrorClass::Permanent,
+            ClientCredentialsError::BodyTooLarge { .. }
+            | ClientCredentialsError::InvalidParams { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -232,9 +250,9 @@ impl ClientCredentialsError {
             | ClientCredentialsError::HttpStatus { status, .. }
             | ClientCredentialsError::InvalidResponse { status, .. }
             | ClientCredentialsError::BodyTooLarge { status, .. } => Some(*status),
-            ClientCredentialsError::Transport { .. } | ClientCredentialsError::Timeout { .. } => {
-                None
-            }
+            ClientCredentialsError::Transport { .. }
+            | ClientCredentialsError::Timeout { .. }
+            | ClientCredentialsError::InvalidParams { .. } => None,
         }
     }
 
@@ -264,6 +282,9 @@ impl fmt::Display for ClientCredentialsError {
             // hyper's and the operating system's.
             ClientCredentialsError::Transport { .. } => {
                 f.write_str("the token endpoint could not be reached")
+            }
+            ClientCredentialsError::InvalidParams { source } => {
+                write!(f, "no token request could be made for these token parameters: {source}")
             }
             ClientCredentialsError::Timeout { after } => {
                 write!(f, "the token endpoint did not answer within {after:?}")

@@ -165,8 +165,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ErrorClass;
+use crate::params::TokenParams;
 use crate::redact::{self, Secrets};
-use crate::source::TokenSource;
+use crate::source::{KeyedTokenSource, TokenSource};
 use crate::token::Token;
 
 pub use avionte::{AVIONTE_FRONT_OFFICE_SCOPE, AVIONTE_TOKEN_URL};
@@ -234,6 +235,8 @@ struct Inner {
     secrets: Secrets,
     timeout: Duration,
     http_client: reqwest::Client,
+    // What it was built from, to build a key's source.
+    settings: ClientCredentialsBuilder,
 }
 
 impl ClientCredentials {
@@ -307,6 +310,25 @@ impl fmt::Debug for ClientCredentials {
             .field("extra_headers", &inner.request.extra_header_names())
             .field("timeout", &inner.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// A key's source asks for the key's scopes, audiences, resources and
+/// parameters, each replacing the same part of this source's settings (its
+/// scopes, every `audience`, every `resource`, the parameters of the same
+/// names); it shares this source's HTTP client, credentials and headers.
+/// Parameters whose names say they carry a credential (`client_assertion`,
+/// `*_secret`, `*_token`, `password`) are refused, as are the reserved ones
+/// ([`RESERVED_PARAMS`]).
+impl KeyedTokenSource for ClientCredentials {
+    type Keyed = ClientCredentials;
+
+    fn for_params(&self, params: &TokenParams) -> Result<ClientCredentials, ClientCredentialsError> {
+        self.inner
+            .settings
+            .for_params(params)
+            .and_then(ClientCredentialsBuilder::build)
+            .map_err(|source| ClientCredentialsError::InvalidParams { source })
     }
 }
 
