@@ -140,10 +140,10 @@ pub use redact::redact_url;
 pub use retry::RetryOnUnauthorized;
 pub use scope::Scope;
 pub use service::BearerAuth;
-pub use source::{KeyedTokenSource, TokenSource};
 #[cfg(feature = "client-credentials")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub use source::client_credentials::{
     AuthStyle, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsError, ClientSecret,
 };
+pub use source::{KeyedTokenSource, TokenSource};
 pub use token::{AccessToken, Token};

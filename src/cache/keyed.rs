@@ -191,8 +191,7 @@ mod tests {
     use super::*;
 
     fn slot(used: bool) -> Arc<Slot> {
-        let cache =
-            TokenCache::new(crate::source::StaticSource::new(crate::Token::bearer("t")));
+        let cache = TokenCache::new(crate::source::StaticSource::new(crate::Token::bearer("t")));
         Arc::new(Slot {
             cache,
             used: AtomicBool::new(used),
