@@ -213,8 +213,10 @@ mod tests {
         // The keys it passed lost their mark and went to the back.
         assert_eq!(ring, [keys[3].clone(), keys[0].clone(), keys[1].clone()]);
         assert!(!map[&keys[0]].used.load(Ordering::Relaxed));
-        // Next time, the oldest unmarked key goes.
-        assert_eq!(sweep(&mut ring, &map), Some(keys[3].clone()));
+        // Next time, key 3 (still marked) is passed, and the first key that
+        // lost its mark goes.
+        assert_eq!(sweep(&mut ring, &map), Some(keys[0].clone()));
+        assert_eq!(ring, [keys[1].clone(), keys[3].clone()]);
     }
 
     #[test]
