@@ -25,18 +25,21 @@ use tower_bearer::{
 /// form it was sent.
 struct Idp {
     server: TestServer,
-    forms: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    forms: Arc<Mutex<Vec<Form>>>,
 }
+
+/// A token request's form, as sent.
+type Form = Vec<(String, String)>;
 
 impl Idp {
     async fn start() -> Idp {
-        let forms: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
+        let forms: Arc<Mutex<Vec<Form>>> = Arc::default();
         let log = forms.clone();
         let server = TestServer::start(move |req| {
             let log = log.clone();
             async move {
                 let body = req.into_body().collect().await.unwrap().to_bytes();
-                let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap();
+                let form: Form = serde_urlencoded::from_bytes(&body).unwrap();
                 let values = |name: &str| -> Vec<String> {
                     form.iter()
                         .filter(|(n, _)| n == name)
@@ -75,7 +78,7 @@ impl Idp {
             .unwrap()
     }
 
-    fn forms(&self) -> Vec<Vec<(String, String)>> {
+    fn forms(&self) -> Vec<Form> {
         self.forms.lock().unwrap().clone()
     }
 

@@ -218,7 +218,7 @@ impl TokenCache {
     }
 
     /// A builder for a keyed cache over `source`: every key's cache takes
-    /// its settings. See [`keyed`](self::keyed).
+    /// its settings. See [`keyed`](mod@self::keyed).
     pub fn keyed_builder(source: impl KeyedTokenSource) -> TokenCacheBuilder {
         TokenCacheBuilder::new_keyed(source)
     }
