@@ -47,6 +47,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -64,7 +65,29 @@ pub const DEFAULT_MAX_KEYS: usize = 1000;
 
 /// The keys' caches, swapped whole on every insertion so that a lookup
 /// takes no lock.
-pub(crate) type KeyMap = HashMap<TokenParams, Arc<Slot>>;
+pub(crate) type KeyMap = HashMap<TokenParams, Arc<Slot>, BuildHasherDefault<KeyHasher>>;
+
+/// Takes the hash [`TokenParams`] computed when built (seeded per process)
+/// as it is: a lookup hashes nothing.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    // `TokenParams` writes one u64; anything else is folded in, FNV-style.
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
 
 /// One key's cache, and whether it was used since the last sweep.
 pub(crate) struct Slot {
@@ -208,6 +231,7 @@ mod tests {
             .enumerate()
             .map(|(i, k)| (k.clone(), slot(i != 2)))
             .collect();
+        assert_eq!(map.len(), 4);
         let mut ring: VecDeque<TokenParams> = keys.iter().cloned().collect();
         assert_eq!(sweep(&mut ring, &map), Some(keys[2].clone()));
         // The keys it passed lost their mark and went to the back.
