@@ -127,7 +127,7 @@ impl Keys {
             source,
             config,
             max_keys: max_keys.max(1),
-            map: Arc::new(ArcSwap::from_pointee(KeyMap::new())),
+            map: Arc::new(ArcSwap::from_pointee(KeyMap::default())),
             ring: Mutex::new(VecDeque::new()),
         }
     }
