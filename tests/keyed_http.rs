@@ -284,3 +284,22 @@ async fn a_refused_key_fails_only_its_own_requests_without_a_fetch_storm() {
     assert_eq!(bad_cache.stats().failed_fast, 9);
     assert_eq!(cache.for_params(&good).unwrap().stats().fetches_failed, 0);
 }
+
+#[test]
+fn the_multi_audience_example_fetches_one_token_per_audience() {
+    let output = std::process::Command::new(support::processes::example_binary("multi_audience"))
+        .output()
+        .expect("the example runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    for line in [
+        "40 mixed requests: 40 answered 200",
+        r#"["orders"]: 1 token fetch(es)"#,
+        r#"["billing"]: 1 token fetch(es)"#,
+        "GET /admin with the admin token -> 200 OK",
+        r#"GET /admin with the orders token -> 403 Forbidden, needs scope "admin""#,
+        "token fetches at the provider: 3",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in {stdout}");
+    }
+}
