@@ -112,6 +112,15 @@ where
     Ok(response.into_body())
 }
 
+/// The whole response to `request`, which must not fail.
+async fn response_to<S>(service: &mut S, request: Request<String>) -> http::Response<String>
+where
+    S: Service<Request<String>, Response = http::Response<String>, Error = Error<Infallible>>,
+{
+    let service = service.ready().await.expect("ready");
+    service.call(request).await.expect("answered")
+}
+
 /// The Duende bug: concurrent first requests with different parameters
 /// must never get each other's token. Many keys, their first requests all
 /// at once on a multi-thread runtime, fetches finishing in a random order;
@@ -293,14 +302,17 @@ async fn each_key_has_its_own_counters_and_invalidation() {
 }
 
 /// An inner service that answers each request by its token: `status` for
-/// the tokens listed, 200 otherwise, with the challenge given.
+/// the tokens listed, 200 otherwise, with the challenge given. It counts
+/// the requests it gets.
 fn api(
     answers: Vec<(&'static str, u16, &'static str)>,
+    calls: Arc<Mutex<usize>>,
 ) -> impl Service<Request<String>, Response = http::Response<String>, Error = Infallible, Future: Send>
 + Clone {
     let answers = Arc::new(answers);
     tower::service_fn(move |req: Request<String>| {
         let answers = answers.clone();
+        *calls.lock().unwrap() += 1;
         async move {
             let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
             let mut response = http::Response::new(auth.clone());
@@ -323,29 +335,28 @@ fn api(
 #[tokio::test(start_paused = true)]
 async fn insufficient_scope_keeps_the_token_and_is_not_retried() {
     let source = PerAudience::default();
+    let calls = Arc::new(Mutex::new(0));
     let mut service =
         ServiceBuilder::new()
             .layer(tower::retry::RetryLayer::new(RetryOnUnauthorized::default()))
             .layer(BearerAuthLayer::keyed(source.clone()).rejection_statuses(
                 RejectionStatuses::new([StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]),
             ))
-            .service(api(vec![(
-                "a:1",
-                403,
-                r#"Bearer error="insufficient_scope", scope="orders.write""#,
-            )]));
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(for_audience("a"))
-        .await
-        .unwrap();
+            .service(api(
+                vec![(
+                    "a:1",
+                    403,
+                    r#"Bearer error="insufficient_scope", scope="orders.write""#,
+                )],
+                calls.clone(),
+            ));
+    let response = response_to(&mut service, for_audience("a")).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(*calls.lock().unwrap(), 1, "not retried");
     let challenge = tower_bearer::Challenge::bearer(response.headers()).unwrap();
     assert_eq!(challenge.scopes().collect::<Vec<_>>(), ["orders.write"]);
     assert_eq!(source.fetches("a"), 1, "no refetch");
-    // Not retried: the same token again gets the same answer from the cache.
+    // The token is kept: the next request carries it again.
     let again = send(&mut service, for_audience("a")).await.unwrap();
     assert_eq!(again, "Bearer a:1");
     assert_eq!(source.fetches("a"), 1);
@@ -354,26 +365,25 @@ async fn insufficient_scope_keeps_the_token_and_is_not_retried() {
 #[tokio::test(start_paused = true)]
 async fn invalid_token_refetches_that_key_only_and_is_retried_once() {
     let source = PerAudience::default();
+    let calls = Arc::new(Mutex::new(0));
     let layer = BearerAuthLayer::keyed(source.clone());
     let cache = layer.cache().clone();
     let mut service = ServiceBuilder::new()
         .layer(tower::retry::RetryLayer::new(RetryOnUnauthorized::default()))
         .layer(layer)
-        .service(api(vec![("a:1", 401, r#"Bearer error="invalid_token""#)]));
+        .service(api(
+            vec![("a:1", 401, r#"Bearer error="invalid_token""#)],
+            calls.clone(),
+        ));
     assert_eq!(
         send(&mut service, for_audience("b")).await.unwrap(),
         "Bearer b:1"
     );
     // a:1 is rejected, thrown away, and the retry carries a:2.
-    let response = service
-        .ready()
-        .await
-        .unwrap()
-        .call(for_audience("a"))
-        .await
-        .unwrap();
+    let response = response_to(&mut service, for_audience("a")).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.into_body(), "Bearer a:2");
+    assert_eq!(*calls.lock().unwrap(), 3, "b, then a twice");
     assert_eq!((source.fetches("a"), source.fetches("b")), (2, 1));
     let a = cache.for_params(&TokenParams::for_audience("a")).unwrap();
     assert_eq!(a.stats().invalidations, 1);
@@ -395,7 +405,7 @@ async fn a_403_is_a_rejection_only_when_configured() {
         let source = PerAudience::default();
         let mut service = ServiceBuilder::new()
             .layer(BearerAuthLayer::keyed(source.clone()).rejection_statuses(statuses))
-            .service(api(vec![("a:1", 403, "")]));
+            .service(api(vec![("a:1", 403, "")], Arc::default()));
         let _ = send(&mut service, for_audience("a")).await.unwrap();
         // A rejection starts the refetch at once.
         tokio::task::yield_now().await;
@@ -410,10 +420,13 @@ async fn opt_outs_skip_the_token_the_invalidation_or_the_retry() {
     let cache = layer.cache().clone();
     let retried = Arc::new(Mutex::new(0usize));
     let calls = retried.clone();
-    let inner = api(vec![
-        ("default:1", 401, r#"Bearer error="invalid_token""#),
-        ("default:2", 401, r#"Bearer error="invalid_token""#),
-    ]);
+    let inner = api(
+        vec![
+            ("default:1", 401, r#"Bearer error="invalid_token""#),
+            ("default:2", 401, r#"Bearer error="invalid_token""#),
+        ],
+        Arc::default(),
+    );
     let mut service = ServiceBuilder::new()
         .layer(tower::retry::RetryLayer::new(RetryOnUnauthorized::default()))
         .layer(layer)
