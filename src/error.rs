@@ -203,6 +203,9 @@ pub enum TokenErrorKind {
     /// layer's source fetches only its default token: the request is not
     /// sent with a token meant for something else. Permanent.
     NotKeyed,
+    /// The request's [`TokenParams`](crate::TokenParams) name a parameter
+    /// that carries a credential: a token's key never holds one. Permanent.
+    CredentialInParams,
 }
 
 /// Why no token could be had.
@@ -229,6 +232,7 @@ enum Detail {
     Timeout(Duration),
     ExpiredOnArrival { lifetime: Duration, took: Duration },
     Text(&'static str),
+    Message(String),
 }
 
 impl TokenError {
@@ -298,6 +302,15 @@ impl TokenError {
         )
     }
 
+    pub(crate) fn credential_in_params(name: &str) -> Self {
+        Self::from_parts(
+            TokenErrorKind::CredentialInParams,
+            Detail::Message(format!(
+                "the request's TokenParams name the parameter {name:?}, which carries a credential: credentials go to the token source, never into a token's key"
+            )),
+        )
+    }
+
     pub(crate) fn no_runtime() -> Self {
         Self::from_parts(
             TokenErrorKind::NoRuntime,
@@ -326,6 +339,7 @@ impl TokenError {
                 TokenErrorKind::InvalidToken
                     | TokenErrorKind::UnknownOrigin
                     | TokenErrorKind::NotKeyed
+                    | TokenErrorKind::CredentialInParams
             ) =>
             {
                 ErrorClass::Permanent
@@ -414,6 +428,7 @@ impl fmt::Display for TokenError {
                 "the token source took {took:?} to return a token that lives {lifetime:?}: it was past its usable end on arrival"
             )?,
             Detail::Text(text) => f.write_str(text)?,
+            Detail::Message(text) => f.write_str(text)?,
         }
         if let Some(remaining) = self.backoff_remaining {
             write!(

@@ -61,7 +61,8 @@
 //!   the last error, so an outage costs the provider one request per backoff
 //!   step. A request is never sent without its token.
 //! - **401.** A `401` (or gRPC `UNAUTHENTICATED`) throws away the token that
-//!   request carried, only if it is still current, and starts one refresh.
+//!   request carried, only if it is still current, and starts one refresh
+//!   (unless its challenge says `insufficient_scope`).
 //!   [`RetryOnUnauthorized`] re-sends a replayable request once.
 //! - **Rejections.** Which statuses mean "token rejected" is configurable
 //!   ([`BearerAuthLayer::rejection_statuses`]); a `WWW-Authenticate` Bearer

@@ -6,13 +6,13 @@
 //!
 //! // A health check that must go out without the token.
 //! let mut probe = http::Request::get("https://api.example.com/health").body(()).unwrap();
-//! probe.extensions_mut().insert(OptOut::default().attach());
+//! probe.extensions_mut().insert(OptOut::default().skip_token());
 //!
 //! // A probe of whether the token still works: its 401 must not throw the
 //! // token away, nor be re-sent.
 //! let mut check = http::Request::get("https://api.example.com/me").body(()).unwrap();
-//! check.extensions_mut().insert(OptOut::default().invalidation().retry());
-//! assert!(OptOut::default().attach().skips_attach());
+//! check.extensions_mut().insert(OptOut::default().skip_invalidation().skip_retry());
+//! assert!(OptOut::default().skip_token().skips_token());
 //! ```
 
 /// What the layer should not do for this request. Put it in the request's
@@ -20,7 +20,7 @@
 /// opts out of nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OptOut {
-    attach: bool,
+    token: bool,
     invalidation: bool,
     retry: bool,
 }
@@ -28,27 +28,27 @@ pub struct OptOut {
 impl OptOut {
     /// Send the request without a token (and so without invalidation or
     /// retry).
-    pub fn attach(mut self) -> Self {
-        self.attach = true;
+    pub fn skip_token(mut self) -> Self {
+        self.token = true;
         self
     }
 
     /// Do not throw the token away when the API rejects this request.
-    pub fn invalidation(mut self) -> Self {
+    pub fn skip_invalidation(mut self) -> Self {
         self.invalidation = true;
         self
     }
 
     /// Do not let [`RetryOnUnauthorized`](crate::RetryOnUnauthorized)
     /// re-send this request when the API rejects its token.
-    pub fn retry(mut self) -> Self {
+    pub fn skip_retry(mut self) -> Self {
         self.retry = true;
         self
     }
 
     /// Whether the request goes without a token.
-    pub fn skips_attach(&self) -> bool {
-        self.attach
+    pub fn skips_token(&self) -> bool {
+        self.token
     }
 
     /// Whether a rejection of this request leaves the token in place.

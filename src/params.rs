@@ -39,11 +39,34 @@ use std::sync::{Arc, OnceLock};
 /// computed once, when built). The empty value means the layer's default
 /// token.
 ///
-/// It holds no credential: a client secret, an assertion or a password never
-/// goes here (sources refuse parameters by those names, and `Debug` shows
-/// only the names of other parameters).
+/// It holds no credential: the keyed cache refuses parameters whose names
+/// say they carry one ([`CREDENTIAL_PARAMS`], and names holding `secret`,
+/// `password`, `assertion`, `token`, `credential` or ending in `key`), and
+/// `Debug` shows only the names of the other parameters and the resources
+/// and audiences without user info or query.
 #[derive(Clone)]
 pub struct TokenParams(Arc<Parts>);
+
+/// Parameter names that carry a credential or a grant's own secret, in any
+/// letter case: never part of a token's key.
+pub const CREDENTIAL_PARAMS: [&str; 7] = [
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "password",
+    "refresh_token",
+    "code",
+    "code_verifier",
+];
+
+/// Whether a parameter name says it carries a credential: one of
+/// [`CREDENTIAL_PARAMS`], or a name the redaction rule hides.
+pub(crate) fn names_credential(name: &str) -> bool {
+    CREDENTIAL_PARAMS
+        .iter()
+        .any(|credential| credential.eq_ignore_ascii_case(name))
+        || crate::redact::secret_key(name)
+}
 
 #[derive(PartialEq, Eq, Default)]
 struct Parts {
@@ -101,6 +124,16 @@ impl TokenParams {
         &self.0.params
     }
 
+    /// The first parameter whose name says it carries a credential: such
+    /// params are refused.
+    pub(crate) fn credential_param(&self) -> Option<&str> {
+        self.0
+            .params
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .find(|name| names_credential(name))
+    }
+
     /// Whether nothing is asked for: the layer's default token.
     pub fn is_empty(&self) -> bool {
         let parts = &*self.0;
@@ -132,19 +165,24 @@ impl Hash for TokenParams {
 }
 
 impl fmt::Debug for TokenParams {
-    // Parameter values stay out: only scopes, audiences and resources,
-    // which name what the token is for, show in full.
+    // Parameter values stay out; audiences and resources, which may be
+    // URIs, show without user info, query or fragment.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts = &*self.0;
+        let shown = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .map(|uri| crate::redact::redact_url(uri))
+                .collect()
+        };
         let mut out = f.debug_struct("TokenParams");
         if !parts.scopes.is_empty() {
             out.field("scopes", &parts.scopes);
         }
         if !parts.audiences.is_empty() {
-            out.field("audiences", &parts.audiences);
+            out.field("audiences", &shown(&parts.audiences));
         }
         if !parts.resources.is_empty() {
-            out.field("resources", &parts.resources);
+            out.field("resources", &shown(&parts.resources));
         }
         if !parts.params.is_empty() {
             let names: Vec<&str> = parts.params.iter().map(|(n, _)| n.as_str()).collect();
@@ -299,12 +337,38 @@ mod tests {
     #[test]
     fn debug_shows_parameter_names_not_values() {
         let params = TokenParams::builder()
-            .resource("https://api.example.com")
-            .param("tenant_key", "value-not-shown")
+            .resource("https://user:pw@api.example.com/v1?sig=S1GNED")
+            .audience("orders")
+            .param("tenant", "value-not-shown")
             .build();
         let shown = format!("{params:?}");
-        assert!(shown.contains("https://api.example.com"), "{shown}");
-        assert!(shown.contains("tenant_key"), "{shown}");
-        assert!(!shown.contains("value-not-shown"), "{shown}");
+        assert!(shown.contains("https://api.example.com/v1"), "{shown}");
+        assert!(
+            shown.contains("orders") && shown.contains("tenant"),
+            "{shown}"
+        );
+        for hidden in ["value-not-shown", "pw", "S1GNED"] {
+            assert!(!shown.contains(hidden), "{hidden} in {shown}");
+        }
+    }
+
+    #[test]
+    fn credential_names_are_found() {
+        for name in [
+            "client_secret",
+            "Code",
+            "code_verifier",
+            "assertion",
+            "subject_token",
+            "api_key",
+            "tenant_password",
+        ] {
+            let params = TokenParams::builder().param(name, "x").build();
+            assert_eq!(params.credential_param(), Some(name), "{name}");
+        }
+        for name in ["tenant", "requested_token_type", "region", "keyword"] {
+            let params = TokenParams::builder().param(name, "x").build();
+            assert_eq!(params.credential_param(), None, "{name}");
+        }
     }
 }

@@ -39,34 +39,42 @@ use crate::request::AuthResponse;
 /// count; others given are ignored. Small and `Copy`: a set of bits.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct RejectionStatuses {
-    // Bit `n` stands for status `400 + n`.
-    bits: u128,
+    // Bit `n` stands for status `400 + n`: two words, so that the response
+    // future stays 8-byte aligned.
+    bits: [u64; 2],
 }
 
 impl RejectionStatuses {
     /// The set of `statuses` (their 4xx ones).
     pub fn new(statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        let bits = statuses
-            .into_iter()
-            .filter_map(|status| status.as_u16().checked_sub(400).filter(|n| *n < 100))
-            .fold(0, |bits, n| bits | 1 << n);
+        let mut bits = [0; 2];
+        for n in statuses.into_iter().filter_map(offset) {
+            bits[n / 64] |= 1 << (n % 64);
+        }
         Self { bits }
     }
 
     /// Whether `status` is in the set.
     pub fn contains(&self, status: StatusCode) -> bool {
-        status
-            .as_u16()
-            .checked_sub(400)
-            .is_some_and(|n| n < 100 && self.bits & (1 << n) != 0)
+        offset(status).is_some_and(|n| self.has(n))
     }
 
     /// The statuses, in order.
     pub fn iter(&self) -> impl Iterator<Item = StatusCode> + '_ {
-        (0..100u16)
-            .filter(|n| self.bits & (1 << n) != 0)
-            .filter_map(|n| StatusCode::from_u16(400 + n).ok())
+        (0..100)
+            .filter(|n| self.has(*n))
+            .filter_map(|n| StatusCode::from_u16(400 + n as u16).ok())
     }
+
+    fn has(&self, n: usize) -> bool {
+        self.bits[n / 64] & (1 << (n % 64)) != 0
+    }
+}
+
+/// A client error's place in the set: `status - 400`.
+fn offset(status: StatusCode) -> Option<usize> {
+    let n = status.as_u16().checked_sub(400)?;
+    (n < 100).then_some(usize::from(n))
 }
 
 /// `401 Unauthorized` alone.

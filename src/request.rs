@@ -78,7 +78,11 @@ pub trait AuthRequest {
     fn target(&self) -> Target<'_>;
     /// The request's extensions, where it may carry
     /// [`TokenParams`](crate::TokenParams) and [`OptOut`](crate::OptOut).
-    /// Defaults to none.
+    ///
+    /// Defaults to none, and then the layer cannot see either: a request
+    /// type that has extensions (a wrapper around `http::Request`) must
+    /// return them, or its requests all get the default token and no
+    /// opt-out is honoured.
     fn extensions(&self) -> Option<&Extensions> {
         None
     }

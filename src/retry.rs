@@ -9,7 +9,9 @@
 //! whose body cannot be replayed (a stream; its answer is returned as it
 //! came), a 403 `insufficient_scope` (the token is fine; more of it would not
 //! help), a request the layer sent without its token, and a request that
-//! opts out ([`OptOut::retry`](crate::OptOut::retry)).
+//! opts out ([`OptOut::skip_retry`](crate::OptOut::skip_retry)). For a
+//! response type without extensions, where nothing can be marked, any 401
+//! is re-sent.
 //!
 //! ```
 //! use std::convert::Infallible;

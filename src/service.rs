@@ -149,7 +149,7 @@ where
             .unwrap_or_default();
         let keep_existing =
             !settings.overwrite_existing && request.headers().contains_key(&settings.header_name);
-        if keep_existing || opt_out.skips_attach() {
+        if keep_existing || opt_out.skips_token() {
             return ResponseFuture::calling(self.inner.call(request), None);
         }
         match settings.scope.verdict(&request) {
@@ -162,13 +162,13 @@ where
             retry: !opt_out.skips_retry(),
             statuses: settings.rejection_statuses,
         };
-        // Which token: the one the request names, else the selector's
-        // pick, else the default.
+        // Which token: the one the request names (empty params name the
+        // default), else the selector's pick, else the default.
         let named = request
             .extensions()
-            .and_then(|extensions| extensions.get::<TokenParams>())
-            .filter(|params| !params.is_empty());
+            .and_then(|extensions| extensions.get::<TokenParams>());
         let (acquired, waiting_on) = match (named, &settings.selector) {
+            (Some(params), _) if params.is_empty() => (self.cache.acquire(), None),
             (Some(params), _) => self.cache.acquire_for(params).into_parts(),
             (None, Some(Selector(select))) => match select(&request.target()) {
                 Some(params) if !params.is_empty() => self.cache.acquire_for(&params).into_parts(),

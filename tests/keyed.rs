@@ -212,6 +212,13 @@ async fn the_selector_picks_by_target_and_an_extension_wins_over_it() {
         .extensions_mut()
         .insert(TokenParams::for_audience("named"));
     assert_eq!(send(&mut service, named).await.unwrap(), "Bearer named:1");
+    // Empty params name the default token: the selector is not asked.
+    let mut default = get("https://graph.test/v1/me");
+    default.extensions_mut().insert(TokenParams::default());
+    assert_eq!(
+        send(&mut service, default).await.unwrap(),
+        "Bearer default:1"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -292,6 +299,14 @@ async fn each_key_has_its_own_counters_and_invalidation() {
     assert_eq!((a.stats().fetches_started, a.stats().invalidations), (1, 1));
     assert_eq!((b.stats().fetches_started, b.stats().invalidations), (1, 0));
     assert_eq!(cache.stats().fetches_started, 0);
+    assert_eq!(cache.key_count(), 2);
+    // A key never holds a credential, whatever the source.
+    let secret = TokenParams::builder()
+        .param("assertion", "jwt-of-alice")
+        .build();
+    let refused = cache.for_params(&secret).unwrap_err();
+    assert_eq!(refused.kind(), TokenErrorKind::CredentialInParams);
+    assert!(!refused.to_string().contains("jwt-of-alice"), "{refused}");
     assert_eq!(cache.key_count(), 2);
     // Not keyed: no key can be had.
     let plain = TokenCache::new(StaticSource::new(Token::bearer("t")));
@@ -452,7 +467,7 @@ async fn opt_outs_skip_the_token_the_invalidation_or_the_retry() {
 
     // No token at all, and nothing fetched.
     assert_eq!(
-        send(&mut service, with(OptOut::default().attach()))
+        send(&mut service, with(OptOut::default().skip_token()))
             .await
             .unwrap(),
         "-"
@@ -460,15 +475,18 @@ async fn opt_outs_skip_the_token_the_invalidation_or_the_retry() {
     assert_eq!(source.total(), 0);
 
     // Rejected, but neither invalidated nor retried.
-    let seen = send(&mut service, with(OptOut::default().invalidation().retry()))
-        .await
-        .unwrap();
+    let seen = send(
+        &mut service,
+        with(OptOut::default().skip_invalidation().skip_retry()),
+    )
+    .await
+    .unwrap();
     assert_eq!(seen, "Bearer default:1");
     assert_eq!(cache.stats().invalidations, 0);
     assert_eq!(*retried.lock().unwrap(), 2, "sent once each, no retry");
 
     // Retry opted out only: invalidated, not retried.
-    let seen = send(&mut service, with(OptOut::default().retry()))
+    let seen = send(&mut service, with(OptOut::default().skip_retry()))
         .await
         .unwrap();
     assert_eq!(seen, "Bearer default:1");
@@ -478,7 +496,7 @@ async fn opt_outs_skip_the_token_the_invalidation_or_the_retry() {
     // Invalidation opted out only: the token stays, and the retry goes,
     // with the same token, rejected again.
     let calls_before = *retried.lock().unwrap();
-    let seen = send(&mut service, with(OptOut::default().invalidation()))
+    let seen = send(&mut service, with(OptOut::default().skip_invalidation()))
         .await
         .unwrap();
     assert_eq!(seen, "Bearer default:2");

@@ -111,7 +111,7 @@ pub(crate) struct Keys {
     source: Arc<dyn DynKeyedTokenSource>,
     config: Config,
     max_keys: usize,
-    pub(crate) map: Arc<ArcSwap<KeyMap>>,
+    pub(crate) map: ArcSwap<KeyMap>,
     // The clock's ring, in the order keys are swept; insertions and
     // evictions happen under this lock.
     ring: Mutex<VecDeque<TokenParams>>,
@@ -127,7 +127,7 @@ impl Keys {
             source,
             config,
             max_keys: max_keys.max(1),
-            map: Arc::new(ArcSwap::from_pointee(KeyMap::default())),
+            map: ArcSwap::from_pointee(KeyMap::default()),
             ring: Mutex::new(VecDeque::new()),
         }
     }
@@ -147,17 +147,22 @@ impl Keys {
             slot.touch();
             return Ok(Arc::clone(slot));
         }
-        let mut ring = self.ring();
-        let current = self.map.load_full();
-        // Another request may have made it while this one took the lock.
-        if let Some(slot) = current.get(params) {
-            slot.touch();
-            return Ok(Arc::clone(slot));
+        if let Some(name) = params.credential_param() {
+            return Err(TokenError::credential_in_params(name));
         }
+        // The source's work is done before the lock: a slow `for_params`
+        // holds up no other key. Should another request make the key
+        // meanwhile, this one is dropped.
         let source = self
             .source
             .for_params_dyn(params)
             .map_err(TokenError::source_failed)?;
+        let mut ring = self.ring();
+        let current = self.map.load_full();
+        if let Some(slot) = current.get(params) {
+            slot.touch();
+            return Ok(Arc::clone(slot));
+        }
         let slot = Arc::new(Slot {
             cache: TokenCacheBuilder::with_parts(source, self.config.clone()).build(),
             used: AtomicBool::new(true),

@@ -4,23 +4,20 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwapOption;
 
 use super::entry::Entry;
-use super::keyed::KeyMap;
 use super::{Acquire, Shared, TokenCache};
 use crate::error::TokenError;
 use crate::params::TokenParams;
 
 /// One service's view of a cache. It keeps the current token at hand and
 /// checks that it is still current with one relaxed atomic load: no
-/// reference count is touched on the hot path. For a keyed cache it keeps
-/// the map of keys at hand the same way.
+/// reference count is touched on the hot path.
 #[derive(Clone)]
 pub(crate) struct Reader {
     cache: TokenCache,
     view: arc_swap::Cache<Current, Option<Arc<Entry>>>,
-    keys: Option<arc_swap::Cache<Arc<ArcSwap<KeyMap>>, Arc<KeyMap>>>,
 }
 
 /// What a request gets from [`Reader::acquire_for`]: the answer, and the
@@ -51,12 +48,7 @@ impl KeyAcquire {
 impl Reader {
     pub(crate) fn new(cache: TokenCache) -> Self {
         let view = arc_swap::Cache::new(Current(Arc::clone(&cache.shared)));
-        let keys = cache
-            .shared
-            .keys
-            .as_ref()
-            .map(|keys| arc_swap::Cache::new(Arc::clone(&keys.map)));
-        Self { cache, view, keys }
+        Self { cache, view }
     }
 
     pub(crate) fn cache(&self) -> &TokenCache {
@@ -71,17 +63,20 @@ impl Reader {
         self.cache.acquire_from(entry.as_deref())
     }
 
-    /// The token for `params` (not empty): for a held key, no lock and
-    /// no shared write (a relaxed load checks the map is current, another
-    /// that the key is marked used); a new key is made under the map's lock.
+    /// The token for `params` (not empty): for a held key, no lock and no
+    /// shared write (one arc-swap load each for the map and the key's token,
+    /// which write only to this thread's own slot; a relaxed load sees that
+    /// the key is marked used); a new key is made under the map's lock. The map is loaded per
+    /// request, not kept: an idle service must not keep evicted keys alive.
     pub(crate) fn acquire_for(&mut self, params: &TokenParams) -> KeyAcquire {
-        let Some(keys) = self.keys.as_mut() else {
+        let Some(keys) = self.cache.shared.keys.as_ref() else {
             return KeyAcquire {
                 acquire: Acquire::Failed(TokenError::not_keyed()),
                 waiting_on: None,
             };
         };
-        let (acquire, cache) = match keys.load().get(params) {
+        let map = keys.map.load();
+        let (acquire, cache) = match map.get(params) {
             Some(slot) => {
                 slot.touch();
                 (slot.cache.acquire(), &slot.cache)

@@ -105,7 +105,6 @@ fn at_most(text: &str) -> String {
 
 /// Words that say a secret is near: in a key or parameter name, or in text
 /// that is not JSON.
-#[cfg(feature = "client-credentials")]
 const SECRET_WORDS: [&str; 9] = [
     "token",
     "secret",
@@ -122,7 +121,6 @@ const SECRET_WORDS: [&str; 9] = [
 /// [`SECRET_WORDS`] (`key` at its end: `api_key`, `client_key`, not
 /// `keyword`), and does not name a type (`token_type`,
 /// `requested_token_type`, `token_type_hint`).
-#[cfg(feature = "client-credentials")]
 pub(crate) fn secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     if ["_type", "-type", "_type_hint"]

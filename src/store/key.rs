@@ -6,21 +6,13 @@ use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
 
-/// Parameter names that carry the client's credentials or a grant's own
-/// secret: they never change which token is issued and must never reach a
-/// key, so [`StoreKeyBuilder::param`] ignores them. Not the redaction rule
-/// (`redact::secret_key`), on purpose: that one hides any name holding
-/// `token` or ending in `key`, and a `subject_token` or a `tenant_key`
-/// says whose token it is: left out, two subjects would share one token.
-const CREDENTIAL_PARAMS: &[&str] = &[
-    "client_secret",
-    "client_assertion",
-    "assertion",
-    "password",
-    "refresh_token",
-    "code",
-    "code_verifier",
-];
+// Parameter names that carry the client's credentials or a grant's own
+// secret: they never change which token is issued and must never reach a
+// key, so `StoreKeyBuilder::param` ignores them. Not the redaction rule
+// (`redact::secret_key`), on purpose: that one hides any name holding
+// `token` or ending in `key`, and a `subject_token` or a `tenant_key`
+// says whose token it is: left out, two subjects would share one token.
+use crate::params::CREDENTIAL_PARAMS;
 
 /// What identifies a shared token: a SHA-256 of its identity parts.
 ///
@@ -65,9 +57,10 @@ impl StoreKey {
     }
 
     /// The key of the token for `params` from the same source: this key's
-    /// digest and every part of `params` (credential parameters ignored, as
-    /// [`StoreKeyBuilder::param`] does), hashed. Empty `params` give this
-    /// key itself: the default token.
+    /// digest and every part of `params`, hashed. Empty `params` give this
+    /// key itself: the default token. (A keyed cache never asks for params
+    /// that name a credential; should they reach here, they are left out,
+    /// as [`StoreKeyBuilder::param`] leaves them.)
     ///
     /// ```
     /// use tower_bearer::TokenParams;

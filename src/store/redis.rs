@@ -270,6 +270,14 @@ impl RedisStore {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 self.report_if_denied(what, &error);
+                if let Connection::Cluster(link) = &self.inner.connection
+                    && (error.is_unrecoverable_error() || error.is_connection_dropped())
+                {
+                    // The connection's driver task is gone (its runtime shut
+                    // down) or the link broke: connect afresh next time,
+                    // rather than stay a miss for good.
+                    link.forget_connection();
+                }
                 Err(Unavailable::Redis(error))
             }
             Err(_) => Err(Unavailable::Timeout),
@@ -433,6 +441,15 @@ impl ClusterLink {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops a connection that no longer works; the next operation connects
+    /// again. A running attempt is left to finish.
+    fn forget_connection(&self) {
+        let mut state = self.state();
+        if matches!(&*state, LinkState::Connected(_)) {
+            *state = LinkState::Idle;
+        }
     }
 
     /// The cluster connection, once an attempt to connect has made it:

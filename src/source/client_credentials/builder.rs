@@ -170,7 +170,7 @@ impl ClientCredentialsBuilder {
         let mut names: Vec<&str> = params.params().iter().map(|(n, _)| n.as_str()).collect();
         names.dedup();
         for name in names {
-            if redact::secret_key(name) || name == "client_assertion_type" {
+            if crate::params::names_credential(name) || name == "client_assertion_type" {
                 return Err(BuildError::CredentialParam {
                     name: name.to_owned(),
                 });
