@@ -306,3 +306,40 @@ async fn six_keyed_caches_with_two_resources_make_two_fetches() {
     };
     six_processes_two_resources_two_fetches(|| store(&cluster)).await;
 }
+
+/// A cluster connection lives on the runtime it was made on. When that
+/// runtime is gone, the store connects again instead of missing for good.
+#[test]
+fn the_store_connects_again_after_its_runtime_is_gone() {
+    let setup = tokio::runtime::Runtime::new().unwrap();
+    let Some(cluster) = setup.block_on(RedisCluster::start()) else {
+        return;
+    };
+    let store = store(&cluster);
+    let source = labelled_source("t".into());
+    let on_a_new_runtime = |caches: usize| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let headers: Vec<String> = runtime.block_on(async {
+            let mut headers = Vec::new();
+            for _ in 0..caches {
+                let cache = TokenCache::new(store.share(source.source(), key()));
+                headers.push(authorization_promptly(&cache).await);
+            }
+            headers
+        });
+        drop(runtime);
+        headers
+    };
+    assert_eq!(on_a_new_runtime(1), ["Bearer t-1"]);
+    // On a new runtime the old connection is dead: the first fetches go
+    // straight to the source while the store connects again (a cluster
+    // connect may outlast one operation's timeout), then the shared token
+    // is read. Without reconnecting, it never would be.
+    let headers = on_a_new_runtime(6);
+    assert!(headers.iter().any(|h| h == "Bearer t-1"), "{headers:?}");
+    drop(setup);
+}
