@@ -149,6 +149,12 @@ impl BearerAuthLayer {
     where
         F: Fn(&Target<'_>) -> Option<TokenParams> + Send + Sync + 'static,
     {
+        if !self.cache.is_keyed() {
+            // Said now, not only on the first request that fails.
+            tracing::warn!(
+                "BearerAuthLayer::token_for on a cache that is not keyed: requests it picks a key for will fail; build the cache with TokenCache::keyed"
+            );
+        }
         self.settings.selector = Some(Selector(Arc::new(select)));
         self
     }
