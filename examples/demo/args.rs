@@ -17,7 +17,9 @@ use tower_bearer::store::RedisStore;
 use tower_bearer::{AuthStyle, redact_url};
 
 use crate::provider::Credentials;
-use crate::values::{SharedStore, auth, checked, header, positive, redis_store};
+use crate::values::{
+    SharedStore, audience, auth, checked, header, positive, redis_store, resource,
+};
 use crate::workload::Workload;
 
 const DEFAULT_REQUESTS: u64 = 200;
@@ -32,10 +34,12 @@ const MAX_CONCURRENCY: u64 = 10_000;
 /// The three ways to run the demo; clap puts it after "Usage: ".
 const USAGE: &str = "\
 demo [--ttl SECS] [--requests N | --duration SECS] [--concurrency C]
+            [--resource URI]... [--audience A]...
        demo --token-url URL --client-id ID [--client-secret S | env CLIENT_SECRET]
             [--scope S]... [--auth basic|post] [--token-header 'Name: value']...
-            [--api-header 'Name: value']... --url API_URL
-            [--requests N | --duration SECS] [--concurrency C] [--redis URL]
+            [--api-header 'Name: value']... --url API_URL... [--resource URI]...
+            [--audience A]... [--requests N | --duration SECS] [--concurrency C]
+            [--redis URL]
        demo --serve SECS [--ttl SECS] [--client-id ID]
             [--client-secret S | env CLIENT_SECRET] [--api-key K | env API_KEY]";
 
@@ -46,12 +50,28 @@ and what happened in plain words and one JSON line.";
 const AFTER_HELP: &str = "\
 Without --token-url, an embedded token endpoint and API run on 127.0.0.1;
 --client-id and --client-secret then override the credentials the demo sends
-(try a wrong secret to see a refusal).
+(try a wrong secret, or a --resource elsewhere, to see a refusal).
+
+Resources and audiences: with one --url (or none), every --resource and
+--audience goes on the one token request (resource=URI, audience=A). With
+several --url, requests go round-robin over them, and each --url pairs with
+the --resource (and the --audience) at the same position: its requests carry
+the token for that resource, all through one layer and one HTTP client. Give
+one --resource (or --audience) per --url, or none. The JSON line then adds
+\"token_fetches_by_resource\": {\"URI\": n, ...}, keyed by resource (by
+audience when only --audience is given), each the token fetches whose
+request named it; it is left out when neither flag is given.
+\"token_fetches\" stays the total. A resource the provider refuses fails only
+its own requests, and stderr says why in one line.
 
 --serve accepts the given client secret and API key (x-api-key), prints its
 URLs and client id as one JSON line, and stops after SECS, on SIGTERM or
 Ctrl-C, or when its standard input is a pipe that closes; its last line is a
-JSON object with the tokens it issued.
+JSON object with the tokens it issued (in all, and per resource or
+audience). Its token endpoint accepts as resource or audience any http URI
+on its API's origin (\"api_origin\" in the first line), binds each token to
+what its request named, and refuses others with invalid_target; its API
+refuses a token bound elsewhere (401 invalid_token).
 
 Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
 
@@ -92,12 +112,12 @@ struct Cli {
     concurrency: u64,
 
     /// The provider's token endpoint, instead of the embedded one
-    #[arg(long, value_name = "URL", requires_all = ["url", "client_id"])]
+    #[arg(long, value_name = "URL", requires_all = ["urls", "client_id"])]
     token_url: Option<String>,
 
-    /// The API to call with the tokens
-    #[arg(long, value_name = "API_URL", requires = "token_url")]
-    url: Option<String>,
+    /// The API to call with the tokens (repeatable: requests go round-robin)
+    #[arg(long = "url", value_name = "API_URL", requires = "token_url")]
+    urls: Vec<String>,
 
     /// The client id
     #[arg(long, value_name = "ID")]
@@ -110,6 +130,14 @@ struct Cli {
     /// A scope to ask for (repeatable)
     #[arg(long = "scope", value_name = "S")]
     scopes: Vec<String>,
+
+    /// A resource (RFC 8707) to ask a token for (repeatable; pairs with --url)
+    #[arg(long = "resource", value_name = "URI", value_parser = checked(resource))]
+    resources: Vec<String>,
+
+    /// An audience to ask a token for, sent as `audience` (repeatable; pairs with --url)
+    #[arg(long = "audience", value_name = "A", value_parser = checked(audience))]
+    audiences: Vec<String>,
 
     /// Client authentication: HTTP Basic or in the form
     #[arg(long, value_name = "basic|post", default_value = "basic", value_parser = checked(auth))]
@@ -130,8 +158,9 @@ struct Cli {
     /// Only run the embedded token endpoint and API, for other demo processes to use
     #[arg(long, value_name = "SECS",
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
-          conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "url",
-                                "scopes", "auth", "token_headers", "api_headers", "redis"])]
+          conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "urls",
+                                "scopes", "resources", "audiences", "auth", "token_headers",
+                                "api_headers", "redis"])]
     serve: Option<u64>,
 
     /// The API key --serve accepts [or env API_KEY]
@@ -152,8 +181,58 @@ pub enum Command {
 pub enum Provider {
     /// The embedded token endpoint and API.
     Embedded { ttl: Duration },
-    /// A real provider and API.
-    Remote { token_url: String, api_url: String },
+    /// A real provider and API: one URL or more, called round-robin.
+    Remote {
+        token_url: String,
+        api_urls: Vec<String>,
+    },
+}
+
+/// Which token each request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tokens {
+    /// One token for every request, its request naming these resources and
+    /// audiences (none: the provider's default). With one `--url`, or none.
+    One {
+        resources: Vec<String>,
+        audiences: Vec<String>,
+    },
+    /// With several `--url`: the token for each URL's resource and audience,
+    /// at the same position as the URL.
+    PerUrl(Vec<UrlToken>),
+}
+
+/// The token one `--url` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlToken {
+    pub resource: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl UrlToken {
+    /// What the JSON and the messages call it: the resource, else the
+    /// audience.
+    pub fn name(&self) -> Option<(&'static str, &str)> {
+        match (&self.resource, &self.audience) {
+            (Some(resource), _) => Some(("resource", resource)),
+            (None, Some(audience)) => Some(("audience", audience)),
+            (None, None) => None,
+        }
+    }
+}
+
+impl Tokens {
+    /// Whether `--resource` or `--audience` was given: the JSON line then
+    /// has `token_fetches_by_resource`.
+    pub fn named(&self) -> bool {
+        match self {
+            Tokens::One {
+                resources,
+                audiences,
+            } => !resources.is_empty() || !audiences.is_empty(),
+            Tokens::PerUrl(_) => true,
+        }
+    }
 }
 
 /// A workload run.
@@ -162,6 +241,8 @@ pub struct Args {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub scopes: Vec<String>,
+    /// Which token each request needs.
+    pub tokens: Tokens,
     pub auth: AuthStyle,
     pub token_headers: Vec<(String, String)>,
     pub api_headers: Vec<(String, String)>,
@@ -186,10 +267,19 @@ impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Provider::Embedded { ttl } => f.debug_struct("Embedded").field("ttl", ttl).finish(),
-            Provider::Remote { token_url, api_url } => f
+            Provider::Remote {
+                token_url,
+                api_urls,
+            } => f
                 .debug_struct("Remote")
                 .field("token_url", &redact_url(token_url))
-                .field("api_url", &redact_url(api_url))
+                .field(
+                    "api_urls",
+                    &api_urls
+                        .iter()
+                        .map(|url| redact_url(url))
+                        .collect::<Vec<_>>(),
+                )
                 .finish(),
         }
     }
@@ -208,6 +298,7 @@ impl std::fmt::Debug for Args {
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("scopes", &self.scopes)
+            .field("tokens", &self.tokens)
             .field("auth", &self.auth)
             .field("token_header_names", &header_names(&self.token_headers))
             .field("api_header_names", &header_names(&self.api_headers))
@@ -226,7 +317,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(raw).map_err(tidy)?.into_command()
+    Cli::try_parse_from(raw)
+        .map_err(tidy)?
+        .into_command()
+        .map_err(tidy)
 }
 
 impl Cli {
@@ -265,10 +359,16 @@ impl Cli {
                 },
             }));
         }
+        let tokens = pair(self.urls.len(), self.resources, self.audiences)
+            .and_then(|tokens| distinct_routes(&self.urls, tokens))
+            .map_err(|message| Cli::command().error(ErrorKind::WrongNumberOfValues, message))?;
         // clap has checked that --token-url and --url come together.
-        let provider = match (self.token_url, self.url) {
-            (Some(token_url), Some(api_url)) => Provider::Remote { token_url, api_url },
-            _ => Provider::Embedded {
+        let provider = match self.token_url {
+            Some(token_url) => Provider::Remote {
+                token_url,
+                api_urls: self.urls,
+            },
+            None => Provider::Embedded {
                 ttl: Duration::from_secs(self.ttl),
             },
         };
@@ -277,6 +377,7 @@ impl Cli {
             client_id: self.client_id,
             client_secret: self.client_secret,
             scopes: self.scopes,
+            tokens,
             auth: self.auth,
             token_headers: self.token_headers,
             api_headers: self.api_headers,
@@ -289,6 +390,73 @@ impl Cli {
             redis: self.redis,
         }))
     }
+}
+
+/// Pairs `urls` URLs with the resources and audiences: with several URLs,
+/// each flag given must be given once per URL (its values then pair with
+/// the URLs by position); otherwise every value goes on the one token.
+fn pair(urls: usize, resources: Vec<String>, audiences: Vec<String>) -> Result<Tokens, String> {
+    if urls <= 1 || (resources.is_empty() && audiences.is_empty()) {
+        return Ok(Tokens::One {
+            resources,
+            audiences,
+        });
+    }
+    for (flag, given) in [
+        ("--resource", resources.len()),
+        ("--audience", audiences.len()),
+    ] {
+        if given != 0 && given != urls {
+            return Err(format!(
+                "{urls} --url but {given} {flag}: with several --url, give one {flag} per --url \
+                 (the first pairs with the first --url, and so on), or none"
+            ));
+        }
+    }
+    let mut resources = resources.into_iter();
+    let mut audiences = audiences.into_iter();
+    Ok(Tokens::PerUrl(
+        (0..urls)
+            .map(|_| UrlToken {
+                resource: resources.next(),
+                audience: audiences.next(),
+            })
+            .collect(),
+    ))
+}
+
+/// Refuses two `--url` with different tokens that the layer could not tell
+/// apart: it picks a request's token by scheme, host, port and path, not by
+/// query. A URL that does not parse is left for the run to refuse, as
+/// before.
+fn distinct_routes(urls: &[String], tokens: Tokens) -> Result<Tokens, String> {
+    let Tokens::PerUrl(each) = &tokens else {
+        return Ok(tokens);
+    };
+    let route = |url: &String| {
+        reqwest::Url::parse(url).ok().map(|url| {
+            (
+                url.scheme().to_owned(),
+                url.host_str().map(str::to_owned),
+                url.port_or_known_default(),
+                url.path().to_owned(),
+            )
+        })
+    };
+    let routes: Vec<_> = urls.iter().map(route).collect();
+    for (i, a) in routes.iter().enumerate() {
+        for (j, b) in routes.iter().enumerate().skip(i + 1) {
+            if a.is_some() && a == b && each[i] != each[j] {
+                return Err(format!(
+                    "--url number {} and {} differ only in their query but pair with different \
+                     tokens: the token is chosen by scheme, host, port and path",
+                    i + 1,
+                    j + 1
+                ));
+            }
+        }
+    }
+    Ok(tokens)
 }
 
 /// clap's error, made safe and complete: a mistyped argument cut down to

@@ -13,8 +13,14 @@
 //! ```text
 //! cargo run --example demo -- --token-url URL --client-id ID [--client-secret S | env CLIENT_SECRET]
 //!     [--scope S]... [--auth basic|post] [--token-header 'Name: value']... [--api-header 'Name: value']...
-//!     --url API_URL [--requests N] [--concurrency C] [--duration SECS]
+//!     --url API_URL... [--resource URI]... [--audience A]...
+//!     [--requests N] [--concurrency C] [--duration SECS]
 //! ```
+//!
+//! With several `--url`, requests go round-robin over them and each carries
+//! the token for the `--resource` (or `--audience`) at the same position,
+//! through one layer (a keyed cache, and a `token_for` selector that maps a
+//! request's URL to its resource) and one HTTP client.
 //!
 //! The last line on stdout is one JSON object with the counts and latencies.
 //! Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad
@@ -49,11 +55,16 @@ use std::sync::atomic::Ordering;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tower::ServiceBuilder;
-use tower_bearer::{AuthStyle, BearerAuthLayer, ClientCredentials, redact_url};
+use tower_bearer::request::Target;
+use tower_bearer::{
+    AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsBuilder, TokenCache,
+    TokenParams, redact_url,
+};
 
-use args::{Args, Command, Provider};
+use args::{Args, Command, Provider, Tokens, UrlToken};
 use provider::{Credentials, Embedded};
 use report::Report;
+use workload::Endpoint;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -91,18 +102,32 @@ async fn run(args: Args) -> Result<bool, String> {
         Provider::Remote { .. } => None,
     };
     let source = token_source(&args, embedded.as_ref())?;
-    let (api_url, api_headers) = api_target(&args, embedded.as_ref())?;
+    let (api_urls, api_headers) = api_target(&args, embedded.as_ref())?;
+    let targets = Targets::new(api_urls, &args.tokens);
 
     let (cache, endpoint_fetches) = cache::build_cache(source, &args);
+    // One layer and one client for every URL: the selector picks each
+    // request's token from its URL (reqwest::Request has no extensions to
+    // carry TokenParams in).
+    let mut layer = BearerAuthLayer::with_cache(cache.clone());
+    if let Some(select) = targets.selector() {
+        layer = layer.token_for(select);
+    }
     let client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::with_cache(cache.clone()))
+        .layer(layer)
         .service(reqwest::Client::new());
-    let outcome =
-        workload::send_requests(args.workload, &cache, client, api_url, api_headers).await?;
+    let outcome = workload::send_requests(
+        args.workload,
+        client,
+        targets.endpoints(&cache),
+        api_headers,
+    )
+    .await?;
 
     let report = Report {
         outcome: &outcome,
-        stats: cache.stats(),
+        stats: cache::total_stats(&cache),
+        fetches_by_resource: targets.fetches_by_resource(&args.tokens, &cache),
         endpoint_fetches: endpoint_fetches.map(|n| n.load(Ordering::Relaxed)),
         embedded: embedded.as_ref().map(Embedded::counts),
     };
@@ -125,7 +150,7 @@ fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<ClientCreden
                 servers.api_url
             );
             let accepted = &servers.credentials;
-            ClientCredentials::builder(
+            let builder = ClientCredentials::builder(
                 &servers.token_url,
                 args.client_id
                     .clone()
@@ -138,14 +163,21 @@ fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<ClientCreden
             )
             .auth_style(AuthStyle::RequestBody)
             .header("x-api-key", accepted.api_key.clone())
-            .scopes(args.scopes.clone())
-            .build()
+            .scopes(args.scopes.clone());
+            with_default_targets(builder, &args.tokens).build()
         }
-        (Provider::Remote { token_url, api_url }, _) => {
+        (
+            Provider::Remote {
+                token_url,
+                api_urls,
+            },
+            _,
+        ) => {
+            let apis: Vec<String> = api_urls.iter().map(|url| redact_url(url)).collect();
             println!(
                 "Token endpoint {}; API {}",
                 redact_url(token_url),
-                redact_url(api_url)
+                apis.join(", ")
             );
             let secret = args
                 .client_secret
@@ -163,20 +195,41 @@ fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<ClientCreden
             for (name, value) in &args.token_headers {
                 builder = builder.header(name.clone(), value.clone());
             }
-            builder.build()
+            with_default_targets(builder, &args.tokens).build()
         }
         (Provider::Embedded { .. }, None) => unreachable!("the servers started above"),
     };
     built.map_err(|e| e.to_string())
 }
 
-/// The API's URL, and the headers every call carries besides the token.
+/// The default token's request names the resources and audiences given with
+/// one `--url` (or none).
+fn with_default_targets(
+    mut builder: ClientCredentialsBuilder,
+    tokens: &Tokens,
+) -> ClientCredentialsBuilder {
+    if let Tokens::One {
+        resources,
+        audiences,
+    } = tokens
+    {
+        for resource in resources {
+            builder = builder.resource(resource.clone());
+        }
+        for audience in audiences {
+            builder = builder.audience(audience.clone());
+        }
+    }
+    builder
+}
+
+/// The API's URLs, and the headers every call carries besides the token.
 fn api_target(
     args: &Args,
     embedded: Option<&Embedded>,
-) -> Result<(reqwest::Url, HeaderMap), String> {
-    let (api_url, api_headers) = match (&args.provider, embedded) {
-        (Provider::Remote { api_url, .. }, _) => (api_url.clone(), header_map(&args.api_headers)),
+) -> Result<(Vec<reqwest::Url>, HeaderMap), String> {
+    let (api_urls, api_headers) = match (&args.provider, embedded) {
+        (Provider::Remote { api_urls, .. }, _) => (api_urls.clone(), header_map(&args.api_headers)),
         (_, Some(servers)) => {
             // Like the BOLD API: x-api-key and Tenant on every call.
             let mut headers = vec![
@@ -184,14 +237,165 @@ fn api_target(
                 ("tenant".to_owned(), "demo".to_owned()),
             ];
             headers.extend(args.api_headers.iter().cloned());
-            (servers.api_url.clone(), header_map(&headers))
+            (vec![servers.api_url.clone()], header_map(&headers))
         }
         _ => unreachable!("embedded mode has servers"),
     };
     // The URL may hold credentials: the message does not repeat it.
-    let api_url =
-        reqwest::Url::parse(&api_url).map_err(|e| format!("--url is not a valid URL: {e}"))?;
-    Ok((api_url, api_headers))
+    let api_urls = api_urls
+        .iter()
+        .map(|url| reqwest::Url::parse(url).map_err(|e| format!("--url is not a valid URL: {e}")))
+        .collect::<Result<_, _>>()?;
+    Ok((api_urls, api_headers))
+}
+
+/// The URLs, each with the token it needs: `None` for the default token.
+struct Targets(Vec<(reqwest::Url, Option<(UrlToken, TokenParams)>)>);
+
+impl Targets {
+    fn new(urls: Vec<reqwest::Url>, tokens: &Tokens) -> Targets {
+        let per_url: Vec<Option<UrlToken>> = match tokens {
+            Tokens::One { .. } => vec![None; urls.len()],
+            Tokens::PerUrl(each) => each.iter().cloned().map(Some).collect(),
+        };
+        Targets(
+            urls.into_iter()
+                .zip(per_url)
+                .map(|(url, token)| {
+                    let keyed = token.map(|token| {
+                        let mut params = TokenParams::builder();
+                        if let Some(resource) = &token.resource {
+                            params = params.resource(resource.clone());
+                        }
+                        if let Some(audience) = &token.audience {
+                            params = params.audience(audience.clone());
+                        }
+                        (token, params.build())
+                    });
+                    (url, keyed)
+                })
+                .collect(),
+        )
+    }
+
+    /// Where the workload sends requests, each saying in messages what its
+    /// token is for, with the cache of that token.
+    fn endpoints(&self, cache: &TokenCache) -> Vec<Endpoint> {
+        // The default token is number 0; each distinct key, the next.
+        let mut keys: Vec<&TokenParams> = Vec::new();
+        self.0
+            .iter()
+            .map(|(url, keyed)| {
+                let (token_for, cache, token) = match keyed {
+                    None => (None, Some(cache.clone()), 0),
+                    Some((token, params)) => {
+                        let number = match keys.iter().position(|known| *known == params) {
+                            Some(i) => i + 1,
+                            None => {
+                                keys.push(params);
+                                keys.len()
+                            }
+                        };
+                        let name = token
+                            .name()
+                            .map(|(kind, name)| format!("{kind} {}", redact_url(name)));
+                        // Made now, so that its counters are there to read;
+                        // nothing is fetched until a request needs it. A key
+                        // the source cannot make fails its own requests, in
+                        // the layer, and says why.
+                        (name, cache.for_params(params).ok(), number)
+                    }
+                };
+                Endpoint {
+                    url: url.clone(),
+                    token_for,
+                    cache,
+                    token,
+                }
+            })
+            .collect()
+    }
+
+    /// The layer's selector, with several `--url` paired with resources: a
+    /// request to one of the URLs (same scheme, host, port and path) gets
+    /// that URL's token; any other, the default token.
+    fn selector(
+        &self,
+    ) -> Option<impl Fn(&Target<'_>) -> Option<TokenParams> + Send + Sync + 'static> {
+        let routes: Vec<(String, Option<String>, Option<u16>, String, TokenParams)> = self
+            .0
+            .iter()
+            .filter_map(|(url, keyed)| {
+                let (_, params) = keyed.as_ref()?;
+                Some((
+                    url.scheme().to_owned(),
+                    url.host_str().map(str::to_owned),
+                    url.port_or_known_default(),
+                    url.path().to_owned(),
+                    params.clone(),
+                ))
+            })
+            .collect();
+        (!routes.is_empty()).then(|| {
+            move |target: &Target<'_>| {
+                routes
+                    .iter()
+                    .find(|(scheme, host, port, path, _)| {
+                        target
+                            .scheme()
+                            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+                            && target.host() == host.as_deref()
+                            && target.port() == *port
+                            && target.path() == path
+                    })
+                    .map(|(.., params)| params.clone())
+            }
+        })
+    }
+
+    /// `token_fetches_by_resource`, when `--resource` or `--audience` was
+    /// given: with one token, each name its request carried, with that
+    /// token's fetches; with a token per URL, each URL's resource (or
+    /// audience), with its key's fetches.
+    fn fetches_by_resource(
+        &self,
+        tokens: &Tokens,
+        cache: &TokenCache,
+    ) -> Option<Vec<(String, u64)>> {
+        if !tokens.named() {
+            return None;
+        }
+        let mut by_name: Vec<(String, u64)> = Vec::new();
+        let mut add = |name: &str, fetches: u64| {
+            let name = redact_url(name);
+            if !by_name.iter().any(|(known, _)| *known == name) {
+                by_name.push((name, fetches));
+            }
+        };
+        match tokens {
+            Tokens::One {
+                resources,
+                audiences,
+            } => {
+                let fetches = cache.stats().fetches_started;
+                for name in resources.iter().chain(audiences) {
+                    add(name, fetches);
+                }
+            }
+            Tokens::PerUrl(_) => {
+                for (token, params) in self.0.iter().filter_map(|(_, keyed)| keyed.as_ref()) {
+                    let Some((_, name)) = token.name() else {
+                        continue;
+                    };
+                    let fetches = cache
+                        .for_params(params)
+                        .map_or(0, |key| key.stats().fetches_started);
+                    add(name, fetches);
+                }
+            }
+        }
+        Some(by_name)
+    }
 }
 
 fn header_map(headers: &[(String, String)]) -> HeaderMap {

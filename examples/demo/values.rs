@@ -95,6 +95,25 @@ pub fn header(flag: &str, text: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
+/// `--resource URI`: an absolute URI without a fragment (RFC 8707 section
+/// 2). The refusal names the flag, not the value.
+pub fn resource(flag: &str, text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|_| format!("{flag} needs an absolute URI, such as https://api.example.com/"))?;
+    if url.fragment().is_some() {
+        return Err(format!("{flag} must not have a fragment (#...): RFC 8707"));
+    }
+    Ok(text.to_owned())
+}
+
+/// `--audience A`: any text but blank, sent as it is.
+pub fn audience(flag: &str, text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err(format!("{flag} needs a value"));
+    }
+    Ok(text.to_owned())
+}
+
 /// A store for `--redis`. Building it connects to nothing: a Redis that is
 /// down shows up later as direct fetches, never as a failed run.
 #[cfg(feature = "redis")]
