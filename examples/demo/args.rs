@@ -671,4 +671,172 @@ mod tests {
         assert_eq!(names(&args.token_headers), ["x-one", "x-two"]);
         assert_eq!(names(&args.api_headers), ["x-three", "x-four"]);
     }
+
+    const REMOTE: [&str; 4] = ["--token-url", "http://h/t", "--client-id", "i"];
+
+    fn tokens_of(more: &[&str]) -> Result<Tokens, clap::Error> {
+        let args: Vec<&str> = REMOTE.iter().chain(more).copied().collect();
+        match parse(&args)? {
+            Command::Run(args) => Ok(args.tokens),
+            Command::Serve(_) => panic!("not --serve"),
+        }
+    }
+
+    fn url_token(resource: Option<&str>, audience: Option<&str>) -> UrlToken {
+        UrlToken {
+            resource: resource.map(str::to_owned),
+            audience: audience.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn several_urls_pair_with_resources_and_audiences_by_position() {
+        let tokens = tokens_of(&[
+            "--url",
+            "http://h/a",
+            "--resource",
+            "https://a.example/",
+            "--url",
+            "http://h/b",
+            "--resource",
+            "https://b.example/",
+            "--audience",
+            "aud-a",
+            "--audience",
+            "aud-b",
+        ])
+        .unwrap();
+        assert_eq!(
+            tokens,
+            Tokens::PerUrl(vec![
+                url_token(Some("https://a.example/"), Some("aud-a")),
+                url_token(Some("https://b.example/"), Some("aud-b")),
+            ])
+        );
+        let Tokens::PerUrl(each) = &tokens else {
+            unreachable!()
+        };
+        assert_eq!(each[0].name(), Some(("resource", "https://a.example/")));
+        // Audiences alone pair too, and name the token.
+        let Tokens::PerUrl(each) = tokens_of(&[
+            "--url",
+            "http://h/a",
+            "--url",
+            "http://h/b",
+            "--audience",
+            "aud-a",
+            "--audience",
+            "aud-b",
+        ])
+        .unwrap() else {
+            panic!("paired");
+        };
+        assert_eq!(each[1].name(), Some(("audience", "aud-b")));
+    }
+
+    #[test]
+    fn with_one_url_or_no_resource_every_request_has_the_one_token() {
+        assert_eq!(
+            tokens_of(&[
+                "--url",
+                "http://h/a",
+                "--resource",
+                "https://a.example/",
+                "--resource",
+                "https://b.example/",
+                "--audience",
+                "aud",
+            ])
+            .unwrap(),
+            Tokens::One {
+                resources: vec!["https://a.example/".into(), "https://b.example/".into()],
+                audiences: vec!["aud".into()],
+            }
+        );
+        let unnamed = tokens_of(&["--url", "http://h/a", "--url", "http://h/b"]).unwrap();
+        assert!(!unnamed.named());
+        assert_eq!(
+            unnamed,
+            Tokens::One {
+                resources: vec![],
+                audiences: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn pairing_refusals_say_what_is_wrong() {
+        let two_urls = ["--url", "http://h/a", "--url", "http://h/b"];
+        let with = |more: &[&'static str]| -> Vec<&'static str> {
+            two_urls.iter().chain(more).copied().collect()
+        };
+        for (args, says) in [
+            (
+                with(&["--resource", "https://a/"]),
+                "2 --url but 1 --resource",
+            ),
+            (
+                with(&[
+                    "--resource",
+                    "https://a/",
+                    "--resource",
+                    "https://b/",
+                    "--audience",
+                    "x",
+                ]),
+                "2 --url but 1 --audience",
+            ),
+            (
+                vec![
+                    "--url",
+                    "http://h/a?x=1",
+                    "--url",
+                    "http://h:80/a?y=2",
+                    "--resource",
+                    "https://a/",
+                    "--resource",
+                    "https://b/",
+                ],
+                "--url number 1 and 2 differ only in their query",
+            ),
+        ] {
+            let Err(error) = tokens_of(&args) else {
+                panic!("{args:?} parsed");
+            };
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+            let shown = error.render().to_string();
+            assert!(shown.starts_with(&format!("error: {says}")), "{shown}");
+            assert!(shown.contains("Usage: demo"), "{shown}");
+        }
+        // The same URL twice with the same resource is no ambiguity.
+        assert!(
+            tokens_of(&[
+                "--url",
+                "http://h/a?x=1",
+                "--url",
+                "http://h/a?y=2",
+                "--resource",
+                "https://a/",
+                "--resource",
+                "https://a/",
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn resources_must_be_absolute_uris_without_a_fragment() {
+        for bad in ["relative/path", "https://a.example/#frag", ""] {
+            let Err(error) = tokens_of(&["--url", "http://h/a", "--resource", bad]) else {
+                panic!("{bad:?} parsed");
+            };
+            assert_eq!(error.exit_code(), 2);
+        }
+        assert!(tokens_of(&["--url", "http://h/a", "--resource", "urn:example:api"]).is_ok());
+        let serve = ["--serve", "5", "--client-secret", "s", "--api-key", "k"];
+        for flag in [["--resource", "https://a/"], ["--audience", "a"]] {
+            let args: Vec<&str> = serve.iter().chain(&flag).copied().collect();
+            assert!(parse(&args).is_err(), "{args:?}");
+        }
+    }
 }

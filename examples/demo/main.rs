@@ -409,3 +409,54 @@ fn header_map(headers: &[(String, String)]) -> HeaderMap {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_selector_gives_each_url_its_own_token_and_any_other_the_default() {
+        let urls = ["http://127.0.0.1:9/a", "https://api.example.com/b?x=1"]
+            .map(|url| reqwest::Url::parse(url).unwrap())
+            .to_vec();
+        let tokens = Tokens::PerUrl(vec![
+            UrlToken {
+                resource: Some("urn:a".into()),
+                audience: None,
+            },
+            UrlToken {
+                resource: None,
+                audience: Some("b".into()),
+            },
+        ]);
+        let select = Targets::new(urls, &tokens).selector().expect("paired");
+        let target =
+            |scheme, host, port, path| Target::new(Some(scheme), Some(host), port).with_path(path);
+        assert_eq!(
+            select(&target("http", "127.0.0.1", Some(9), "/a")),
+            Some(TokenParams::for_resource("urn:a"))
+        );
+        // The query is not part of the match; the default port is.
+        assert_eq!(
+            select(&target("https", "api.example.com", None, "/b")),
+            Some(TokenParams::for_audience("b"))
+        );
+        assert_eq!(
+            select(&target("https", "api.example.com", Some(443), "/b")),
+            Some(TokenParams::for_audience("b"))
+        );
+        for other in [
+            target("http", "127.0.0.1", Some(9), "/a/more"),
+            target("http", "127.0.0.1", Some(10), "/a"),
+            target("http", "api.example.com", None, "/b"),
+        ] {
+            assert_eq!(select(&other), None, "{other:?}");
+        }
+        let one = Tokens::One {
+            resources: vec!["urn:a".into()],
+            audiences: vec![],
+        };
+        let urls = vec![reqwest::Url::parse("http://127.0.0.1:9/a").unwrap()];
+        assert!(Targets::new(urls, &one).selector().is_none());
+    }
+}

@@ -436,6 +436,10 @@ enum Verdict {
 /// URI on the API's origin (`authority`), without a fragment; `None` for
 /// any other.
 fn api_target(value: &str, authority: &str) -> Option<ApiTarget> {
+    // http::Uri drops a fragment; RFC 8707 forbids one.
+    if value.contains('#') {
+        return None;
+    }
     let uri: http::Uri = value.parse().ok()?;
     let on_the_api = uri.scheme_str() == Some("http")
         && uri
@@ -444,4 +448,31 @@ fn api_target(value: &str, authority: &str) -> Option<ApiTarget> {
     on_the_api.then(|| ApiTarget {
         path: uri.path().to_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_an_http_uri_on_the_api_origin_and_covers_the_paths_below_it() {
+        let on_api = |value| api_target(value, "127.0.0.1:8080");
+        let talents = on_api("http://127.0.0.1:8080/v1/talents").expect("on the API");
+        assert!(talents.covers("/v1/talents"));
+        assert!(talents.covers("/v1/talents/42"));
+        assert!(!talents.covers("/v1/talents-and-more"));
+        assert!(!talents.covers("/v1"));
+        let whole = on_api("http://127.0.0.1:8080").expect("the origin");
+        assert!(whole.covers("/anything"));
+        for elsewhere in [
+            "https://127.0.0.1:8080/v1",
+            "http://127.0.0.1:8081/v1",
+            "http://user:pw@127.0.0.1:8080/v1",
+            "http://127.0.0.1:8080/v1#fragment",
+            "/v1/talents",
+            "orders",
+        ] {
+            assert_eq!(on_api(elsewhere), None, "{elsewhere}");
+        }
+    }
 }
