@@ -143,6 +143,55 @@
 //! refuses the store a command, the store says so once, at warn level, naming
 //! the command; each process then fetches its own token, as without Redis.
 //!
+//! # Redis Cluster
+//!
+//! The store works the same on a Redis Cluster, a Valkey cluster or a
+//! managed service in cluster mode. Build it from a few seed nodes, from
+//! which the client learns the others, with [`RedisStore::cluster`], or from
+//! a client of your own with [`RedisStore::from_cluster_client`]:
+//!
+//! ```no_run
+//! use tower_bearer::store::RedisStore;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::cluster([
+//!     "redis://billing:password@10.0.1.11:6379",
+//!     "redis://billing:password@10.0.2.11:6379",
+//! ])?
+//! .key_prefix("billing:tower-bearer:")
+//! .build();
+//! # drop(store);
+//! # Ok(()) }
+//! ```
+//!
+//! A cluster runs a script only on keys of one slot, and each operation
+//! uses a token's key and its lease's key together. The two keys share the
+//! hash tag `{<digest>}` (`<prefix>{<digest>}` and
+//! `<prefix>{<digest>}:lease`), so they always land in one slot, and
+//! different tokens spread over the nodes. A prefix with a tag of its own
+//! (`app{billing}:`) makes that the tag instead: every token then lands in
+//! one slot, which suits the few tokens a fleet has. Only a prefix whose
+//! first `{` is directly followed by `}` does not work: Redis then hashes
+//! each key whole, the two keys fall apart, and building the store warns.
+//!
+//! The ACL is the one above plus two commands the cluster client sends:
+//! `CLUSTER SLOTS`, to learn which node holds which slot (without it the
+//! client cannot connect), and `PING`, to check its connections. Redis
+//! Cluster does not share users between nodes: create the user on every
+//! node (managed services do so from their own user settings).
+//!
+//! ```text
+//! ACL SETUSER billing on >password resetkeys ~billing:tower-bearer:* resetchannels -@all +get +set +pttl +del +eval +evalsha +cluster|slots +ping
+//! ```
+//!
+//! The connection is made on first use, in a few round trips (the seeds,
+//! the slot map, every node), on a task of its own: an operation that gives
+//! up waiting for it does not abort it. Each operation, the wait included,
+//! is still bounded by the
+//! [`operation_timeout`](RedisStoreBuilder::operation_timeout), and a cluster
+//! that is down or slow is a miss, as a single Redis is. Each node is sent a
+//! script whole the first time it lacks it.
+//!
 //! # Security: tokens at rest
 //!
 //! Without encryption the access token is stored **in the clear**: anyone who

@@ -4,13 +4,17 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::{
-    Client, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult, ServerErrorKind,
+    Client, Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    RedisResult, ServerErrorKind, Value,
 };
+use tokio::sync::watch;
 
 use super::encryption::Encryption;
 use super::key::StoreKey;
@@ -35,14 +39,34 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// cache's [`DEFAULT_EXPIRY_MARGIN`](crate::cache::DEFAULT_EXPIRY_MARGIN).
 pub const DEFAULT_EXPIRY_MARGIN: Duration = crate::cache::DEFAULT_EXPIRY_MARGIN;
 
+/// The commands the cluster client sends besides the store's own
+/// ([`ACL_COMMANDS`]), as Redis ACL rules: `CLUSTER SLOTS` to learn which
+/// node holds which slot, and `PING` to check its connections.
+const CLUSTER_ACL_COMMANDS: &str = "+cluster|slots +ping";
+/// How often the cluster client of [`RedisStore::cluster`] retries a
+/// command: enough to follow a redirect after a resharding or to reconnect
+/// to a node. More would not fit in an operation timeout.
+const CLUSTER_RETRIES: u32 = 2;
+/// The cluster client's wait before retrying a command that the cluster
+/// asked to retry later (`TRYAGAIN`, `CLUSTERDOWN`), least and most, in
+/// milliseconds: short enough to fit in an operation timeout. Its own
+/// default starts above a second.
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 100);
+/// How many operation timeouts one attempt to connect to a cluster may
+/// take. It is several steps in turn (the seeds, the slot map, every node),
+/// each bounded by an operation timeout.
+const CLUSTER_CONNECT_TIMEOUTS: u32 = 4;
+
 /// A fleet-wide token store on Redis. Cheap to clone.
 ///
 /// Build it with [`RedisStore::builder`] (from a URL), [`RedisStore::from_client`]
-/// or [`RedisStore::from_connection_manager`], then wrap each token source with
-/// [`RedisStore::share`]. Building it connects to nothing and needs no
-/// runtime: the connection is made on first use, and Redis being down then is
-/// a miss, not an error. See the [module docs](super) for the protocol, the
-/// ACL it needs and who can read the tokens.
+/// or [`RedisStore::from_connection_manager`], or for a Redis Cluster with
+/// [`RedisStore::cluster`] or [`RedisStore::from_cluster_client`], then wrap
+/// each token source with [`RedisStore::share`]. Building it connects to
+/// nothing and needs no runtime: the connection is made on first use, and
+/// Redis being down then is a miss, not an error. See the
+/// [module docs](super) for the protocol, the ACL it needs and who can read
+/// the tokens.
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<StoreInner>,
@@ -62,6 +86,37 @@ enum Connection {
         manager: OnceLock<ConnectionManager>,
     },
     Ready(ConnectionManager),
+    Cluster(Arc<ClusterLink>),
+}
+
+/// A connection to a Redis Cluster, made on first use and shared by every
+/// operation.
+///
+/// Unlike a `ConnectionManager`, which connects lazily by itself, a cluster
+/// connection is made by an async call (the seeds, the slot map, then every
+/// node) that may outlast the operation waiting for it. So each attempt
+/// runs on its own task: an operation that gives up waiting does not abort
+/// it, and a later one finds the connection made. One attempt at a time;
+/// after a failed one, the next operation starts another.
+struct ClusterLink {
+    client: ClusterClient,
+    state: Mutex<LinkState>,
+}
+
+/// The outcome of one attempt to connect, `None` while it runs.
+type Attempt = watch::Receiver<Option<RedisResult<ClusterConnection>>>;
+
+enum LinkState {
+    Idle,
+    Connecting(Attempt),
+    Connected(ClusterConnection),
+}
+
+/// A connection of either kind, for an operation to run on.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +160,48 @@ impl RedisStore {
         RedisStoreBuilder::new(Connection::Ready(manager))
     }
 
+    /// A builder for a store on a Redis Cluster (or a Valkey cluster, or a
+    /// managed service in cluster mode) found through `nodes`: one or more
+    /// seed nodes (`redis://[user:password@]host:port`, or `rediss://` for
+    /// TLS when redis-rs is built with a TLS feature), from which the client
+    /// learns the others. See [Redis Cluster](super#redis-cluster).
+    ///
+    /// The client retries a command at most twice (a redirect after a
+    /// resharding, a reconnect), and its connection and response timeouts
+    /// are the [`operation_timeout`](RedisStoreBuilder::operation_timeout).
+    ///
+    /// Fails only if a URL cannot be parsed, or if the seeds cannot make one
+    /// cluster client (none given, or different credentials, TLS or
+    /// protocol). Nothing is connected yet: the connection is made on first
+    /// use, and the cluster being down then is a miss, not an error.
+    pub fn cluster(
+        nodes: impl IntoIterator<Item = impl IntoConnectionInfo>,
+    ) -> Result<RedisStoreBuilder, RedisError> {
+        let (least_wait, most_wait) = CLUSTER_RETRY_WAIT_MS;
+        let client = ClusterClientBuilder::new(nodes)
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(least_wait)
+            .max_retry_wait(most_wait)
+            .build()?;
+        Ok(Self::from_cluster_client(client))
+    }
+
+    /// A builder for a store on a Redis Cluster reached through `client`.
+    ///
+    /// Its connection and response timeouts are replaced by the
+    /// [`operation_timeout`](RedisStoreBuilder::operation_timeout); its
+    /// retries are its own. Keep them few and their waits short
+    /// ([`ClusterClientBuilder::retries`],
+    /// [`max_retry_wait`](ClusterClientBuilder::max_retry_wait)): an
+    /// operation gives up at the operation timeout whatever the client
+    /// still means to try. Nothing is connected yet.
+    pub fn from_cluster_client(client: ClusterClient) -> RedisStoreBuilder {
+        RedisStoreBuilder::new(Connection::Cluster(Arc::new(ClusterLink {
+            client,
+            state: Mutex::new(LinkState::Idle),
+        })))
+    }
+
     /// Wraps `source` so that the processes sharing this Redis and `key`
     /// fetch one token between them.
     ///
@@ -139,36 +236,37 @@ impl RedisStore {
         }
     }
 
-    fn manager(&self) -> Result<ConnectionManager, Unavailable> {
+    /// The connection to run an operation on: for a cluster, once connected.
+    async fn connection(&self) -> RedisResult<Conn> {
+        let timeout = self.inner.config.operation_timeout;
         match &self.inner.connection {
-            Connection::Ready(manager) => Ok(manager.clone()),
+            Connection::Ready(manager) => Ok(Conn::Single(manager.clone())),
             Connection::Lazy { client, manager } => {
                 if let Some(manager) = manager.get() {
-                    return Ok(manager.clone());
+                    return Ok(Conn::Single(manager.clone()));
                 }
-                let timeout = self.inner.config.operation_timeout;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout))
                     // Each operation is bounded anyway; a failed connection is
                     // retried by the next operation.
                     .set_number_of_retries(1);
-                let created = ConnectionManager::new_lazy_with_config(client.clone(), config)
-                    .map_err(Unavailable::Redis)?;
-                Ok(manager.get_or_init(|| created).clone())
+                let created = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+                Ok(Conn::Single(manager.get_or_init(|| created).clone()))
             }
+            Connection::Cluster(link) => link.connection(timeout).await.map(Conn::Cluster),
         }
     }
 
     /// Runs one Redis operation (`what`, for the permission warning) within
-    /// the operation timeout.
+    /// the operation timeout, connecting first if need be.
     async fn run<T, F, Fut>(&self, what: &str, op: F) -> Result<T, Unavailable>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let manager = self.manager()?;
-        match tokio::time::timeout(self.inner.config.operation_timeout, op(manager)).await {
+        let operation = async { op(self.connection().await?).await };
+        match tokio::time::timeout(self.inner.config.operation_timeout, operation).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 self.report_if_denied(what, &error);
@@ -187,16 +285,22 @@ impl RedisStore {
         if self.inner.denial_reported.swap(true, Ordering::Relaxed) {
             return;
         }
+        let needed = match self.inner.connection {
+            Connection::Cluster(_) => format!("{ACL_COMMANDS} {CLUSTER_ACL_COMMANDS}"),
+            _ => ACL_COMMANDS.to_owned(),
+        };
         tracing::warn!(
             denied = %denied,
-            needed = ACL_COMMANDS,
+            needed = needed.as_str(),
             "Redis refused the token store's '{denied}' command for lack of permission: \
              tokens are not shared and each process fetches its own; give the store's Redis \
              user the ACL in the tower_bearer::store docs"
         );
     }
 
-    /// Runs `script`: by hash, and whole when Redis does not have it yet.
+    /// Runs `script`: by hash, and whole when Redis does not have it yet. On
+    /// a cluster each node keeps its own scripts; both commands go to the
+    /// node of the first key.
     async fn eval<T: FromRedisValue>(
         &self,
         script: &LuaScript,
@@ -324,6 +428,115 @@ impl RedisStore {
     }
 }
 
+impl ClusterLink {
+    fn state(&self) -> MutexGuard<'_, LinkState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cluster connection, once an attempt to connect has made it:
+    /// the running attempt, or a new one.
+    async fn connection(self: &Arc<Self>, timeout: Duration) -> RedisResult<ClusterConnection> {
+        let mut attempt = {
+            let mut state = self.state();
+            match &*state {
+                LinkState::Connected(connection) => return Ok(connection.clone()),
+                LinkState::Connecting(attempt) => attempt.clone(),
+                LinkState::Idle => {
+                    let (outcome, attempt) = watch::channel(None);
+                    *state = LinkState::Connecting(attempt.clone());
+                    tokio::spawn(Arc::clone(self).connect(timeout, outcome));
+                    attempt
+                }
+            }
+        };
+        let outcome = match attempt.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        outcome.unwrap_or_else(|| {
+            // The attempt's task was dropped unfinished (its runtime shut
+            // down): let the next operation try again.
+            let mut state = self.state();
+            if matches!(&*state, LinkState::Connecting(running) if running.same_channel(&attempt)) {
+                *state = LinkState::Idle;
+            }
+            Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the attempt to connect to the cluster was dropped",
+            )))
+        })
+    }
+
+    async fn connect(
+        self: Arc<Self>,
+        timeout: Duration,
+        outcome: watch::Sender<Option<RedisResult<ClusterConnection>>>,
+    ) {
+        let config = ClusterConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout);
+        let connected = tokio::time::timeout(
+            timeout.saturating_mul(CLUSTER_CONNECT_TIMEOUTS),
+            self.client.get_async_connection_with_config(config),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connecting to the cluster took too long",
+            )))
+        });
+        *self.state() = match &connected {
+            Ok(connection) => LinkState::Connected(connection.clone()),
+            Err(error) => {
+                tracing::debug!(error = %error, "could not connect to the Redis cluster");
+                LinkState::Idle
+            }
+        };
+        outcome.send_replace(Some(connected));
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(manager) => manager.req_packed_command(cmd),
+            Conn::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(manager) => manager.get_db(),
+            Conn::Cluster(cluster) => cluster.get_db(),
+        }
+    }
+}
+
+/// Whether Redis Cluster hashes every key that starts with `prefix` whole,
+/// whatever follows: the prefix's first `{` is directly followed by `}`, an
+/// empty hash tag. A token's key and its lease's key then fall in different
+/// slots, and no script can use both.
+fn prefix_voids_hash_tag(prefix: &str) -> bool {
+    prefix
+        .find('{')
+        .is_some_and(|open| prefix[open + 1..].starts_with('}'))
+}
+
 /// The command a permission error names, if `error` is one; `what` is the
 /// operation that got it.
 fn denied_command(what: &str, error: &RedisError) -> Option<String> {
@@ -449,6 +662,16 @@ impl RedisStoreBuilder {
 
     /// Builds the store. Connects to nothing.
     pub fn build(self) -> RedisStore {
+        if matches!(self.connection, Connection::Cluster(_))
+            && prefix_voids_hash_tag(&self.config.key_prefix)
+        {
+            tracing::warn!(
+                key_prefix = self.config.key_prefix.as_str(),
+                "the token store's key prefix holds an empty hash tag ('{{}}' after its first \
+                 '{{'): on a Redis Cluster a token's key and its lease's key then fall in \
+                 different slots, tokens are not shared and each process fetches its own"
+            );
+        }
         RedisStore {
             inner: Arc::new(StoreInner {
                 connection: self.connection,
@@ -574,5 +797,113 @@ mod tests {
         assert!(!printed.contains("hunter2") && !printed.contains("secret-token"));
         assert!(source.redis_key().starts_with("tower-bearer:{"));
         assert!(source.redis_key().ends_with('}'));
+
+        let builder = RedisStore::cluster([
+            "redis://user:hunter2@10.1.2.3:7000/",
+            "redis://user:hunter2@10.1.2.4:7001/",
+        ])
+        .unwrap();
+        let printed = format!("{builder:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("10.1.2"));
+        let store = builder.build();
+        let printed = format!("{store:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("10.1.2"));
+        assert!(printed.contains("operation_timeout"), "{printed}");
+    }
+
+    #[test]
+    fn cluster_seeds_are_parsed_and_nothing_connects() {
+        // Unreachable seeds: building neither connects nor needs a runtime.
+        let store = RedisStore::cluster(["redis://127.0.0.1:1/", "redis://127.0.0.1:2/"])
+            .unwrap()
+            .build();
+        assert!(matches!(
+            &store.inner.connection,
+            Connection::Cluster(link) if matches!(*link.state(), LinkState::Idle)
+        ));
+        assert!(RedisStore::cluster(["not a url"]).is_err());
+        let no_seeds: [&str; 0] = [];
+        assert!(RedisStore::cluster(no_seeds).is_err());
+    }
+
+    /// The token key and the lease key of each prefix, as the store names
+    /// them.
+    fn keys(prefix: &str) -> (String, String) {
+        let store = RedisStore::builder("redis://127.0.0.1:1/")
+            .unwrap()
+            .key_prefix(prefix)
+            .build();
+        let source = store.share(
+            crate::source::StaticSource::new(crate::token::Token::bearer("t")),
+            StoreKey::builder().client_id("svc").build(),
+        );
+        let token_key = source.redis_key().to_owned();
+        // As `SharedSource` names the lease.
+        let lease_key = format!("{token_key}:lease");
+        (token_key, lease_key)
+    }
+
+    #[test]
+    fn the_cluster_acl_in_the_docs_adds_the_cluster_commands() {
+        let docs = include_str!("mod.rs");
+        let lines: Vec<&str> = docs
+            .lines()
+            .map(|line| line.trim_start_matches("//!").trim())
+            .filter(|line| line.starts_with("ACL SETUSER "))
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].ends_with(ACL_COMMANDS), "{}", lines[0]);
+        assert_eq!(
+            lines[1],
+            format!("{} {CLUSTER_ACL_COMMANDS}", lines[0]),
+            "the cluster's ACL is the single node's plus the cluster commands"
+        );
+    }
+
+    #[test]
+    fn token_and_lease_keys_share_a_cluster_slot() {
+        use redis::cluster_routing::Slot;
+
+        for prefix in [
+            DEFAULT_KEY_PREFIX,
+            "",
+            "billing:tower-bearer:",
+            // A tag of the prefix's own: every key on one slot, still
+            // both keys of a token together.
+            "app{billing}:",
+            "{billing}",
+            // Braces that make no tag of their own.
+            "app{:",
+            "a}b{",
+            "}{",
+            "{",
+            "}",
+            "x{y{",
+        ] {
+            let (token_key, lease_key) = keys(prefix);
+            assert!(!prefix_voids_hash_tag(prefix), "{prefix}");
+            assert_eq!(
+                Slot::for_key(&token_key),
+                Slot::for_key(&lease_key),
+                "prefix {prefix:?}: {token_key} and {lease_key}"
+            );
+        }
+
+        // Without braces of its own, the tag is the digest: tokens spread
+        // over the cluster.
+        let (token_key, _) = keys(DEFAULT_KEY_PREFIX);
+        let digest = token_key
+            .strip_prefix("tower-bearer:{")
+            .and_then(|rest| rest.strip_suffix('}'))
+            .unwrap();
+        assert_eq!(Slot::for_key(&token_key), Slot::for_key(digest));
+
+        // An empty tag in the prefix makes Redis hash the whole key: the one
+        // prefix the store cannot work with on a cluster, and warns about.
+        for prefix in ["{}", "app{}:", "a{}{b}:"] {
+            assert!(prefix_voids_hash_tag(prefix), "{prefix}");
+            let (token_key, lease_key) = keys(prefix);
+            assert_ne!(Slot::for_key(&token_key), Slot::for_key(&lease_key));
+        }
     }
 }
