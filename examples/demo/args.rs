@@ -17,8 +17,11 @@ use tower_bearer::store::RedisStore;
 use tower_bearer::{AuthStyle, redact_url};
 
 use crate::provider::Credentials;
+#[cfg(feature = "redis")]
+use crate::values::cluster_store;
 use crate::values::{
-    SharedStore, audience, auth, checked, header, positive, redis_store, resource,
+    SeedNode, SharedStore, audience, auth, checked, header, positive, redis_node, redis_store,
+    resource,
 };
 use crate::workload::Workload;
 
@@ -39,7 +42,7 @@ demo [--ttl SECS] [--requests N | --duration SECS] [--concurrency C]
             [--scope S]... [--auth basic|post] [--token-header 'Name: value']...
             [--api-header 'Name: value']... --url API_URL... [--resource URI]...
             [--audience A]... [--requests N | --duration SECS] [--concurrency C]
-            [--redis URL]
+            [--redis URL | --redis-cluster URL...]
        demo --serve SECS [--ttl SECS] [--client-id ID]
             [--client-secret S | env CLIENT_SECRET] [--api-key K | env API_KEY]";
 
@@ -155,12 +158,17 @@ struct Cli {
     #[arg(long, value_name = "URL", value_parser = checked(redis_store))]
     redis: Option<SharedStore>,
 
+    /// The same through a Redis Cluster: a seed node (repeatable; needs --features redis)
+    #[arg(long = "redis-cluster", value_name = "URL", conflicts_with = "redis",
+          value_parser = checked(redis_node))]
+    redis_cluster: Vec<SeedNode>,
+
     /// Only run the embedded token endpoint and API, for other demo processes to use
     #[arg(long, value_name = "SECS",
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
           conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "urls",
                                 "scopes", "resources", "audiences", "auth", "token_headers",
-                                "api_headers", "redis"])]
+                                "api_headers", "redis", "redis_cluster"])]
     serve: Option<u64>,
 
     /// The API key --serve accepts [or env API_KEY]
@@ -247,7 +255,7 @@ pub struct Args {
     pub token_headers: Vec<(String, String)>,
     pub api_headers: Vec<(String, String)>,
     pub workload: Workload,
-    /// The fleet-wide token store, with `--redis`.
+    /// The fleet-wide token store, with `--redis` or `--redis-cluster`.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisStore>,
 }
@@ -329,9 +337,18 @@ impl Cli {
         let missing =
             |message: &str| Cli::command().error(ErrorKind::MissingRequiredArgument, message);
         #[cfg(not(feature = "redis"))]
-        if let Some(never) = self.redis {
+        if let Some(never) = self.redis.or(self.redis_cluster.into_iter().next()) {
             match never {}
         }
+        #[cfg(feature = "redis")]
+        let redis = match self.redis {
+            Some(store) => Some(store),
+            None if self.redis_cluster.is_empty() => None,
+            None => Some(
+                cluster_store("--redis-cluster", &self.redis_cluster)
+                    .map_err(|message| Cli::command().error(ErrorKind::ValueValidation, message))?,
+            ),
+        };
         if let Some(secs) = self.serve {
             // The processes that use the endpoint must know these, so they
             // are the caller's to choose, never printed.
@@ -387,7 +404,7 @@ impl Cli {
                 concurrency: usize::try_from(self.concurrency).expect("at most MAX_CONCURRENCY"),
             },
             #[cfg(feature = "redis")]
-            redis: self.redis,
+            redis,
         }))
     }
 }
