@@ -177,6 +177,14 @@ fn bad_arguments_exit_2_with_a_usage_line() {
         &["--audience", " "],
         &["--serve", "5", "--resource", "https://api.example.com/"],
         &["--serve", "5", "--audience", "orders"],
+        &["--serve", "5", "--redis-cluster", "redis://127.0.0.1:1/"],
+        &[
+            "--redis",
+            "redis://127.0.0.1:1/",
+            "--redis-cluster",
+            "redis://127.0.0.1:2/",
+        ],
+        &["--redis-cluster", "not a url"],
         // Several --url, and not one --resource (or --audience) for each.
         &[
             "--token-url",

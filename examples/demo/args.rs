@@ -61,11 +61,19 @@ several --url, requests go round-robin over them, and each --url pairs with
 the --resource (and the --audience) at the same position: its requests carry
 the token for that resource, all through one layer and one HTTP client. Give
 one --resource (or --audience) per --url, or none. The JSON line then adds
-\"token_fetches_by_resource\": {\"URI\": n, ...}, keyed by resource (by
-audience when only --audience is given), each the token fetches whose
-request named it; it is left out when neither flag is given.
-\"token_fetches\" stays the total. A resource the provider refuses fails only
-its own requests, and stderr says why in one line.
+\"token_fetches_by_resource\": {\"URI\": n, ...}: with a token per --url,
+each URL's resource (its audience when only --audience is given) and the
+fetches of its token; with one token, each --resource and --audience its
+request named and the fetches of that token. It is left out when neither
+flag is given; \"token_fetches\" stays the total. A resource the provider
+refuses fails only its own requests, with one line on stderr naming the
+resource and the provider's error, and is not asked for again while its
+token backs off.
+
+A fleet: --redis URL, or --redis-cluster URL once per seed node of a Redis
+Cluster (built with --features redis), shares tokens with the other demo
+processes that use the same store: one token for them all, or one per
+resource with --resource.
 
 --serve accepts the given client secret and API key (x-api-key), prints its
 URLs and client id as one JSON line, and stops after SECS, on SIGTERM or
@@ -558,6 +566,13 @@ mod tests {
             &["S3CR3T"],
             &["--", "S3CR3T"],
             &["--redis", "notredis://u:S3CR3T@host/"],
+            &["--redis-cluster", "notredis://u:S3CR3T@host/"],
+            &[
+                "--redis-cluster",
+                "redis://127.0.0.1:1/",
+                "--redis-cluster",
+                "redis://u:S3CR3T@127.0.0.1:2/x/y",
+            ],
             &["--auth", "S3CR3T"],
             &["--auth", "--client-secret=S3CR3T"],
             &[
@@ -687,6 +702,22 @@ mod tests {
         };
         assert_eq!(names(&args.token_headers), ["x-one", "x-two"]);
         assert_eq!(names(&args.api_headers), ["x-three", "x-four"]);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_cluster_seeds_add_up_to_one_store_whose_debug_shows_no_password() {
+        let Ok(Command::Run(args)) = parse(&[
+            "--redis-cluster",
+            "redis://:PASSW0RD@127.0.0.1:7000/",
+            "--redis-cluster",
+            "redis://:PASSW0RD@127.0.0.1:7001/",
+        ]) else {
+            panic!("the arguments parse");
+        };
+        assert!(args.redis.is_some());
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("PASSW0RD"), "{shown}");
     }
 
     const REMOTE: [&str; 4] = ["--token-url", "http://h/t", "--client-id", "i"];

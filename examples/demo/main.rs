@@ -29,7 +29,9 @@
 //! A fleet: `--serve SECS` runs only the embedded token endpoint and API,
 //! for many demo processes to share, and `--redis URL` (built with
 //! `--features redis`) shares one token between those processes through
-//! Redis (`scripts/fleet.sh` runs eight at once, with and without it):
+//! Redis, or `--redis-cluster URL` (repeatable, the seed nodes) through a
+//! Redis Cluster; with `--resource`, one token per resource
+//! (`scripts/fleet.sh` runs eight at once, with and without Redis):
 //!
 //! ```text
 //! CLIENT_SECRET=S cargo run --example demo -- --serve 60 --api-key K
@@ -249,6 +251,32 @@ fn api_target(
     Ok((api_urls, api_headers))
 }
 
+/// Where one `--url` goes, as the layer's selector sees a request, and the
+/// token it needs.
+struct Route {
+    scheme: String,
+    host: Option<String>,
+    port: Option<u16>,
+    path: String,
+    params: TokenParams,
+}
+
+impl Route {
+    /// Whether a request to `target` goes to this URL: the same scheme,
+    /// host, port (the default one if none is given) and path; the query
+    /// does not count.
+    fn matches(&self, target: &Target<'_>) -> bool {
+        let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        };
+        same(target.scheme(), Some(&self.scheme))
+            && same(target.host(), self.host.as_deref())
+            && target.port() == self.port
+            && target.path() == self.path
+    }
+}
+
 /// The URLs, each with the token it needs: `None` for the default token.
 struct Targets(Vec<(reqwest::Url, Option<(UrlToken, TokenParams)>)>);
 
@@ -322,34 +350,25 @@ impl Targets {
     fn selector(
         &self,
     ) -> Option<impl Fn(&Target<'_>) -> Option<TokenParams> + Send + Sync + 'static> {
-        let routes: Vec<(String, Option<String>, Option<u16>, String, TokenParams)> = self
+        let routes: Vec<Route> = self
             .0
             .iter()
             .filter_map(|(url, keyed)| {
                 let (_, params) = keyed.as_ref()?;
-                Some((
-                    url.scheme().to_owned(),
-                    url.host_str().map(str::to_owned),
-                    url.port_or_known_default(),
-                    url.path().to_owned(),
-                    params.clone(),
-                ))
+                Some(Route {
+                    scheme: url.scheme().to_owned(),
+                    host: url.host_str().map(str::to_owned),
+                    port: url.port_or_known_default(),
+                    path: url.path().to_owned(),
+                    params: params.clone(),
+                })
             })
             .collect();
-        (!routes.is_empty()).then(|| {
-            move |target: &Target<'_>| {
-                routes
-                    .iter()
-                    .find(|(scheme, host, port, path, _)| {
-                        target
-                            .scheme()
-                            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
-                            && target.host() == host.as_deref()
-                            && target.port() == *port
-                            && target.path() == path
-                    })
-                    .map(|(.., params)| params.clone())
-            }
+        (!routes.is_empty()).then_some(move |target: &Target<'_>| {
+            routes
+                .iter()
+                .find(|route| route.matches(target))
+                .map(|route| route.params.clone())
         })
     }
 
