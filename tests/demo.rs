@@ -758,3 +758,31 @@ fn the_json_line_has_fetches_by_resource_only_when_resources_are_named() {
     let json = summary(&output);
     assert!(json.get("token_fetches_by_resource").is_none(), "{json}");
 }
+
+#[test]
+fn a_refused_resource_on_the_one_token_request_is_named_in_the_one_error_line() {
+    // The embedded provider knows only resources on its own API's origin.
+    let output = run_demo(&[
+        "--resource",
+        "https://elsewhere.example/api",
+        "--requests",
+        "20",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: no token could be had for resource https://elsewhere.example/api: \
+             the token endpoint refused the request: invalid_target: "
+        ),
+        "{stderr}"
+    );
+    let json = summary(&output);
+    assert_eq!(json["failed"], 20);
+    assert_eq!(json["token_fetches"], 1);
+    assert_eq!(
+        fetches_by_resource(&json),
+        counted([("https://elsewhere.example/api", 1)])
+    );
+}

@@ -121,7 +121,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let outcome = workload::send_requests(
         args.workload,
         client,
-        targets.endpoints(&cache),
+        targets.endpoints(&args.tokens, &cache),
         api_headers,
     )
     .await?;
@@ -308,14 +308,28 @@ impl Targets {
 
     /// Where the workload sends requests, each saying in messages what its
     /// token is for, with the cache of that token.
-    fn endpoints(&self, cache: &TokenCache) -> Vec<Endpoint> {
+    fn endpoints(&self, tokens: &Tokens, cache: &TokenCache) -> Vec<Endpoint> {
+        // The default token names what its request names, if anything.
+        let default_for = match tokens {
+            Tokens::One {
+                resources,
+                audiences,
+            } if tokens.named() => {
+                let names: Vec<String> = (resources.iter().map(|r| ("resource", r)))
+                    .chain(audiences.iter().map(|a| ("audience", a)))
+                    .map(|(kind, name)| format!("{kind} {}", redact_url(name)))
+                    .collect();
+                Some(names.join(", "))
+            }
+            _ => None,
+        };
         // The default token is number 0; each distinct key, the next.
         let mut keys: Vec<&TokenParams> = Vec::new();
         self.0
             .iter()
             .map(|(url, keyed)| {
                 let (token_for, cache, token) = match keyed {
-                    None => (None, Some(cache.clone()), 0),
+                    None => (default_for.clone(), Some(cache.clone()), 0),
                     Some((token, params)) => {
                         let number = match keys.iter().position(|known| *known == params) {
                             Some(i) => i + 1,
