@@ -182,22 +182,23 @@ pub async fn send_requests(
 async fn worker(run: Arc<Run>, mut client: BearerAuth<reqwest::Client>) -> Tally {
     let mut tally = Tally::default();
     // In a timed run, when each endpoint's token may be asked for again:
-    // an endpoint whose key backs off is passed over until then, so that
-    // the others keep going and no worker spins on instant failures.
+    // while an endpoint's token backs off, its turn goes to the next
+    // endpoint that is not blocked, so that the others keep going and no
+    // worker spins on instant failures; when all are, the worker waits.
     let mut blocked_until: Vec<Option<Instant>> = vec![None; run.endpoints.len()];
-    while let Some(index) = run.next() {
-        if let Some(until) = blocked_until[index] {
+    while let Some(mut index) = run.next() {
+        if let Some(deadline) = run.deadline {
             let now = Instant::now();
-            if now < until {
-                let all_blocked = blocked_until.iter().all(|b| b.is_some_and(|t| now < t));
-                if all_blocked {
+            let open = |i: usize| blocked_until[i].is_none_or(|until| until <= now);
+            let count = blocked_until.len();
+            match (0..count).map(|k| (index + k) % count).find(|&i| open(i)) {
+                Some(i) => index = i,
+                None => {
                     let earliest = blocked_until.iter().flatten().min().copied();
-                    let deadline = run.deadline.expect("only timed runs block");
                     tokio::time::sleep_until(earliest.map_or(deadline, |t| deadline.min(t))).await;
+                    continue;
                 }
-                continue;
             }
-            blocked_until[index] = None;
         }
         let endpoint = &run.endpoints[index];
         let mut request = reqwest::Request::new(Method::GET, endpoint.url.clone());
