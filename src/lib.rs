@@ -63,6 +63,16 @@
 //! - **401.** A `401` (or gRPC `UNAUTHENTICATED`) throws away the token that
 //!   request carried, only if it is still current, and starts one refresh.
 //!   [`RetryOnUnauthorized`] re-sends a replayable request once.
+//! - **Rejections.** Which statuses mean "token rejected" is configurable
+//!   ([`BearerAuthLayer::rejection_statuses`]); a `WWW-Authenticate` Bearer
+//!   challenge saying `insufficient_scope` keeps the token and is not
+//!   retried ([`rejection`], [`Challenge`]). An [`OptOut`] extension turns
+//!   off attaching, invalidation or the retry for one request.
+//! - **Many tokens.** A keyed cache ([`TokenCache::keyed`]) keeps one token
+//!   per [`TokenParams`] (scopes, audiences, resources), each with all of
+//!   the above, in a bounded map; a request names its key as an extension,
+//!   or [`BearerAuthLayer::token_for`] picks it from the request's target.
+//!   See [`cache::keyed`].
 //! - **Scope.** [`Scope`] keeps the token to the origins it is meant for;
 //!   a request whose URI names no origin (tonic) is never sent bare under a
 //!   restricted scope.
@@ -83,6 +93,8 @@
 //! | [`freshness_check`](TokenCacheBuilder::freshness_check) | a timer on multi-thread runtimes, the clock on current-thread ones | every request runs on one current-thread runtime (`Timer`), or you want the clock on every request (`Clock`) |
 //! | [`BearerAuthLayer::overwrite_existing`] | `false` | requests carry stale credentials you want replaced |
 //! | [`BearerAuthLayer::scope`] | every request | the client talks to more than one origin |
+//! | [`BearerAuthLayer::rejection_statuses`] | `401` | the API answers `403` for an expired token |
+//! | [`max_keys`](TokenCacheBuilder::max_keys) | 1,000 | a keyed cache sees many keys (tenants, resources) |
 //!
 //! # Cargo features
 //!
@@ -140,10 +152,10 @@ pub use redact::redact_url;
 pub use retry::RetryOnUnauthorized;
 pub use scope::Scope;
 pub use service::BearerAuth;
-pub use source::{KeyedTokenSource, TokenSource};
 #[cfg(feature = "client-credentials")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub use source::client_credentials::{
     AuthStyle, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsError, ClientSecret,
 };
+pub use source::{KeyedTokenSource, TokenSource};
 pub use token::{AccessToken, Token};

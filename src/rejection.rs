@@ -147,8 +147,18 @@ mod tests {
                 only_401,
                 Verdict::NeedsMoreScope,
             ),
-            (403, Some(r#"Bearer error="invalid_token""#), only_401, Verdict::Accepted),
-            (403, Some(r#"Bearer error="invalid_token""#), both, Verdict::Rejected),
+            (
+                403,
+                Some(r#"Bearer error="invalid_token""#),
+                only_401,
+                Verdict::Accepted,
+            ),
+            (
+                403,
+                Some(r#"Bearer error="invalid_token""#),
+                both,
+                Verdict::Rejected,
+            ),
             (403, None, both, Verdict::Rejected),
             (
                 403,
@@ -182,8 +192,14 @@ mod tests {
                 .unwrap()
         };
         let both = RejectionStatuses::new([StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]);
-        assert_eq!(judge(&grpc("16"), RejectionStatuses::default()), Verdict::Rejected);
-        assert_eq!(judge(&grpc("7"), RejectionStatuses::default()), Verdict::Accepted);
+        assert_eq!(
+            judge(&grpc("16"), RejectionStatuses::default()),
+            Verdict::Rejected
+        );
+        assert_eq!(
+            judge(&grpc("7"), RejectionStatuses::default()),
+            Verdict::Accepted
+        );
         assert_eq!(judge(&grpc("7"), both), Verdict::Rejected);
         assert_eq!(judge(&grpc("0"), both), Verdict::Accepted);
     }
@@ -196,7 +212,10 @@ mod tests {
             StatusCode::from_u16(499).unwrap(),
             StatusCode::INTERNAL_SERVER_ERROR,
         ]);
-        assert_eq!(set.iter().map(|s| s.as_u16()).collect::<Vec<_>>(), [401, 499]);
+        assert_eq!(
+            set.iter().map(|s| s.as_u16()).collect::<Vec<_>>(),
+            [401, 499]
+        );
         assert!(!set.contains(StatusCode::OK));
         assert_eq!(format!("{set:?}"), "{401, 499}");
     }

@@ -51,11 +51,12 @@ pub(crate) struct Settings {
     pub(crate) selector: Option<Selector>,
 }
 
+/// What [`BearerAuthLayer::token_for`](crate::BearerAuthLayer::token_for) takes.
+type SelectFn = dyn Fn(&Target<'_>) -> Option<TokenParams> + Send + Sync;
+
 /// Picks a request's [`TokenParams`] from its target.
 #[derive(Clone)]
-pub(crate) struct Selector(
-    pub(crate) Arc<dyn Fn(&Target<'_>) -> Option<TokenParams> + Send + Sync>,
-);
+pub(crate) struct Selector(pub(crate) Arc<SelectFn>);
 
 impl fmt::Debug for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

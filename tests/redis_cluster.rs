@@ -297,3 +297,12 @@ async fn a_user_without_the_cluster_commands_is_reported_once() {
         "no token or password in the logs: {text}"
     );
 }
+
+/// Six processes, two resources each, on a cluster: two fetches in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_keyed_caches_with_two_resources_make_two_fetches() {
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    six_processes_two_resources_two_fetches(|| store(&cluster)).await;
+}

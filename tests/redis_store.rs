@@ -474,3 +474,13 @@ async fn huge_settings_do_not_panic() {
     let token = with_deadline(down.fetch()).await.unwrap();
     assert_eq!(token.access_token().secret(), "token-2");
 }
+
+/// Six processes, two resources each: two fetches in all, one per
+/// resource, and every process gets each resource's one token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_keyed_caches_with_two_resources_make_two_fetches() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    six_processes_two_resources_two_fetches(|| store(&redis)).await;
+}

@@ -12,8 +12,8 @@ use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, Uri};
 use tokio::time::Instant;
 use tower::Service;
-use tower_bearer::source::BoxTokenSource;
-use tower_bearer::{BoxError, Token, TokenSource};
+use tower_bearer::source::{BoxTokenSource, KeyedTokenSource};
+use tower_bearer::{BoxError, Token, TokenParams, TokenSource};
 use tower_http::auth::AddAuthorizationLayer;
 
 use crate::TOKEN;
@@ -40,6 +40,34 @@ pub(crate) fn request(uri: &Uri) -> Request<()> {
 
 pub(crate) fn static_token() -> Token {
     Token::bearer(TOKEN).with_lifetime(Duration::from_secs(3600))
+}
+
+/// The static token for every key: what a keyed cache costs, with nothing
+/// else changed.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyedStatic;
+
+impl TokenSource for KeyedStatic {
+    type Error = Infallible;
+
+    fn fetch(&self) -> impl Future<Output = Result<Token, Infallible>> + Send {
+        std::future::ready(Ok(static_token()))
+    }
+}
+
+impl KeyedTokenSource for KeyedStatic {
+    type Keyed = KeyedStatic;
+
+    fn for_params(&self, _params: &TokenParams) -> Result<KeyedStatic, Infallible> {
+        Ok(KeyedStatic)
+    }
+}
+
+/// A request carrying `params` as its extension.
+pub(crate) fn request_for(uri: &Uri, params: &TokenParams) -> Request<()> {
+    let mut request = request(uri);
+    request.extensions_mut().insert(params.clone());
+    request
 }
 
 pub(crate) fn tower_http_layer() -> AddAuthorizationLayer {

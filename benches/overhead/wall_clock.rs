@@ -16,9 +16,11 @@ use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 use tower_bearer::cache::FreshnessCheck;
 use tower_bearer::source::StaticSource;
-use tower_bearer::{BearerAuthLayer, TokenCache};
+use tower_bearer::{BearerAuthLayer, TokenCache, TokenParams};
 
-use super::services::{NaiveBearer, noop_service, request, static_token, tower_http_layer};
+use super::services::{
+    KeyedStatic, NaiveBearer, noop_service, request, request_for, static_token, tower_http_layer,
+};
 use super::stats::{Variant, interleave, median, print_samples, ratio_of_rounds};
 use crate::{Plan, Summary, URI};
 
@@ -32,13 +34,26 @@ where
     S: Service<Request<()>>,
     S::Error: std::fmt::Debug,
 {
+    per_request_ns_of(service, iters, || request(uri))
+}
+
+/// [`per_request_ns`] with requests from `make`.
+pub(crate) fn per_request_ns_of<S>(
+    service: &mut S,
+    iters: u64,
+    make: impl Fn() -> Request<()>,
+) -> f64
+where
+    S: Service<Request<()>>,
+    S::Error: std::fmt::Debug,
+{
     let mut cx = Context::from_waker(Waker::noop());
     let start = std::time::Instant::now();
     for _ in 0..iters {
         let Poll::Ready(Ok(())) = service.poll_ready(&mut cx) else {
             panic!("the service is not ready");
         };
-        let mut future = pin!(service.call(request(uri)));
+        let mut future = pin!(service.call(make()));
         let Poll::Ready(Ok(response)) = future.as_mut().poll(&mut cx) else {
             panic!("the response is not ready at once");
         };
@@ -82,6 +97,24 @@ pub(crate) fn hot_path(plan: &Plan, summary: &mut Summary) {
         .invalidate_on_unauthorized(false)
         .layer(noop_service());
     let mut bearer_clock = BearerAuthLayer::with_cache(clock_cache.clone()).layer(noop_service());
+    // A keyed cache, warm for one key: picked by the selector from the
+    // request's host, or named by the request's extension.
+    let keyed_cache = TokenCache::keyed(KeyedStatic);
+    let params = TokenParams::for_audience("https://api.example.com");
+    runtime
+        .block_on(keyed_cache.for_params(&params).expect("a key").refresh())
+        .expect("warming the key");
+    let selected = params.clone();
+    let mut bearer_keyed = BearerAuthLayer::with_cache(keyed_cache.clone())
+        .token_for(move |target| {
+            (target.host() == Some("api.example.com")).then(|| selected.clone())
+        })
+        .layer(noop_service());
+    let mut bearer_keyed_ext =
+        BearerAuthLayer::with_cache(keyed_cache.clone()).layer(noop_service());
+    // The same requests with the extension, through tower-http: building
+    // them costs an allocation that is not the layer's.
+    let mut tower_http_ext = tower_http_layer().layer(noop_service());
     let mut naive = NaiveBearer::new(noop_service(), StaticSource::new(static_token()));
     // The naive design fetches on its first request; do it before timing.
     runtime.block_on(async {
@@ -96,6 +129,9 @@ pub(crate) fn hot_path(plan: &Plan, summary: &mut Summary) {
         "naive",
         "bearer_no_401",
         "bearer_clock",
+        "bearer_keyed",
+        "tower_http_ext",
+        "bearer_keyed_ext",
     ];
     let samples = {
         let uri = &uri;
@@ -121,6 +157,22 @@ pub(crate) fn hot_path(plan: &Plan, summary: &mut Summary) {
                 names[5],
                 Box::new(|| per_request_ns(&mut bearer_clock, iters, uri)),
             ),
+            (
+                names[6],
+                Box::new(|| per_request_ns(&mut bearer_keyed, iters, uri)),
+            ),
+            (
+                names[7],
+                Box::new(|| {
+                    per_request_ns_of(&mut tower_http_ext, iters, || request_for(uri, &params))
+                }),
+            ),
+            (
+                names[8],
+                Box::new(|| {
+                    per_request_ns_of(&mut bearer_keyed_ext, iters, || request_for(uri, &params))
+                }),
+            ),
         ];
         interleave(plan.hot_rounds, &mut variants)
     };
@@ -129,10 +181,29 @@ pub(crate) fn hot_path(plan: &Plan, summary: &mut Summary) {
         1,
         "the hot path never fetches"
     );
+    assert_eq!(keyed_cache.keys().len(), 1, "one key");
+    assert_eq!(keyed_cache.stats().fetches_started, 0, "never the default");
+    let key = keyed_cache.for_params(&params).expect("the key");
+    assert_eq!(
+        key.stats().fetches_started,
+        1,
+        "the keyed path never fetches"
+    );
     print_samples(&names, &samples, "ns/request");
 
-    let [bare, tower_http, bearer, naive, bearer_no_401, bearer_clock] =
-        [0, 1, 2, 3, 4, 5].map(|i| median(&samples[i]));
+    let [
+        bare,
+        tower_http,
+        bearer,
+        naive,
+        bearer_no_401,
+        bearer_clock,
+        bearer_keyed,
+        tower_http_ext,
+        bearer_keyed_ext,
+    ] = [0, 1, 2, 3, 4, 5, 6, 7, 8].map(|i| median(&samples[i]));
+    let keyed_ratio = ratio_of_rounds(&samples[6], &samples[2]);
+    let keyed_ext_ratio = ratio_of_rounds(&samples[8], &samples[7]);
     let bearer_ratio = ratio_of_rounds(&samples[2], &samples[1]);
     let naive_ratio = ratio_of_rounds(&samples[3], &samples[1]);
     let no_401_ratio = ratio_of_rounds(&samples[4], &samples[1]);
@@ -148,6 +219,10 @@ pub(crate) fn hot_path(plan: &Plan, summary: &mut Summary) {
     println!("  naive / tower_http         = {naive_ratio:.3}");
     println!("  bearer_no_401 / tower_http = {no_401_ratio:.3}");
     println!("  bearer_clock / tower_http  = {clock_ratio:.3}");
+    println!("  bearer_keyed / bearer      = {keyed_ratio:.3} (a key picked by the selector)");
+    println!(
+        "  bearer_keyed_ext / tower_http_ext = {keyed_ext_ratio:.3} (a key named by the request)"
+    );
 
     // Parts of the bearer hot path that tower-http does not have, for context.
     let clock = |iters: u64| {
@@ -183,6 +258,22 @@ pub(crate) fn hot_path(plan: &Plan, summary: &mut Summary) {
     summary.ratio("hot_path_bearer_no_401_over_tower_http", no_401_ratio);
     summary.figure("hot_path_bearer_clock", format!("{bearer_clock:.1}"), "ns");
     summary.ratio("hot_path_bearer_clock_over_tower_http", clock_ratio);
+    summary.figure("hot_path_bearer_keyed", format!("{bearer_keyed:.1}"), "ns");
+    summary.ratio("hot_path_bearer_keyed_over_bearer", keyed_ratio);
+    summary.figure(
+        "hot_path_tower_http_ext",
+        format!("{tower_http_ext:.1}"),
+        "ns",
+    );
+    summary.figure(
+        "hot_path_bearer_keyed_ext",
+        format!("{bearer_keyed_ext:.1}"),
+        "ns",
+    );
+    summary.ratio(
+        "hot_path_bearer_keyed_ext_over_tower_http_ext",
+        keyed_ext_ratio,
+    );
     drop(runtime);
 }
 

@@ -47,6 +47,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -64,7 +65,29 @@ pub const DEFAULT_MAX_KEYS: usize = 1000;
 
 /// The keys' caches, swapped whole on every insertion so that a lookup
 /// takes no lock.
-pub(crate) type KeyMap = HashMap<TokenParams, Arc<Slot>>;
+pub(crate) type KeyMap = HashMap<TokenParams, Arc<Slot>, BuildHasherDefault<KeyHasher>>;
+
+/// Takes the hash [`TokenParams`] computed when built (seeded per process)
+/// as it is: a lookup hashes nothing.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+
+    // `TokenParams` writes one u64; anything else is folded in, FNV-style.
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
 
 /// One key's cache, and whether it was used since the last sweep.
 pub(crate) struct Slot {
@@ -104,7 +127,7 @@ impl Keys {
             source,
             config,
             max_keys: max_keys.max(1),
-            map: Arc::new(ArcSwap::from_pointee(KeyMap::new())),
+            map: Arc::new(ArcSwap::from_pointee(KeyMap::default())),
             ring: Mutex::new(VecDeque::new()),
         }
     }
@@ -191,8 +214,7 @@ mod tests {
     use super::*;
 
     fn slot(used: bool) -> Arc<Slot> {
-        let cache =
-            TokenCache::new(crate::source::StaticSource::new(crate::Token::bearer("t")));
+        let cache = TokenCache::new(crate::source::StaticSource::new(crate::Token::bearer("t")));
         Arc::new(Slot {
             cache,
             used: AtomicBool::new(used),
@@ -209,13 +231,16 @@ mod tests {
             .enumerate()
             .map(|(i, k)| (k.clone(), slot(i != 2)))
             .collect();
+        assert_eq!(map.len(), 4);
         let mut ring: VecDeque<TokenParams> = keys.iter().cloned().collect();
         assert_eq!(sweep(&mut ring, &map), Some(keys[2].clone()));
         // The keys it passed lost their mark and went to the back.
         assert_eq!(ring, [keys[3].clone(), keys[0].clone(), keys[1].clone()]);
         assert!(!map[&keys[0]].used.load(Ordering::Relaxed));
-        // Next time, the oldest unmarked key goes.
-        assert_eq!(sweep(&mut ring, &map), Some(keys[3].clone()));
+        // Next time, key 3 (still marked) is passed, and the first key that
+        // lost its mark goes.
+        assert_eq!(sweep(&mut ring, &map), Some(keys[0].clone()));
+        assert_eq!(ring, [keys[1].clone(), keys[3].clone()]);
     }
 
     #[test]

@@ -106,11 +106,11 @@ use tokio::time::Instant;
 pub use builder::{
     DEFAULT_FETCH_TIMEOUT, DEFAULT_INVALIDATION_COOLDOWN, FreshnessCheck, TokenCacheBuilder,
 };
+pub use keyed::DEFAULT_MAX_KEYS;
 pub use policy::{
     Backoff, DEFAULT_EXPIRY_MARGIN, DEFAULT_LIFETIME, DEFAULT_REFRESH_AHEAD,
     DEFAULT_REFRESH_JITTER, DEFAULT_REFRESH_SHARE, MAX_LIFETIME,
 };
-pub use keyed::DEFAULT_MAX_KEYS;
 pub use stats::Stats;
 
 pub(crate) use entry::{Lease, TokenId};
@@ -218,7 +218,7 @@ impl TokenCache {
     }
 
     /// A builder for a keyed cache over `source`: every key's cache takes
-    /// its settings. See [`keyed`](self::keyed).
+    /// its settings. See [`keyed`](mod@self::keyed).
     pub fn keyed_builder(source: impl KeyedTokenSource) -> TokenCacheBuilder {
         TokenCacheBuilder::new_keyed(source)
     }
@@ -236,7 +236,11 @@ impl TokenCache {
         if params.is_empty() {
             return Ok(self.clone());
         }
-        let keys = self.shared.keys.as_ref().ok_or_else(TokenError::not_keyed)?;
+        let keys = self
+            .shared
+            .keys
+            .as_ref()
+            .ok_or_else(TokenError::not_keyed)?;
         keys.get_or_insert(params, &self.shared.counters)
             .map(|slot| slot.cache.clone())
     }

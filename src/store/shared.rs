@@ -8,9 +8,9 @@ use std::sync::Mutex;
 
 use tokio::time::Instant;
 
+use super::key::StoreKey;
 use super::redis::{Found, RedisStore, Unavailable};
 use super::value::{millis, random_id};
-use super::key::StoreKey;
 use crate::error::ErrorClass;
 use crate::params::TokenParams;
 use crate::source::{KeyedTokenSource, TokenSource};

@@ -281,3 +281,69 @@ impl std::io::Write for CapturedLogs {
         Ok(())
     }
 }
+
+/// A keyed source that counts its fetches per resource and yields
+/// `<resource>-<n>`.
+#[derive(Clone, Default)]
+pub struct PerResource {
+    resource: String,
+    pub calls: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+}
+
+impl TokenSource for PerResource {
+    type Error = std::convert::Infallible;
+
+    async fn fetch(&self) -> Result<Token, Self::Error> {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            let n = calls.entry(self.resource.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        tokio::time::sleep(FETCH_LATENCY).await;
+        Ok(
+            Token::bearer(format!("{}-{n}", self.resource))
+                .with_lifetime(Duration::from_secs(3600)),
+        )
+    }
+}
+
+impl tower_bearer::KeyedTokenSource for PerResource {
+    type Keyed = PerResource;
+
+    fn for_params(&self, params: &tower_bearer::TokenParams) -> Result<Self, Self::Error> {
+        Ok(PerResource {
+            resource: params.resources().join(" "),
+            calls: self.calls.clone(),
+        })
+    }
+}
+
+/// Six "processes" (each its own store and keyed cache) ask for two
+/// resources at once: the source is asked twice in all, once per resource,
+/// and every process gets each resource's one token.
+pub async fn six_processes_two_resources_two_fetches(store: impl Fn() -> RedisStore) {
+    let source = PerResource::default();
+    let resources = ["https://orders.example.com", "https://billing.example.com"];
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let cache = TokenCache::keyed(store().share(source.clone(), key()));
+        for resource in resources {
+            let cache = cache.clone();
+            let barrier = barrier.clone();
+            tasks.spawn(async move {
+                barrier.wait().await;
+                let params = tower_bearer::TokenParams::for_resource(resource);
+                let key = cache.for_params(&params).unwrap();
+                (resource, authorization(&key).await)
+            });
+        }
+    }
+    for (resource, header) in with_deadline(tasks.join_all()).await {
+        assert_eq!(header, format!("Bearer {resource}-1"));
+    }
+    let calls = source.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(calls.values().all(|n| *n == 1), "{calls:?}");
+}

@@ -159,8 +159,14 @@ impl ClientCredentialsBuilder {
                 .extra_params
                 .extend(values.into_iter().map(|v| (name.to_owned(), v.to_owned())));
         };
-        replace("audience", params.audiences().iter().map(String::as_str).collect());
-        replace("resource", params.resources().iter().map(String::as_str).collect());
+        replace(
+            "audience",
+            params.audiences().iter().map(String::as_str).collect(),
+        );
+        replace(
+            "resource",
+            params.resources().iter().map(String::as_str).collect(),
+        );
         let mut names: Vec<&str> = params.params().iter().map(|(n, _)| n.as_str()).collect();
         names.dedup();
         for name in names {

@@ -284,7 +284,10 @@ impl fmt::Display for ClientCredentialsError {
                 f.write_str("the token endpoint could not be reached")
             }
             ClientCredentialsError::InvalidParams { source } => {
-                write!(f, "no token request could be made for these token parameters: {source}")
+                write!(
+                    f,
+                    "no token request could be made for these token parameters: {source}"
+                )
             }
             ClientCredentialsError::Timeout { after } => {
                 write!(f, "the token endpoint did not answer within {after:?}")

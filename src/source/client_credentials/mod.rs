@@ -323,7 +323,10 @@ impl fmt::Debug for ClientCredentials {
 impl KeyedTokenSource for ClientCredentials {
     type Keyed = ClientCredentials;
 
-    fn for_params(&self, params: &TokenParams) -> Result<ClientCredentials, ClientCredentialsError> {
+    fn for_params(
+        &self,
+        params: &TokenParams,
+    ) -> Result<ClientCredentials, ClientCredentialsError> {
         self.inner
             .settings
             .for_params(params)
