@@ -399,10 +399,13 @@ impl Targets {
             return None;
         }
         let mut by_name: Vec<(String, u64)> = Vec::new();
+        // Each token counts once under a name; two tokens under one name
+        // (a resource paired with two audiences) add up.
         let mut add = |name: &str, fetches: u64| {
             let name = redact_url(name);
-            if !by_name.iter().any(|(known, _)| *known == name) {
-                by_name.push((name, fetches));
+            match by_name.iter_mut().find(|(known, _)| *known == name) {
+                Some((_, n)) => *n += fetches,
+                None => by_name.push((name, fetches)),
             }
         };
         match tokens {
@@ -411,15 +414,26 @@ impl Targets {
                 audiences,
             } => {
                 let fetches = cache.stats().fetches_started;
+                // One token: a name given twice (as a resource and as an
+                // audience) counts it once.
+                let mut seen: Vec<&String> = Vec::new();
                 for name in resources.iter().chain(audiences) {
-                    add(name, fetches);
+                    if !seen.contains(&name) {
+                        seen.push(name);
+                        add(name, fetches);
+                    }
                 }
             }
             Tokens::PerUrl(_) => {
+                let mut counted: Vec<&TokenParams> = Vec::new();
                 for (token, params) in self.0.iter().filter_map(|(_, keyed)| keyed.as_ref()) {
                     let Some((_, name)) = token.name() else {
                         continue;
                     };
+                    if counted.contains(&params) {
+                        continue;
+                    }
+                    counted.push(params);
                     let fetches = cache
                         .for_params(params)
                         .map_or(0, |key| key.stats().fetches_started);
