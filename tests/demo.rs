@@ -9,6 +9,7 @@ mod support;
 #[allow(dead_code)]
 mod provider;
 
+use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -171,6 +172,32 @@ fn bad_arguments_exit_2_with_a_usage_line() {
         &["--api-key", "k"],
         // Not a URL with the redis feature; the feature missing without it.
         &["--redis", "not a url"],
+        &["--resource", "not/absolute"],
+        &["--resource", "https://api.example.com/#fragment"],
+        &["--audience", " "],
+        &["--serve", "5", "--resource", "https://api.example.com/"],
+        &["--serve", "5", "--audience", "orders"],
+        &["--serve", "5", "--redis-cluster", "redis://127.0.0.1:1/"],
+        &[
+            "--redis",
+            "redis://127.0.0.1:1/",
+            "--redis-cluster",
+            "redis://127.0.0.1:2/",
+        ],
+        &["--redis-cluster", "not a url"],
+        // Several --url, and not one --resource (or --audience) for each.
+        &[
+            "--token-url",
+            "http://127.0.0.1:1/t",
+            "--client-id",
+            "i",
+            "--url",
+            "http://127.0.0.1:1/a",
+            "--url",
+            "http://127.0.0.1:1/b",
+            "--resource",
+            "http://127.0.0.1:1/a",
+        ],
     ] {
         let output = run_demo(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -257,8 +284,10 @@ async fn remote_mode_sends_the_given_credentials_and_headers() {
         Counts {
             tokens_issued: 1,
             credentials_refused: 0,
+            targets_refused: 0,
             api_accepted: 10,
             api_rejected: 0,
+            api_wrong_target: 0,
             // The API header reached the API on every call.
             api_with_key: 10,
         }
@@ -429,4 +458,331 @@ async fn url_credentials_and_query_secrets_stay_out_of_the_output() {
     assert_eq!(json["requests"], 3);
     assert_eq!(json["failed"], 3);
     assert_eq!(provider.counts().tokens_issued, 1);
+}
+
+/// The remote-mode arguments for the provider in this process, with
+/// `extra` after them.
+fn remote_args(provider: &Embedded, extra: &[&str]) -> Vec<String> {
+    [
+        "--token-url",
+        &provider.token_url,
+        "--client-id",
+        "id",
+        "--auth",
+        "post",
+        "--token-header",
+        "x-api-key: ap1-k3y",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|arg| arg.to_string())
+    .collect()
+}
+
+/// The JSON line's `token_fetches_by_resource`, as numbers.
+fn fetches_by_resource(json: &Value) -> BTreeMap<String, u64> {
+    json["token_fetches_by_resource"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no token_fetches_by_resource in {json}"))
+        .iter()
+        .map(|(name, n)| (name.clone(), n.as_u64().unwrap()))
+        .collect()
+}
+
+fn counted<const N: usize>(pairs: [(&str, u64); N]) -> BTreeMap<String, u64> {
+    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+}
+
+#[tokio::test]
+async fn two_urls_with_two_resources_get_one_token_each_and_never_the_other() {
+    let provider = start_provider().await;
+    let origin = provider.api_origin();
+    let talents = format!("{origin}/front-office/v1/talents");
+    let companies = format!("{origin}/front-office/v1/companies");
+    let args = remote_args(
+        &provider,
+        &[
+            "--url",
+            &talents,
+            "--url",
+            &companies,
+            "--resource",
+            &talents,
+            "--resource",
+            &companies,
+            "--requests",
+            "40",
+            "--concurrency",
+            "4",
+        ],
+    );
+    let output = run_demo_with_the_secret(args).await;
+    succeeded(&output);
+    let json = summary(&output);
+    assert_eq!(json["requests"], 40);
+    assert_eq!(json["ok"], 40);
+    assert_eq!(json["failed"], 0);
+    assert_eq!(json["token_fetches"], 2);
+    let each_once = counted([(talents.as_str(), 1), (companies.as_str(), 1)]);
+    assert_eq!(fetches_by_resource(&json), each_once);
+    // The provider agrees: one token per resource, and every call carried
+    // the token for its own resource (the API refuses any other, and
+    // refused none).
+    assert_eq!(provider.issued_by_target(), each_once);
+    let counts = provider.counts();
+    assert_eq!(counts.tokens_issued, 2);
+    assert_eq!(counts.api_accepted, 40);
+    assert_eq!(counts.api_rejected, 0);
+    assert_eq!(counts.api_wrong_target, 0);
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Asks the provider in this process for a token for `resource`: the
+/// status and the JSON answer.
+async fn ask_for_a_token(provider: &Embedded, resource: &str) -> (u16, Value) {
+    let form = serde_urlencoded::to_string([
+        ("grant_type", "client_credentials"),
+        ("client_id", "id"),
+        ("client_secret", "s3cret"),
+        ("resource", resource),
+    ])
+    .unwrap();
+    let answer = reqwest::Client::new()
+        .post(&provider.token_url)
+        .header("x-api-key", "ap1-k3y")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let body = answer.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// The control for the test above: the embedded API does refuse a token
+/// bound to another resource, so "no wrong-target call" means something.
+#[tokio::test]
+async fn the_embedded_api_refuses_a_token_for_another_resource() {
+    let provider = start_provider().await;
+    let origin = provider.api_origin();
+    let talents = format!("{origin}/front-office/v1/talents");
+    let companies = format!("{origin}/front-office/v1/companies");
+    let (status, answer) = ask_for_a_token(&provider, &talents).await;
+    assert_eq!(status, 200, "{answer}");
+    let bearer = format!("Bearer {}", answer["access_token"].as_str().unwrap());
+    let http = reqwest::Client::new();
+    let call = |url: String| http.get(url).header("authorization", &bearer).send();
+    // Its own resource, and a path below it.
+    for url in [talents.clone(), format!("{talents}/42")] {
+        assert_eq!(call(url).await.unwrap().status(), 200);
+    }
+    // Another path: refused as an invalid token.
+    for url in [companies, format!("{talents}-and-more")] {
+        let refused = call(url).await.unwrap();
+        assert_eq!(refused.status(), 401);
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            "Bearer error=\"invalid_token\""
+        );
+    }
+    let counts = provider.counts();
+    assert_eq!((counts.api_accepted, counts.api_wrong_target), (2, 2));
+    // A resource elsewhere gets no token at all.
+    let (status, answer) = ask_for_a_token(&provider, "https://elsewhere.example/").await;
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"], "invalid_target");
+    assert_eq!(provider.counts().targets_refused, 1);
+}
+
+#[tokio::test]
+async fn a_refused_resource_fails_only_its_own_requests_and_says_so_once() {
+    let provider = start_provider().await;
+    let talents = format!("{}/front-office/v1/talents", provider.api_origin());
+    let elsewhere = "https://elsewhere.example/api";
+    for workload in [&["--requests", "40"][..], &["--duration", "1"]] {
+        let mut extra = vec![
+            "--url",
+            &talents,
+            "--url",
+            elsewhere,
+            "--resource",
+            &talents,
+            "--resource",
+            elsewhere,
+            "--concurrency",
+            "4",
+        ];
+        extra.extend(workload);
+        let before = provider.counts();
+        let output = run_demo_with_the_secret(remote_args(&provider, &extra)).await;
+        assert_eq!(output.status.code(), Some(1), "{workload:?}");
+        let json = summary(&output);
+        let requests = json["requests"].as_u64().unwrap();
+        let ok = json["ok"].as_u64().unwrap();
+        // Round-robin: half the requests went to each URL; the good one's
+        // all succeeded, the refused one's all failed.
+        assert_eq!(json["status"]["200"], ok, "{json}");
+        if workload[0] == "--requests" {
+            assert_eq!((requests, ok), (40, 20), "{json}");
+        } else {
+            assert!(ok > 0 && ok < requests, "{json}");
+        }
+        assert_eq!(json["failed"].as_u64().unwrap(), requests - ok);
+        // One line, naming the resource and the provider's OAuth error.
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "error: no token could be had for resource {elsewhere}: \
+                 the token endpoint refused the request: invalid_target: "
+            )),
+            "{stderr}"
+        );
+        // No fetch storm: the refused key backs off on its own.
+        let by_resource = fetches_by_resource(&json);
+        assert_eq!(by_resource[&talents], 1, "{json}");
+        assert!((1..=2).contains(&by_resource[elsewhere]), "{json}");
+        let after = provider.counts();
+        assert_eq!(after.tokens_issued - before.tokens_issued, 1);
+        assert!(after.targets_refused - before.targets_refused <= 2);
+        assert_eq!(after.api_wrong_target, 0);
+    }
+}
+
+#[tokio::test]
+async fn with_one_url_every_resource_goes_on_the_one_token_request() {
+    let provider = start_provider().await;
+    let origin = provider.api_origin();
+    let front = format!("{origin}/front-office");
+    let back = format!("{origin}/back-office");
+    let args = remote_args(
+        &provider,
+        &[
+            "--url",
+            &provider.api_url,
+            "--resource",
+            &front,
+            "--resource",
+            &back,
+            "--requests",
+            "10",
+        ],
+    );
+    let output = run_demo_with_the_secret(args).await;
+    succeeded(&output);
+    let json = summary(&output);
+    assert_eq!(json["ok"], 10);
+    assert_eq!(json["token_fetches"], 1);
+    let both = counted([(front.as_str(), 1), (back.as_str(), 1)]);
+    assert_eq!(fetches_by_resource(&json), both);
+    // One token, whose request named both resources.
+    assert_eq!(provider.counts().tokens_issued, 1);
+    assert_eq!(provider.issued_by_target(), both);
+}
+
+#[tokio::test]
+async fn audiences_pair_with_urls_as_resources_do() {
+    let provider = start_provider().await;
+    let origin = provider.api_origin();
+    let talents = format!("{origin}/front-office/v1/talents");
+    let orders = format!("{origin}/orders");
+    let (talents_audience, orders_audience) = (format!("{origin}/front-office"), orders.clone());
+    let args = remote_args(
+        &provider,
+        &[
+            "--url",
+            &talents,
+            "--url",
+            &orders,
+            "--audience",
+            &talents_audience,
+            "--audience",
+            &orders_audience,
+            "--requests",
+            "20",
+        ],
+    );
+    let output = run_demo_with_the_secret(args).await;
+    succeeded(&output);
+    let json = summary(&output);
+    assert_eq!(json["ok"], 20);
+    assert_eq!(json["token_fetches"], 2);
+    let each_once = counted([
+        (talents_audience.as_str(), 1),
+        (orders_audience.as_str(), 1),
+    ]);
+    assert_eq!(fetches_by_resource(&json), each_once);
+    assert_eq!(provider.issued_by_target(), each_once);
+    assert_eq!(provider.counts().api_wrong_target, 0);
+}
+
+#[test]
+fn several_urls_need_one_resource_each_or_none() {
+    let base = [
+        "--token-url",
+        "http://127.0.0.1:1/t",
+        "--client-id",
+        "i",
+        "--url",
+        "http://127.0.0.1:1/a",
+        "--url",
+        "http://127.0.0.1:1/b",
+    ];
+    for (extra, says) in [
+        (
+            &["--resource", "http://127.0.0.1:1/a"][..],
+            "2 --url but 1 --resource",
+        ),
+        (
+            &["--audience", "a", "--audience", "b", "--audience", "c"],
+            "2 --url but 3 --audience",
+        ),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let output = run_demo(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with(&format!("error: {says}")), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}
+
+#[test]
+fn the_json_line_has_fetches_by_resource_only_when_resources_are_named() {
+    let output = run_demo(&["--requests", "3"]);
+    let json = summary(&output);
+    assert!(json.get("token_fetches_by_resource").is_none(), "{json}");
+}
+
+#[test]
+fn a_refused_resource_on_the_one_token_request_is_named_in_the_one_error_line() {
+    // The embedded provider knows only resources on its own API's origin.
+    let output = run_demo(&[
+        "--resource",
+        "https://elsewhere.example/api",
+        "--requests",
+        "20",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: no token could be had for resource https://elsewhere.example/api: \
+             the token endpoint refused the request: invalid_target: "
+        ),
+        "{stderr}"
+    );
+    let json = summary(&output);
+    assert_eq!(json["failed"], 20);
+    assert_eq!(json["token_fetches"], 1);
+    assert_eq!(
+        fetches_by_resource(&json),
+        counted([("https://elsewhere.example/api", 1)])
+    );
 }

@@ -17,7 +17,12 @@ use tower_bearer::store::RedisStore;
 use tower_bearer::{AuthStyle, redact_url};
 
 use crate::provider::Credentials;
-use crate::values::{SharedStore, auth, checked, header, positive, redis_store};
+#[cfg(feature = "redis")]
+use crate::values::cluster_store;
+use crate::values::{
+    SeedNode, SharedStore, audience, auth, checked, header, positive, redis_node, redis_store,
+    resource,
+};
 use crate::workload::Workload;
 
 const DEFAULT_REQUESTS: u64 = 200;
@@ -32,10 +37,12 @@ const MAX_CONCURRENCY: u64 = 10_000;
 /// The three ways to run the demo; clap puts it after "Usage: ".
 const USAGE: &str = "\
 demo [--ttl SECS] [--requests N | --duration SECS] [--concurrency C]
+            [--resource URI]... [--audience A]...
        demo --token-url URL --client-id ID [--client-secret S | env CLIENT_SECRET]
             [--scope S]... [--auth basic|post] [--token-header 'Name: value']...
-            [--api-header 'Name: value']... --url API_URL
-            [--requests N | --duration SECS] [--concurrency C] [--redis URL]
+            [--api-header 'Name: value']... --url API_URL... [--resource URI]...
+            [--audience A]... [--requests N | --duration SECS] [--concurrency C]
+            [--redis URL | --redis-cluster URL...]
        demo --serve SECS [--ttl SECS] [--client-id ID]
             [--client-secret S | env CLIENT_SECRET] [--api-key K | env API_KEY]";
 
@@ -46,12 +53,36 @@ and what happened in plain words and one JSON line.";
 const AFTER_HELP: &str = "\
 Without --token-url, an embedded token endpoint and API run on 127.0.0.1;
 --client-id and --client-secret then override the credentials the demo sends
-(try a wrong secret to see a refusal).
+(try a wrong secret, or a --resource elsewhere, to see a refusal).
+
+Resources and audiences: with one --url (or none), every --resource and
+--audience goes on the one token request (resource=URI, audience=A). With
+several --url, requests go round-robin over them, and each --url pairs with
+the --resource (and the --audience) at the same position: its requests carry
+the token for that resource, all through one layer and one HTTP client. Give
+one --resource (or --audience) per --url, or none. The JSON line then adds
+\"token_fetches_by_resource\": {\"URI\": n, ...}: with a token per --url,
+each URL's resource (its audience when only --audience is given) and the
+fetches of its token; with one token, each --resource and --audience its
+request named and the fetches of that token. It is left out when neither
+flag is given; \"token_fetches\" stays the total. A resource the provider
+refuses fails only its own requests, with one line on stderr naming the
+resource and the provider's error, and is not asked for again while its
+token backs off.
+
+A fleet: --redis URL, or --redis-cluster URL once per seed node of a Redis
+Cluster (built with --features redis), shares tokens with the other demo
+processes that use the same store: one token for them all, or one per
+resource with --resource.
 
 --serve accepts the given client secret and API key (x-api-key), prints its
 URLs and client id as one JSON line, and stops after SECS, on SIGTERM or
 Ctrl-C, or when its standard input is a pipe that closes; its last line is a
-JSON object with the tokens it issued.
+JSON object with the tokens it issued (in all, and per resource or
+audience). Its token endpoint accepts as resource or audience any http URI
+on its API's origin (\"api_origin\" in the first line), binds each token to
+what its request named, and refuses others with invalid_target; its API
+refuses a token bound elsewhere (401 invalid_token).
 
 Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
 
@@ -92,12 +123,12 @@ struct Cli {
     concurrency: u64,
 
     /// The provider's token endpoint, instead of the embedded one
-    #[arg(long, value_name = "URL", requires_all = ["url", "client_id"])]
+    #[arg(long, value_name = "URL", requires_all = ["urls", "client_id"])]
     token_url: Option<String>,
 
-    /// The API to call with the tokens
-    #[arg(long, value_name = "API_URL", requires = "token_url")]
-    url: Option<String>,
+    /// The API to call with the tokens (repeatable: requests go round-robin)
+    #[arg(long = "url", value_name = "API_URL", requires = "token_url")]
+    urls: Vec<String>,
 
     /// The client id
     #[arg(long, value_name = "ID")]
@@ -110,6 +141,14 @@ struct Cli {
     /// A scope to ask for (repeatable)
     #[arg(long = "scope", value_name = "S")]
     scopes: Vec<String>,
+
+    /// A resource (RFC 8707) to ask a token for (repeatable; pairs with --url)
+    #[arg(long = "resource", value_name = "URI", value_parser = checked(resource))]
+    resources: Vec<String>,
+
+    /// An audience to ask a token for, sent as `audience` (repeatable; pairs with --url)
+    #[arg(long = "audience", value_name = "A", value_parser = checked(audience))]
+    audiences: Vec<String>,
 
     /// Client authentication: HTTP Basic or in the form
     #[arg(long, value_name = "basic|post", default_value = "basic", value_parser = checked(auth))]
@@ -127,11 +166,17 @@ struct Cli {
     #[arg(long, value_name = "URL", value_parser = checked(redis_store))]
     redis: Option<SharedStore>,
 
+    /// The same through a Redis Cluster: a seed node (repeatable; needs --features redis)
+    #[arg(long = "redis-cluster", value_name = "URL", conflicts_with = "redis",
+          value_parser = checked(redis_node))]
+    redis_cluster: Vec<SeedNode>,
+
     /// Only run the embedded token endpoint and API, for other demo processes to use
     #[arg(long, value_name = "SECS",
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
-          conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "url",
-                                "scopes", "auth", "token_headers", "api_headers", "redis"])]
+          conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "urls",
+                                "scopes", "resources", "audiences", "auth", "token_headers",
+                                "api_headers", "redis", "redis_cluster"])]
     serve: Option<u64>,
 
     /// The API key --serve accepts [or env API_KEY]
@@ -152,8 +197,58 @@ pub enum Command {
 pub enum Provider {
     /// The embedded token endpoint and API.
     Embedded { ttl: Duration },
-    /// A real provider and API.
-    Remote { token_url: String, api_url: String },
+    /// A real provider and API: one URL or more, called round-robin.
+    Remote {
+        token_url: String,
+        api_urls: Vec<String>,
+    },
+}
+
+/// Which token each request needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tokens {
+    /// One token for every request, its request naming these resources and
+    /// audiences (none: the provider's default). With one `--url`, or none.
+    One {
+        resources: Vec<String>,
+        audiences: Vec<String>,
+    },
+    /// With several `--url`: the token for each URL's resource and audience,
+    /// at the same position as the URL.
+    PerUrl(Vec<UrlToken>),
+}
+
+/// The token one `--url` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlToken {
+    pub resource: Option<String>,
+    pub audience: Option<String>,
+}
+
+impl UrlToken {
+    /// What the JSON and the messages call it: the resource, else the
+    /// audience.
+    pub fn name(&self) -> Option<(&'static str, &str)> {
+        match (&self.resource, &self.audience) {
+            (Some(resource), _) => Some(("resource", resource)),
+            (None, Some(audience)) => Some(("audience", audience)),
+            (None, None) => None,
+        }
+    }
+}
+
+impl Tokens {
+    /// Whether `--resource` or `--audience` was given: the JSON line then
+    /// has `token_fetches_by_resource`.
+    pub fn named(&self) -> bool {
+        match self {
+            Tokens::One {
+                resources,
+                audiences,
+            } => !resources.is_empty() || !audiences.is_empty(),
+            Tokens::PerUrl(_) => true,
+        }
+    }
 }
 
 /// A workload run.
@@ -162,11 +257,13 @@ pub struct Args {
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
     pub scopes: Vec<String>,
+    /// Which token each request needs.
+    pub tokens: Tokens,
     pub auth: AuthStyle,
     pub token_headers: Vec<(String, String)>,
     pub api_headers: Vec<(String, String)>,
     pub workload: Workload,
-    /// The fleet-wide token store, with `--redis`.
+    /// The fleet-wide token store, with `--redis` or `--redis-cluster`.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisStore>,
 }
@@ -186,10 +283,19 @@ impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Provider::Embedded { ttl } => f.debug_struct("Embedded").field("ttl", ttl).finish(),
-            Provider::Remote { token_url, api_url } => f
+            Provider::Remote {
+                token_url,
+                api_urls,
+            } => f
                 .debug_struct("Remote")
                 .field("token_url", &redact_url(token_url))
-                .field("api_url", &redact_url(api_url))
+                .field(
+                    "api_urls",
+                    &api_urls
+                        .iter()
+                        .map(|url| redact_url(url))
+                        .collect::<Vec<_>>(),
+                )
                 .finish(),
         }
     }
@@ -208,6 +314,7 @@ impl std::fmt::Debug for Args {
                 &self.client_secret.as_ref().map(|_| "[redacted]"),
             )
             .field("scopes", &self.scopes)
+            .field("tokens", &self.tokens)
             .field("auth", &self.auth)
             .field("token_header_names", &header_names(&self.token_headers))
             .field("api_header_names", &header_names(&self.api_headers))
@@ -226,7 +333,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    Cli::try_parse_from(raw).map_err(tidy)?.into_command()
+    Cli::try_parse_from(raw)
+        .map_err(tidy)?
+        .into_command()
+        .map_err(tidy)
 }
 
 impl Cli {
@@ -235,9 +345,18 @@ impl Cli {
         let missing =
             |message: &str| Cli::command().error(ErrorKind::MissingRequiredArgument, message);
         #[cfg(not(feature = "redis"))]
-        if let Some(never) = self.redis {
+        if let Some(never) = self.redis.or(self.redis_cluster.into_iter().next()) {
             match never {}
         }
+        #[cfg(feature = "redis")]
+        let redis = match self.redis {
+            Some(store) => Some(store),
+            None if self.redis_cluster.is_empty() => None,
+            None => Some(
+                cluster_store("--redis-cluster", &self.redis_cluster)
+                    .map_err(|message| Cli::command().error(ErrorKind::ValueValidation, message))?,
+            ),
+        };
         if let Some(secs) = self.serve {
             // The processes that use the endpoint must know these, so they
             // are the caller's to choose, never printed.
@@ -265,10 +384,16 @@ impl Cli {
                 },
             }));
         }
+        let tokens = pair(self.urls.len(), self.resources, self.audiences)
+            .and_then(|tokens| distinct_routes(&self.urls, tokens))
+            .map_err(|message| Cli::command().error(ErrorKind::WrongNumberOfValues, message))?;
         // clap has checked that --token-url and --url come together.
-        let provider = match (self.token_url, self.url) {
-            (Some(token_url), Some(api_url)) => Provider::Remote { token_url, api_url },
-            _ => Provider::Embedded {
+        let provider = match self.token_url {
+            Some(token_url) => Provider::Remote {
+                token_url,
+                api_urls: self.urls,
+            },
+            None => Provider::Embedded {
                 ttl: Duration::from_secs(self.ttl),
             },
         };
@@ -277,6 +402,7 @@ impl Cli {
             client_id: self.client_id,
             client_secret: self.client_secret,
             scopes: self.scopes,
+            tokens,
             auth: self.auth,
             token_headers: self.token_headers,
             api_headers: self.api_headers,
@@ -286,9 +412,76 @@ impl Cli {
                 concurrency: usize::try_from(self.concurrency).expect("at most MAX_CONCURRENCY"),
             },
             #[cfg(feature = "redis")]
-            redis: self.redis,
+            redis,
         }))
     }
+}
+
+/// Pairs `urls` URLs with the resources and audiences: with several URLs,
+/// each flag given must be given once per URL (its values then pair with
+/// the URLs by position); otherwise every value goes on the one token.
+fn pair(urls: usize, resources: Vec<String>, audiences: Vec<String>) -> Result<Tokens, String> {
+    if urls <= 1 || (resources.is_empty() && audiences.is_empty()) {
+        return Ok(Tokens::One {
+            resources,
+            audiences,
+        });
+    }
+    for (flag, given) in [
+        ("--resource", resources.len()),
+        ("--audience", audiences.len()),
+    ] {
+        if given != 0 && given != urls {
+            return Err(format!(
+                "{urls} --url but {given} {flag}: with several --url, give one {flag} per --url \
+                 (the first pairs with the first --url, and so on), or none"
+            ));
+        }
+    }
+    let mut resources = resources.into_iter();
+    let mut audiences = audiences.into_iter();
+    Ok(Tokens::PerUrl(
+        (0..urls)
+            .map(|_| UrlToken {
+                resource: resources.next(),
+                audience: audiences.next(),
+            })
+            .collect(),
+    ))
+}
+
+/// Refuses two `--url` with different tokens that the layer could not tell
+/// apart: it picks a request's token by scheme, host, port and path, not by
+/// query. A URL that does not parse is left for the run to refuse, as
+/// before.
+fn distinct_routes(urls: &[String], tokens: Tokens) -> Result<Tokens, String> {
+    let Tokens::PerUrl(each) = &tokens else {
+        return Ok(tokens);
+    };
+    let route = |url: &String| {
+        reqwest::Url::parse(url).ok().map(|url| {
+            (
+                url.scheme().to_owned(),
+                url.host_str().map(str::to_owned),
+                url.port_or_known_default(),
+                url.path().to_owned(),
+            )
+        })
+    };
+    let routes: Vec<_> = urls.iter().map(route).collect();
+    for (i, a) in routes.iter().enumerate() {
+        for (j, b) in routes.iter().enumerate().skip(i + 1) {
+            if a.is_some() && a == b && each[i] != each[j] {
+                return Err(format!(
+                    "--url number {} and {} differ only in their query but pair with different \
+                     tokens: the token is chosen by scheme, host, port and path",
+                    i + 1,
+                    j + 1
+                ));
+            }
+        }
+    }
+    Ok(tokens)
 }
 
 /// clap's error, made safe and complete: a mistyped argument cut down to
@@ -373,6 +566,13 @@ mod tests {
             &["S3CR3T"],
             &["--", "S3CR3T"],
             &["--redis", "notredis://u:S3CR3T@host/"],
+            &["--redis-cluster", "notredis://u:S3CR3T@host/"],
+            &[
+                "--redis-cluster",
+                "redis://127.0.0.1:1/",
+                "--redis-cluster",
+                "redis://u:S3CR3T@127.0.0.1:2/x/y",
+            ],
             &["--auth", "S3CR3T"],
             &["--auth", "--client-secret=S3CR3T"],
             &[
@@ -502,5 +702,189 @@ mod tests {
         };
         assert_eq!(names(&args.token_headers), ["x-one", "x-two"]);
         assert_eq!(names(&args.api_headers), ["x-three", "x-four"]);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_cluster_seeds_add_up_to_one_store_whose_debug_shows_no_password() {
+        let Ok(Command::Run(args)) = parse(&[
+            "--redis-cluster",
+            "redis://:PASSW0RD@127.0.0.1:7000/",
+            "--redis-cluster",
+            "redis://:PASSW0RD@127.0.0.1:7001/",
+        ]) else {
+            panic!("the arguments parse");
+        };
+        assert!(args.redis.is_some());
+        let shown = format!("{args:?}");
+        assert!(!shown.contains("PASSW0RD"), "{shown}");
+    }
+
+    const REMOTE: [&str; 4] = ["--token-url", "http://h/t", "--client-id", "i"];
+
+    fn tokens_of(more: &[&str]) -> Result<Tokens, clap::Error> {
+        let args: Vec<&str> = REMOTE.iter().chain(more).copied().collect();
+        match parse(&args)? {
+            Command::Run(args) => Ok(args.tokens),
+            Command::Serve(_) => panic!("not --serve"),
+        }
+    }
+
+    fn url_token(resource: Option<&str>, audience: Option<&str>) -> UrlToken {
+        UrlToken {
+            resource: resource.map(str::to_owned),
+            audience: audience.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn several_urls_pair_with_resources_and_audiences_by_position() {
+        let tokens = tokens_of(&[
+            "--url",
+            "http://h/a",
+            "--resource",
+            "https://a.example/",
+            "--url",
+            "http://h/b",
+            "--resource",
+            "https://b.example/",
+            "--audience",
+            "aud-a",
+            "--audience",
+            "aud-b",
+        ])
+        .unwrap();
+        assert_eq!(
+            tokens,
+            Tokens::PerUrl(vec![
+                url_token(Some("https://a.example/"), Some("aud-a")),
+                url_token(Some("https://b.example/"), Some("aud-b")),
+            ])
+        );
+        let Tokens::PerUrl(each) = &tokens else {
+            unreachable!()
+        };
+        assert_eq!(each[0].name(), Some(("resource", "https://a.example/")));
+        // Audiences alone pair too, and name the token.
+        let Tokens::PerUrl(each) = tokens_of(&[
+            "--url",
+            "http://h/a",
+            "--url",
+            "http://h/b",
+            "--audience",
+            "aud-a",
+            "--audience",
+            "aud-b",
+        ])
+        .unwrap() else {
+            panic!("paired");
+        };
+        assert_eq!(each[1].name(), Some(("audience", "aud-b")));
+    }
+
+    #[test]
+    fn with_one_url_or_no_resource_every_request_has_the_one_token() {
+        assert_eq!(
+            tokens_of(&[
+                "--url",
+                "http://h/a",
+                "--resource",
+                "https://a.example/",
+                "--resource",
+                "https://b.example/",
+                "--audience",
+                "aud",
+            ])
+            .unwrap(),
+            Tokens::One {
+                resources: vec!["https://a.example/".into(), "https://b.example/".into()],
+                audiences: vec!["aud".into()],
+            }
+        );
+        let unnamed = tokens_of(&["--url", "http://h/a", "--url", "http://h/b"]).unwrap();
+        assert!(!unnamed.named());
+        assert_eq!(
+            unnamed,
+            Tokens::One {
+                resources: vec![],
+                audiences: vec![]
+            }
+        );
+    }
+
+    #[test]
+    fn pairing_refusals_say_what_is_wrong() {
+        let two_urls = ["--url", "http://h/a", "--url", "http://h/b"];
+        let with = |more: &[&'static str]| -> Vec<&'static str> {
+            two_urls.iter().chain(more).copied().collect()
+        };
+        for (args, says) in [
+            (
+                with(&["--resource", "https://a/"]),
+                "2 --url but 1 --resource",
+            ),
+            (
+                with(&[
+                    "--resource",
+                    "https://a/",
+                    "--resource",
+                    "https://b/",
+                    "--audience",
+                    "x",
+                ]),
+                "2 --url but 1 --audience",
+            ),
+            (
+                vec![
+                    "--url",
+                    "http://h/a?x=1",
+                    "--url",
+                    "http://h:80/a?y=2",
+                    "--resource",
+                    "https://a/",
+                    "--resource",
+                    "https://b/",
+                ],
+                "--url number 1 and 2 differ only in their query",
+            ),
+        ] {
+            let Err(error) = tokens_of(&args) else {
+                panic!("{args:?} parsed");
+            };
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+            let shown = error.render().to_string();
+            assert!(shown.starts_with(&format!("error: {says}")), "{shown}");
+            assert!(shown.contains("Usage: demo"), "{shown}");
+        }
+        // The same URL twice with the same resource is no ambiguity.
+        assert!(
+            tokens_of(&[
+                "--url",
+                "http://h/a?x=1",
+                "--url",
+                "http://h/a?y=2",
+                "--resource",
+                "https://a/",
+                "--resource",
+                "https://a/",
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn resources_must_be_absolute_uris_without_a_fragment() {
+        for bad in ["relative/path", "https://a.example/#frag", ""] {
+            let Err(error) = tokens_of(&["--url", "http://h/a", "--resource", bad]) else {
+                panic!("{bad:?} parsed");
+            };
+            assert_eq!(error.exit_code(), 2);
+        }
+        assert!(tokens_of(&["--url", "http://h/a", "--resource", "urn:example:api"]).is_ok());
+        let serve = ["--serve", "5", "--client-secret", "s", "--api-key", "k"];
+        for flag in [["--resource", "https://a/"], ["--audience", "a"]] {
+            let args: Vec<&str> = serve.iter().chain(&flag).copied().collect();
+            assert!(parse(&args).is_err(), "{args:?}");
+        }
     }
 }

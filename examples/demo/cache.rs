@@ -1,5 +1,7 @@
 //! The token cache the workload shares, alone or in front of the fleet-wide
-//! store (`--redis`).
+//! store (`--redis`): a keyed cache, whose default token serves the requests
+//! that name no resource and whose keys serve those that do (one token per
+//! resource, each with its own single flight and backoff).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -8,30 +10,34 @@ use std::sync::atomic::Ordering;
 
 #[cfg(feature = "redis")]
 use tower_bearer::store::StoreKey;
-use tower_bearer::{ClientCredentials, TokenCache};
+use tower_bearer::{ClientCredentials, Stats, TokenCache};
 
 use crate::args::Args;
 
 /// The token cache the workload shares, with the crate's defaults. With
-/// `--redis`, its source is the fleet-wide store in front of `source`, and
-/// the counter says how many fetches reached the token endpoint.
+/// `--redis`, its source is the fleet-wide store in front of `source` (each
+/// key shared under its own Redis key), and the counter says how many
+/// fetches reached the token endpoint.
 #[cfg(feature = "redis")]
 pub fn build_cache(source: ClientCredentials, args: &Args) -> (TokenCache, Option<Arc<AtomicU64>>) {
     let Some(store) = &args.redis else {
-        return (TokenCache::builder(source).build(), None);
+        return (TokenCache::keyed_builder(source).build(), None);
     };
-    // What identifies the token; never the secret or the x-api-key.
-    let key = StoreKey::builder()
+    // What identifies the token; never the secret or the x-api-key. The
+    // default token's resources and audiences are extra parameters.
+    let mut key = StoreKey::builder()
         .token_url(source.token_url().as_str())
         .client_id(source.client_id())
-        .scopes(source.scopes())
-        .build();
+        .scopes(source.scopes());
+    for (name, value) in source.extra_params() {
+        key = key.param(name.clone(), value.clone());
+    }
     let endpoint_fetches = Arc::new(AtomicU64::new(0));
     let counted = CountedSource {
         inner: source,
         fetches: Arc::clone(&endpoint_fetches),
     };
-    let cache = TokenCache::builder(store.share(counted, key)).build();
+    let cache = TokenCache::keyed_builder(store.share(counted, key.build())).build();
     (cache, Some(endpoint_fetches))
 }
 
@@ -41,11 +47,29 @@ pub fn build_cache(
     source: ClientCredentials,
     _args: &Args,
 ) -> (TokenCache, Option<Arc<AtomicU64>>) {
-    (TokenCache::builder(source).build(), None)
+    (TokenCache::keyed_builder(source).build(), None)
+}
+
+/// The counters of the default token and of every key, added up: what the
+/// whole cache did.
+pub fn total_stats(cache: &TokenCache) -> Stats {
+    let mut total = cache.stats();
+    for (_, key) in cache.keys() {
+        let s = key.stats();
+        total.fetches_started += s.fetches_started;
+        total.fetches_failed += s.fetches_failed;
+        total.refreshes_ahead += s.refreshes_ahead;
+        total.served_from_cache += s.served_from_cache;
+        total.waited_for_fetch += s.waited_for_fetch;
+        total.failed_fast += s.failed_fast;
+        total.invalidations += s.invalidations;
+        total.keys_evicted += s.keys_evicted;
+    }
+    total
 }
 
 /// Counts the fetches that reach the wrapped source, to tell them from those
-/// the shared store answered.
+/// the shared store answered; each key's source counts into the same total.
 #[cfg(feature = "redis")]
 struct CountedSource<S> {
     inner: S,
@@ -67,5 +91,19 @@ impl<S: tower_bearer::TokenSource> tower_bearer::TokenSource for CountedSource<S
 
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+}
+
+#[cfg(feature = "redis")]
+impl<S: tower_bearer::source::KeyedTokenSource> tower_bearer::source::KeyedTokenSource
+    for CountedSource<S>
+{
+    type Keyed = CountedSource<S::Keyed>;
+
+    fn for_params(&self, params: &tower_bearer::TokenParams) -> Result<Self::Keyed, S::Error> {
+        Ok(CountedSource {
+            inner: self.inner.for_params(params)?,
+            fetches: Arc::clone(&self.fetches),
+        })
     }
 }

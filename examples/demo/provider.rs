@@ -1,12 +1,23 @@
 //! The embedded provider: a token endpoint shaped like Avionté's and an API
 //! that accepts only live tokens it issued, on 127.0.0.1 with free ports.
 //!
+//! Resources and audiences: a token request may name `resource`s (RFC 8707)
+//! and `audience`s. The endpoint knows one protected resource, its API: it
+//! accepts any absolute `http` URI on the API's origin
+//! (`http://127.0.0.1:PORT/...`), as a resource or as an audience, and
+//! refuses any other with 400 `invalid_target` (RFC 8707 section 2, RFC 8693
+//! section 2.2.2). The token it issues is bound to what the request named:
+//! the API takes it only for paths under one of them (a URI covers its own
+//! path and the paths below it), and answers any other path 401 with
+//! `WWW-Authenticate: Bearer error="invalid_token"`, counted as a
+//! wrong-target call. A token whose request named none is good for every
+//! path, as before.
+//!
 //! `tests/demo.rs` starts it too, to run the demo's remote mode against it,
 //! so this file stands alone: everything it uses is imported here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -63,20 +74,67 @@ pub struct Embedded {
 pub struct Counts {
     pub tokens_issued: u64,
     pub credentials_refused: u64,
+    /// Token requests refused with `invalid_target`: a resource or audience
+    /// that is not the API's.
+    pub targets_refused: u64,
     pub api_accepted: u64,
+    /// Every call refused, those with a token for another target included.
     pub api_rejected: u64,
+    /// Calls refused because their token was bound to another resource or
+    /// audience: a token sent where it does not belong.
+    pub api_wrong_target: u64,
     /// Accepted calls that carried the API key, as the BOLD API wants.
     pub api_with_key: u64,
+}
+
+impl Counts {
+    /// Token requests refused, for whatever reason.
+    pub fn token_requests_refused(&self) -> u64 {
+        self.credentials_refused + self.targets_refused
+    }
+}
+
+/// A live token: when it dies, and the resources and audiences it is for
+/// (none: every path).
+struct Live {
+    expires: Instant,
+    targets: Vec<ApiTarget>,
+}
+
+/// A resource or audience on the API's origin: the path it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ApiTarget {
+    path: String,
+}
+
+impl ApiTarget {
+    /// Whether a call to `path` is under this target: the same path, or one
+    /// below it.
+    fn covers(&self, path: &str) -> bool {
+        let own = self.path.trim_end_matches('/');
+        own.is_empty()
+            || path == own
+            || path
+                .strip_prefix(own)
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
 }
 
 struct EmbeddedState {
     credentials: Credentials,
     ttl: Duration,
-    live: Mutex<HashMap<String, Instant>>,
+    /// The API's `host:port`: the origin every resource and audience must
+    /// name.
+    api_authority: String,
+    live: Mutex<HashMap<String, Live>>,
+    /// Tokens issued per resource or audience, as named in the request.
+    issued_by_target: Mutex<BTreeMap<String, u64>>,
     tokens_issued: AtomicU64,
     credentials_refused: AtomicU64,
+    targets_refused: AtomicU64,
     api_accepted: AtomicU64,
     api_rejected: AtomicU64,
+    api_wrong_target: AtomicU64,
     api_with_key: AtomicU64,
 }
 
@@ -89,19 +147,34 @@ fn random_string(len: usize) -> String {
 impl Embedded {
     /// Starts both servers; tokens live `ttl`.
     pub async fn start(ttl: Duration, credentials: Credentials) -> std::io::Result<Embedded> {
+        // The API's address first: the token endpoint checks resources
+        // against it.
+        let token_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let api_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let token_addr = token_listener.local_addr()?;
+        let api_addr = api_listener.local_addr()?;
         let state = Arc::new(EmbeddedState {
             credentials: credentials.clone(),
             ttl,
+            api_authority: api_addr.to_string(),
             live: Mutex::new(HashMap::new()),
+            issued_by_target: Mutex::new(BTreeMap::new()),
             tokens_issued: AtomicU64::new(0),
             credentials_refused: AtomicU64::new(0),
+            targets_refused: AtomicU64::new(0),
             api_accepted: AtomicU64::new(0),
             api_rejected: AtomicU64::new(0),
+            api_wrong_target: AtomicU64::new(0),
             api_with_key: AtomicU64::new(0),
         });
         let mut servers = JoinSet::new();
-        let token_addr = spawn_server(&mut servers, Arc::clone(&state), token_endpoint).await?;
-        let api_addr = spawn_server(&mut servers, Arc::clone(&state), api_endpoint).await?;
+        spawn_server(
+            &mut servers,
+            token_listener,
+            Arc::clone(&state),
+            token_endpoint,
+        );
+        spawn_server(&mut servers, api_listener, Arc::clone(&state), api_endpoint);
         Ok(Embedded {
             token_url: format!("http://{token_addr}/authorize/token"),
             api_url: format!("http://{api_addr}/front-office/v1/talents"),
@@ -111,28 +184,46 @@ impl Embedded {
         })
     }
 
+    /// The API's origin, `http://127.0.0.1:PORT`: every resource and
+    /// audience the token endpoint accepts is under it.
+    pub fn api_origin(&self) -> String {
+        format!("http://{}", self.state.api_authority)
+    }
+
     pub fn counts(&self) -> Counts {
         let s = &self.state;
         Counts {
             tokens_issued: s.tokens_issued.load(Ordering::Relaxed),
             credentials_refused: s.credentials_refused.load(Ordering::Relaxed),
+            targets_refused: s.targets_refused.load(Ordering::Relaxed),
             api_accepted: s.api_accepted.load(Ordering::Relaxed),
             api_rejected: s.api_rejected.load(Ordering::Relaxed),
+            api_wrong_target: s.api_wrong_target.load(Ordering::Relaxed),
             api_with_key: s.api_with_key.load(Ordering::Relaxed),
         }
     }
+
+    /// The tokens issued per resource or audience, as the requests named
+    /// them; a token whose request named two counts under each. Tokens
+    /// whose request named none are in [`Counts::tokens_issued`] only.
+    pub fn issued_by_target(&self) -> BTreeMap<String, u64> {
+        lock(&self.state.issued_by_target).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 type Handler = fn(Arc<EmbeddedState>, http::Request<Incoming>) -> HandlerFuture;
 type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = http::Response<Full<Bytes>>> + Send>>;
 
-async fn spawn_server(
+fn spawn_server(
     servers: &mut JoinSet<()>,
+    listener: TcpListener,
     state: Arc<EmbeddedState>,
     handler: Handler,
-) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
+) {
     servers.spawn(async move {
         let mut connections = JoinSet::new();
         while let Ok((stream, _)) = listener.accept().await {
@@ -150,7 +241,6 @@ async fn spawn_server(
             while connections.try_join_next().is_some() {}
         }
     });
-    Ok(addr)
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> http::Response<Full<Bytes>> {
@@ -197,9 +287,14 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                 "The body is too long",
             );
         };
-        let form: HashMap<String, String> =
+        // Pairs, not a map: `resource` and `audience` may repeat.
+        let form: Vec<(String, String)> =
             serde_urlencoded::from_bytes(&body.to_bytes()).unwrap_or_default();
-        let field = |name: &str| form.get(name).map(String::as_str);
+        let field = |name: &str| {
+            form.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
         if field("grant_type") != Some("client_credentials") {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
@@ -218,6 +313,27 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                 "Invalid client credentials",
             );
         }
+        // RFC 8707: every resource (and, RFC 8693, audience) must be one
+        // this server issues tokens for, or none is issued.
+        let named: Vec<&str> = form
+            .iter()
+            .filter(|(n, _)| n == "resource" || n == "audience")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let mut targets = Vec::with_capacity(named.len());
+        for value in &named {
+            match api_target(value, &state.api_authority) {
+                Some(target) => targets.push(target),
+                None => {
+                    state.targets_refused.fetch_add(1, Ordering::Relaxed);
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_target",
+                        "The resource or audience is not one this server issues tokens for",
+                    );
+                }
+            }
+        }
         let token = random_string(40);
         let now = Instant::now();
         // --ttl is capped when parsed; this keeps the handler from panicking
@@ -230,9 +346,18 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
             );
         };
         {
-            let mut live = state.live.lock().unwrap_or_else(|p| p.into_inner());
-            live.retain(|_, expires| *expires > now);
-            live.insert(token.clone(), expires);
+            let mut live = lock(&state.live);
+            live.retain(|_, live| live.expires > now);
+            live.insert(token.clone(), Live { expires, targets });
+        }
+        {
+            let mut by_target = lock(&state.issued_by_target);
+            let mut counted: Vec<&str> = named.clone();
+            counted.sort_unstable();
+            counted.dedup();
+            for value in counted {
+                *by_target.entry(value.to_owned()).or_default() += 1;
+            }
         }
         state.tokens_issued.fetch_add(1, Ordering::Relaxed);
         json_response(
@@ -253,15 +378,33 @@ fn api_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Hand
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let live = token.is_some_and(|t| {
-            let live = state.live.lock().unwrap_or_else(|p| p.into_inner());
-            live.get(t).is_some_and(|expires| Instant::now() < *expires)
+        let path = req.uri().path();
+        let verdict = token.map_or(Verdict::NotLive, |t| {
+            let live = lock(&state.live);
+            match live.get(t) {
+                Some(live) if Instant::now() < live.expires => {
+                    if live.targets.is_empty() || live.targets.iter().any(|t| t.covers(path)) {
+                        Verdict::Good
+                    } else {
+                        Verdict::WrongTarget
+                    }
+                }
+                _ => Verdict::NotLive,
+            }
         });
-        if !live {
+        let message = match verdict {
+            Verdict::Good => None,
+            Verdict::NotLive => Some("missing, unknown or expired token"),
+            Verdict::WrongTarget => {
+                state.api_wrong_target.fetch_add(1, Ordering::Relaxed);
+                Some("the token is for another resource or audience")
+            }
+        };
+        if let Some(message) = message {
             state.api_rejected.fetch_add(1, Ordering::Relaxed);
             let mut res = json_response(
                 StatusCode::UNAUTHORIZED,
-                serde_json::json!({ "message": "missing, unknown or expired token" }),
+                serde_json::json!({ "message": message }),
             );
             res.headers_mut().insert(
                 "www-authenticate",
@@ -280,4 +423,56 @@ fn api_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Hand
         state.api_accepted.fetch_add(1, Ordering::Relaxed);
         json_response(StatusCode::OK, serde_json::json!({ "items": [] }))
     })
+}
+
+/// What the API makes of a call's token.
+enum Verdict {
+    Good,
+    NotLive,
+    WrongTarget,
+}
+
+/// The part of the API a resource or audience names: an absolute `http`
+/// URI on the API's origin (`authority`), without a fragment; `None` for
+/// any other.
+fn api_target(value: &str, authority: &str) -> Option<ApiTarget> {
+    // http::Uri drops a fragment; RFC 8707 forbids one.
+    if value.contains('#') {
+        return None;
+    }
+    let uri: http::Uri = value.parse().ok()?;
+    let on_the_api = uri.scheme_str() == Some("http")
+        && uri
+            .authority()
+            .is_some_and(|a| a.as_str().eq_ignore_ascii_case(authority));
+    on_the_api.then(|| ApiTarget {
+        path: uri.path().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_is_an_http_uri_on_the_api_origin_and_covers_the_paths_below_it() {
+        let on_api = |value| api_target(value, "127.0.0.1:8080");
+        let talents = on_api("http://127.0.0.1:8080/v1/talents").expect("on the API");
+        assert!(talents.covers("/v1/talents"));
+        assert!(talents.covers("/v1/talents/42"));
+        assert!(!talents.covers("/v1/talents-and-more"));
+        assert!(!talents.covers("/v1"));
+        let whole = on_api("http://127.0.0.1:8080").expect("the origin");
+        assert!(whole.covers("/anything"));
+        for elsewhere in [
+            "https://127.0.0.1:8080/v1",
+            "http://127.0.0.1:8081/v1",
+            "http://user:pw@127.0.0.1:8080/v1",
+            "http://127.0.0.1:8080/v1#fragment",
+            "/v1/talents",
+            "orders",
+        ] {
+            assert_eq!(on_api(elsewhere), None, "{elsewhere}");
+        }
+    }
 }

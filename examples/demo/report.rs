@@ -12,7 +12,11 @@ const BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
 /// What a workload run saw, from the workers, the cache and the provider.
 pub struct Report<'a> {
     pub outcome: &'a Outcome,
+    /// The whole cache's counters: the default token's and every key's.
     pub stats: Stats,
+    /// With `--resource` or `--audience`: the fetches whose request named
+    /// each, by its name (redacted as URLs are).
+    pub fetches_by_resource: Option<Vec<(String, u64)>>,
     /// With `--redis`: the fetches that reached the token endpoint rather
     /// than being answered by the shared store.
     pub endpoint_fetches: Option<u64>,
@@ -27,6 +31,7 @@ impl Report<'_> {
         let Report {
             outcome,
             stats,
+            fetches_by_resource,
             endpoint_fetches,
             embedded,
         } = self;
@@ -52,6 +57,15 @@ impl Report<'_> {
             stats.refreshes_ahead,
             stats.fetches_failed,
         );
+        if let Some(by_resource) = fetches_by_resource
+            && !by_resource.is_empty()
+        {
+            let each: Vec<String> = by_resource
+                .iter()
+                .map(|(name, n)| format!("{name}: {}", plural(*n, "fetch", "fetches")))
+                .collect();
+            println!("Tokens per resource: {}.", each.join("; "));
+        }
         if let Some(from_endpoint) = *endpoint_fetches {
             println!(
                 "Shared store: {} answered from Redis, {} from the token endpoint.",
@@ -68,7 +82,7 @@ impl Report<'_> {
             println!(
                 "Embedded side: the token endpoint issued {} and refused {}; the API accepted {} and rejected {}.",
                 plural(s.tokens_issued, "token", "tokens"),
-                plural(s.credentials_refused, "request", "requests"),
+                plural(s.token_requests_refused(), "request", "requests"),
                 plural(s.api_accepted, "request", "requests"),
                 s.api_rejected,
             );
@@ -112,14 +126,22 @@ impl Report<'_> {
                 plural(tally.transport_failures, "request", "requests")
             );
         }
-        if let Some(why) = &tally.first_token_error {
-            eprintln!("error: no token could be had: {why}");
+        // One line per token that could not be had, naming its resource
+        // when it has one.
+        for (token_for, why) in &outcome.token_errors {
+            match token_for {
+                Some(token_for) => eprintln!("error: no token could be had for {token_for}: {why}"),
+                None => eprintln!("error: no token could be had: {why}"),
+            }
         }
         if let Some(why) = &tally.first_transport_error {
             eprintln!("error: the API could not be reached: {why}");
         }
 
-        println!("{}", json_line(tally, stats.fetches_started));
+        println!(
+            "{}",
+            json_line(tally, stats.fetches_started, fetches_by_resource.as_deref())
+        );
     }
 
     /// Who waited for a token, and why no one did after the first.
@@ -180,8 +202,13 @@ fn histogram(latencies_us: &[u64]) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The closing JSON line, keys in the documented order.
-fn json_line(tally: &Tally, token_fetches: u64) -> String {
+/// The closing JSON line, keys in the documented order;
+/// `token_fetches_by_resource` after `token_fetches`, when given.
+fn json_line(
+    tally: &Tally,
+    token_fetches: u64,
+    fetches_by_resource: Option<&[(String, u64)]>,
+) -> String {
     let mut sorted = tally.latencies_us.clone();
     sorted.sort_unstable();
     let statuses: Vec<String> = tally
@@ -193,8 +220,15 @@ fn json_line(tally: &Tally, token_fetches: u64) -> String {
         .into_iter()
         .map(|(k, n)| format!("\"{k}\":{n}"))
         .collect();
+    let by_resource = fetches_by_resource.map_or_else(String::new, |by_resource| {
+        let each: Vec<String> = by_resource
+            .iter()
+            .map(|(name, n)| format!("{}:{n}", serde_json::Value::from(name.as_str())))
+            .collect();
+        format!(",\"token_fetches_by_resource\":{{{}}}", each.join(","))
+    });
     format!(
-        "{{\"requests\":{},\"ok\":{},\"failed\":{},\"status\":{{{}}},\"token_fetches\":{},\
+        "{{\"requests\":{},\"ok\":{},\"failed\":{},\"status\":{{{}}},\"token_fetches\":{}{},\
          \"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\
          \"latency_histogram_ms\":{{{}}}}}",
         tally.sent(),
@@ -202,6 +236,7 @@ fn json_line(tally: &Tally, token_fetches: u64) -> String {
         tally.sent() - tally.ok(),
         statuses.join(","),
         token_fetches,
+        by_resource,
         percentile_ms(&sorted, 50.0),
         percentile_ms(&sorted, 99.0),
         sorted.last().map_or(0.0, |&us| us as f64 / 1000.0),

@@ -21,6 +21,7 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         serde_json::json!({
             "token_url": servers.token_url,
             "api_url": servers.api_url,
+            "api_origin": servers.api_origin(),
             "client_id": servers.credentials.client_id,
         })
     );
@@ -40,14 +41,36 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         "Stopped after {:.1}s ({why}): the token endpoint issued {} and refused {}; the API accepted {} and rejected {}.",
         started.elapsed().as_secs_f64(),
         plural(counts.tokens_issued, "token", "tokens"),
-        plural(counts.credentials_refused, "request", "requests"),
+        plural(counts.token_requests_refused(), "request", "requests"),
         plural(counts.api_accepted, "request", "requests"),
         counts.api_rejected,
     );
+    let by_target = servers.issued_by_target();
+    if !by_target.is_empty() {
+        let each: Vec<String> = by_target
+            .iter()
+            .map(|(target, n)| format!("{target} {n}"))
+            .collect();
+        println!(
+            "Tokens per resource or audience: {}; calls with a token for another: {}.",
+            each.join(", "),
+            counts.api_wrong_target
+        );
+    }
+    // The first four keys in their old order, which scripts read; the
+    // later ones added after them.
     println!(
         "{{\"tokens_issued\":{},\"token_requests_refused\":{},\
-         \"api_requests_accepted\":{},\"api_requests_rejected\":{}}}",
-        counts.tokens_issued, counts.credentials_refused, counts.api_accepted, counts.api_rejected,
+         \"api_requests_accepted\":{},\"api_requests_rejected\":{},\
+         \"invalid_target_refused\":{},\"api_requests_wrong_target\":{},\
+         \"tokens_issued_by_target\":{}}}",
+        counts.tokens_issued,
+        counts.token_requests_refused(),
+        counts.api_accepted,
+        counts.api_rejected,
+        counts.targets_refused,
+        counts.api_wrong_target,
+        serde_json::json!(by_target),
     );
     Ok(true)
 }

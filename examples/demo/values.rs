@@ -95,6 +95,57 @@ pub fn header(flag: &str, text: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), value.to_owned()))
 }
 
+/// `--resource URI`: an absolute URI without a fragment (RFC 8707 section
+/// 2). The refusal names the flag, not the value.
+pub fn resource(flag: &str, text: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(text)
+        .map_err(|_| format!("{flag} needs an absolute URI, such as https://api.example.com/"))?;
+    if url.fragment().is_some() {
+        return Err(format!("{flag} must not have a fragment (#...): RFC 8707"));
+    }
+    Ok(text.to_owned())
+}
+
+/// `--audience A`: any text but blank, sent as it is.
+pub fn audience(flag: &str, text: &str) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err(format!("{flag} needs a value"));
+    }
+    Ok(text.to_owned())
+}
+
+/// A `--redis-cluster` seed node: a URL Redis can read, kept to build the
+/// cluster store from all of them.
+#[cfg(feature = "redis")]
+#[derive(Clone)]
+pub struct SeedNode(redis::ConnectionInfo);
+
+#[cfg(not(feature = "redis"))]
+pub type SeedNode = std::convert::Infallible;
+
+/// A `--redis-cluster` seed node. The URL may hold a password: the message
+/// does not repeat it.
+#[cfg(feature = "redis")]
+pub fn redis_node(flag: &str, url: &str) -> Result<SeedNode, String> {
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .map(SeedNode)
+        .map_err(|e| format!("{flag} needs a redis:// URL: {e}"))
+}
+
+#[cfg(not(feature = "redis"))]
+pub fn redis_node(flag: &str, url: &str) -> Result<SeedNode, String> {
+    redis_store(flag, url)
+}
+
+/// The store on a Redis Cluster found through `nodes`. Connects to nothing
+/// yet: a cluster that is down shows up later as direct fetches.
+#[cfg(feature = "redis")]
+pub fn cluster_store(flag: &str, nodes: &[SeedNode]) -> Result<RedisStore, String> {
+    RedisStore::cluster(nodes.iter().map(|node| node.0.clone()))
+        .map(|builder| builder.build())
+        .map_err(|e| format!("{flag}: the seed nodes do not make one cluster client: {e}"))
+}
+
 /// A store for `--redis`. Building it connects to nothing: a Redis that is
 /// down shows up later as direct fetches, never as a failed run.
 #[cfg(feature = "redis")]
