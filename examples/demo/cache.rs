@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 #[cfg(feature = "redis")]
 use tower_bearer::store::StoreKey;
-use tower_bearer::{ClientCredentials, Stats, TokenCache};
+use tower_bearer::{ClientCredentials, TokenCache};
 
 use crate::args::Args;
 
@@ -48,24 +48,6 @@ pub fn build_cache(
     _args: &Args,
 ) -> (TokenCache, Option<Arc<AtomicU64>>) {
     (TokenCache::keyed_builder(source).build(), None)
-}
-
-/// The counters of the default token and of every key, added up: what the
-/// whole cache did.
-pub fn total_stats(cache: &TokenCache) -> Stats {
-    let mut total = cache.stats();
-    for (_, key) in cache.keys() {
-        let s = key.stats();
-        total.fetches_started += s.fetches_started;
-        total.fetches_failed += s.fetches_failed;
-        total.refreshes_ahead += s.refreshes_ahead;
-        total.served_from_cache += s.served_from_cache;
-        total.waited_for_fetch += s.waited_for_fetch;
-        total.failed_fast += s.failed_fast;
-        total.invalidations += s.invalidations;
-        total.keys_evicted += s.keys_evicted;
-    }
-    total
 }
 
 /// Counts the fetches that reach the wrapped source, to tell them from those

@@ -128,7 +128,7 @@ async fn run(args: Args) -> Result<bool, String> {
 
     let report = Report {
         outcome: &outcome,
-        stats: cache::total_stats(&cache),
+        stats: cache.total_stats(),
         fetches_by_resource: targets.fetches_by_resource(&args.tokens, &cache),
         endpoint_fetches: endpoint_fetches.map(|n| n.load(Ordering::Relaxed)),
         embedded: embedded.as_ref().map(Embedded::counts),

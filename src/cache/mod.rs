@@ -280,9 +280,19 @@ impl TokenCache {
         TokenCache { shared }
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters: for a keyed cache, of its default token
+    /// (each key's are in its own cache, [`keys`](Self::keys)).
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
+    }
+
+    /// The counters of the default token and of every key held now, added
+    /// up: what the whole cache did, less the keys it has evicted. The same
+    /// as [`stats`](Self::stats) for a cache that is not keyed.
+    pub fn total_stats(&self) -> Stats {
+        self.keys()
+            .into_iter()
+            .fold(self.stats(), |total, (_, key)| total + key.stats())
     }
 
     /// Whether a usable token is cached now.

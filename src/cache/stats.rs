@@ -10,7 +10,9 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Counters of what the cache did, for metrics.
+/// Counters of what the cache did, for metrics. Counters add up
+/// (`a + b`), as [`TokenCache::total_stats`](crate::TokenCache::total_stats)
+/// adds a keyed cache's.
 ///
 /// Each is a monotonic count since the cache was built; export them as
 /// counters (`rate()` them in Prometheus).
@@ -35,6 +37,23 @@ pub struct Stats {
     /// Keys a keyed cache evicted to make room for new ones (each key's own
     /// counters are in its cache: [`TokenCache::keys`](crate::TokenCache::keys)).
     pub keys_evicted: u64,
+}
+
+impl std::ops::Add for Stats {
+    type Output = Stats;
+
+    fn add(self, other: Stats) -> Stats {
+        Stats {
+            fetches_started: self.fetches_started + other.fetches_started,
+            fetches_failed: self.fetches_failed + other.fetches_failed,
+            refreshes_ahead: self.refreshes_ahead + other.refreshes_ahead,
+            served_from_cache: self.served_from_cache + other.served_from_cache,
+            waited_for_fetch: self.waited_for_fetch + other.waited_for_fetch,
+            failed_fast: self.failed_fast + other.failed_fast,
+            invalidations: self.invalidations + other.invalidations,
+            keys_evicted: self.keys_evicted + other.keys_evicted,
+        }
+    }
 }
 
 /// The live counters behind [`Stats`].

@@ -171,8 +171,9 @@ impl RedisStore {
     /// are the [`operation_timeout`](RedisStoreBuilder::operation_timeout).
     ///
     /// Fails only if a URL cannot be parsed, or if the seeds cannot make one
-    /// cluster client (none given, or different credentials, TLS or
-    /// protocol). Nothing is connected yet: the connection is made on first
+    /// cluster client: none given, or a seed whose TLS mode or protocol, or
+    /// whose user name or password where the first seed has one, differs
+    /// from the first seed's. Nothing is connected yet: the connection is made on first
     /// use, and the cluster being down then is a miss, not an error.
     pub fn cluster(
         nodes: impl IntoIterator<Item = impl IntoConnectionInfo>,
