@@ -75,30 +75,7 @@ async fn caches_over_one_cluster_store_make_one_fetch() {
         return;
     };
     let store = store(&cluster);
-    let source = CountingSource::default();
-    let barrier = Arc::new(tokio::sync::Barrier::new(8));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        // Each its own shared source and cache, over the one store.
-        let cache = TokenCache::new(store.share(source.clone(), key()));
-        let barrier = barrier.clone();
-        tasks.spawn(async move {
-            barrier.wait().await;
-            let header = authorization(&cache).await;
-            (header, cache.stats().fetches_started)
-        });
-    }
-    let results = with_deadline(tasks.join_all()).await;
-
-    assert_eq!(
-        source.calls(),
-        1,
-        "one source fetch across all eight caches"
-    );
-    for (header, local_fetches) in results {
-        assert_eq!(header, "Bearer token-1");
-        assert_eq!(local_fetches, 1);
-    }
+    eight_caches_make_one_fetch(|| store.clone()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ mod support;
 use support::processes::RedisServer;
 use support::store::*;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -24,30 +23,7 @@ async fn eight_independent_caches_make_one_fetch() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
-    let source = CountingSource::default();
-    let barrier = Arc::new(tokio::sync::Barrier::new(8));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..8 {
-        // Each "process": its own store, connection and cache.
-        let cache = TokenCache::new(store(&redis).share(source.clone(), key()));
-        let barrier = barrier.clone();
-        tasks.spawn(async move {
-            barrier.wait().await;
-            let header = authorization(&cache).await;
-            (header, cache.stats().fetches_started)
-        });
-    }
-    let results = with_deadline(tasks.join_all()).await;
-
-    assert_eq!(
-        source.calls(),
-        1,
-        "one source fetch across all eight caches"
-    );
-    for (header, local_fetches) in results {
-        assert_eq!(header, "Bearer token-1");
-        assert_eq!(local_fetches, 1);
-    }
+    eight_caches_make_one_fetch(|| store(&redis)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

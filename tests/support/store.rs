@@ -347,3 +347,30 @@ pub async fn six_processes_two_resources_two_fetches(store: impl Fn() -> RedisSt
     assert_eq!(calls.len(), 2, "{calls:?}");
     assert!(calls.values().all(|n| *n == 1), "{calls:?}");
 }
+
+/// Eight caches, each over its own shared source from `store`, asked at
+/// once: the source is asked once, and every cache gets its token.
+pub async fn eight_caches_make_one_fetch(store: impl Fn() -> RedisStore) {
+    let source = CountingSource::default();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let cache = TokenCache::new(store().share(source.clone(), key()));
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let header = authorization(&cache).await;
+            (header, cache.stats().fetches_started)
+        });
+    }
+    let results = with_deadline(tasks.join_all()).await;
+    assert_eq!(
+        source.calls(),
+        1,
+        "one source fetch across all eight caches"
+    );
+    for (header, local_fetches) in results {
+        assert_eq!(header, "Bearer token-1");
+        assert_eq!(local_fetches, 1);
+    }
+}
