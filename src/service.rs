@@ -169,9 +169,9 @@ where
             .and_then(|extensions| extensions.get::<TokenParams>());
         let (acquired, waiting_on) = match (named, &settings.selector) {
             (Some(params), _) if params.is_empty() => (self.cache.acquire(), None),
-            (Some(params), _) => self.cache.acquire_for(params).into_parts(),
+            (Some(params), _) => self.cache.acquire_for(params),
             (None, Some(Selector(select))) => match select(&request.target()) {
-                Some(params) if !params.is_empty() => self.cache.acquire_for(&params).into_parts(),
+                Some(params) if !params.is_empty() => self.cache.acquire_for(&params),
                 _ => (self.cache.acquire(), None),
             },
             (None, None) => (self.cache.acquire(), None),

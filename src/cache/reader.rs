@@ -20,13 +20,6 @@ pub(crate) struct Reader {
     view: arc_swap::Cache<Current, Option<Arc<Entry>>>,
 }
 
-/// What a request gets from [`Reader::acquire_for`]: the answer, and the
-/// key's cache when the request must wait for it.
-pub(crate) struct KeyAcquire {
-    pub(crate) acquire: Acquire,
-    pub(crate) waiting_on: Option<TokenCache>,
-}
-
 /// The cache's current token, for [`arc_swap::Cache`].
 #[derive(Clone)]
 struct Current(Arc<Shared>);
@@ -36,12 +29,6 @@ impl std::ops::Deref for Current {
 
     fn deref(&self) -> &Self::Target {
         &self.0.current
-    }
-}
-
-impl KeyAcquire {
-    pub(crate) fn into_parts(self) -> (Acquire, Option<TokenCache>) {
-        (self.acquire, self.waiting_on)
     }
 }
 
@@ -63,41 +50,35 @@ impl Reader {
         self.cache.acquire_from(entry.as_deref())
     }
 
-    /// The token for `params` (not empty): for a held key, no lock and no
-    /// shared write (one arc-swap load each for the map and the key's token,
-    /// which write only to this thread's own slot; a relaxed load sees that
-    /// the key is marked used); a new key is made under the map's lock. The map is loaded per
-    /// request, not kept: an idle service must not keep evicted keys alive.
-    pub(crate) fn acquire_for(&mut self, params: &TokenParams) -> KeyAcquire {
+    /// The token for `params` (not empty), and the key's cache when the
+    /// request must wait for it. For a held key, no lock and no shared
+    /// write: one arc-swap load each for the map and the key's token (they
+    /// write only to this thread's own slot), and a relaxed load that sees
+    /// the key marked used. A new key is made under the map's lock. The map
+    /// is loaded per request, not kept: an idle service must not keep
+    /// evicted keys alive.
+    pub(crate) fn acquire_for(&self, params: &TokenParams) -> (Acquire, Option<TokenCache>) {
         let Some(keys) = self.cache.shared.keys.as_ref() else {
-            return KeyAcquire {
-                acquire: Acquire::Failed(TokenError::not_keyed()),
-                waiting_on: None,
-            };
+            return (Acquire::Failed(TokenError::not_keyed()), None);
         };
         let map = keys.map.load();
-        let (acquire, cache) = match map.get(params) {
+        let made;
+        let cache = match map.get(params) {
             Some(slot) => {
                 slot.touch();
-                (slot.cache.acquire(), &slot.cache)
+                &slot.cache
             }
             None => match self.cache.for_params(params) {
                 Ok(cache) => {
-                    let acquire = cache.acquire();
-                    let waiting_on = matches!(acquire, Acquire::Wait(..)).then_some(cache);
-                    return KeyAcquire {
-                        acquire,
-                        waiting_on,
-                    };
+                    made = cache;
+                    &made
                 }
-                Err(error) => (Acquire::Failed(error), &self.cache),
+                Err(error) => return (Acquire::Failed(error), None),
             },
         };
+        let acquire = cache.acquire();
         let waiting_on = matches!(acquire, Acquire::Wait(..)).then(|| cache.clone());
-        KeyAcquire {
-            acquire,
-            waiting_on,
-        }
+        (acquire, waiting_on)
     }
 }
 
