@@ -157,7 +157,7 @@ where
             Verdict::Skip => return ResponseFuture::calling(self.inner.call(request), None),
             Verdict::UnknownOrigin => return self.fail(TokenError::unknown_origin()),
         }
-        let watch = Rejection {
+        let on_rejection = OnRejection {
             invalidate: settings.invalidate_on_unauthorized && !opt_out.skips_invalidation(),
             retry: !opt_out.skips_retry(),
             statuses: settings.rejection_statuses,
@@ -181,7 +181,8 @@ where
                 request
                     .headers_mut()
                     .insert(settings.header_name.clone(), lease.header);
-                ResponseFuture::calling(self.inner.call(request), Some(watch.on(lease.id)))
+                let watch = on_rejection.watch(lease.id);
+                ResponseFuture::calling(self.inner.call(request), Some(watch))
             }
             Acquire::Wait(token, deadline) => {
                 let header_name = settings.header_name.clone();
@@ -202,7 +203,7 @@ where
                             inner,
                             request,
                             header_name,
-                            watch,
+                            on_rejection,
                             // Keeps the cache, and so its fetch, alive while
                             // this request waits.
                             cache,
@@ -236,14 +237,14 @@ impl<S: Clone> BearerAuth<S> {
 /// What a rejection of a request's token may set off, before the token is
 /// known.
 #[derive(Clone, Copy)]
-struct Rejection {
+struct OnRejection {
     invalidate: bool,
     retry: bool,
     statuses: RejectionStatuses,
 }
 
-impl Rejection {
-    fn on(self, token: TokenId) -> Watch {
+impl OnRejection {
+    fn watch(self, token: TokenId) -> Watch {
         Watch {
             token,
             invalidate: self.invalidate,
@@ -280,7 +281,7 @@ struct Pending<S, R> {
     inner: S,
     request: R,
     header_name: HeaderName,
-    watch: Rejection,
+    on_rejection: OnRejection,
     cache: TokenCache,
     deadline: Option<Pin<Box<Sleep>>>,
 }
@@ -385,13 +386,13 @@ where
                         mut inner,
                         mut request,
                         header_name,
-                        watch,
+                        on_rejection,
                         ..
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
                     request.headers_mut().insert(header_name, lease.header);
-                    *this.watch = Some(watch.on(lease.id));
+                    *this.watch = Some(on_rejection.watch(lease.id));
                     let future = inner.call(request);
                     this.state.set(State::Calling { future });
                 }
