@@ -28,9 +28,12 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
+use tower::retry::RetryLayer;
 use tower::{ServiceBuilder, ServiceExt};
+use tower_bearer::rejection::RejectionStatuses;
 use tower_bearer::{
-    AuthStyle, BearerAuthLayer, Challenge, ClientCredentials, TokenCache, TokenParams,
+    AuthStyle, BearerAuthLayer, Challenge, ClientCredentials, RetryOnUnauthorized, TokenCache,
+    TokenParams,
 };
 
 /// The token endpoint: `tok.<audience>.<scope>.<n>`.
@@ -48,9 +51,15 @@ async fn token(
     }))
 }
 
+/// Calls to `/admin`, on either API.
+static ADMIN_CALLS: AtomicUsize = AtomicUsize::new(0);
+
 /// An API that accepts only tokens for `audience`; `/admin` also needs the
 /// `admin` scope.
 async fn api(State(audience): State<&'static str>, request: Request) -> Response {
+    if request.uri().path() == "/admin" {
+        ADMIN_CALLS.fetch_add(1, Ordering::SeqCst);
+    }
     let refuse = |status: StatusCode, challenge: &'static str| {
         (status, [(WWW_AUTHENTICATE, challenge)]).into_response()
     };
@@ -102,15 +111,23 @@ async fn main() -> Result<(), tower::BoxError> {
     let cache = TokenCache::keyed(source);
     // Which token a request needs, from where it goes.
     let orders_port = http::Uri::try_from(orders.as_str())?.port_u16();
-    let layer = BearerAuthLayer::with_cache(cache.clone()).token_for(move |target| {
-        let audience = if target.port() == orders_port {
-            "orders"
-        } else {
-            "billing"
-        };
-        Some(TokenParams::for_audience(audience))
-    });
+    let layer = BearerAuthLayer::with_cache(cache.clone())
+        // This API answers 403 for a token it will not take, too.
+        .rejection_statuses(RejectionStatuses::new([
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+        ]))
+        .token_for(move |target| {
+            let audience = if target.port() == orders_port {
+                "orders"
+            } else {
+                "billing"
+            };
+            Some(TokenParams::for_audience(audience))
+        });
     let client = ServiceBuilder::new()
+        // A rejected token is thrown away and the request sent once more.
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
         .layer(layer)
         .service(Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>());
 
@@ -152,8 +169,9 @@ async fn main() -> Result<(), tower::BoxError> {
     let status = client.clone().oneshot(request).await?.status();
     println!("GET /admin with the admin token -> {status}");
 
-    // Without it: a 403 insufficient_scope. The token is kept, the request
-    // is not re-sent, and the caller reads what is missing.
+    // Without it: a 403 insufficient_scope. Though 403 is a rejection
+    // status here, the token is kept (no fetch) and the request is not
+    // re-sent; the caller reads what is missing.
     let request = http::Request::get(format!("{orders}/admin")).body(Full::default())?;
     let response = client.clone().oneshot(request).await?;
     let needed = Challenge::bearer(response.headers())
@@ -164,8 +182,9 @@ async fn main() -> Result<(), tower::BoxError> {
         response.status()
     );
     println!(
-        "token fetches at the provider: {}",
-        issued.load(Ordering::SeqCst)
+        "token fetches at the provider: {}, calls to /admin: {}",
+        issued.load(Ordering::SeqCst),
+        ADMIN_CALLS.load(Ordering::SeqCst)
     );
     Ok(())
 }

@@ -298,7 +298,8 @@ fn the_multi_audience_example_fetches_one_token_per_audience() {
         r#"["billing"]: 1 token fetch(es)"#,
         "GET /admin with the admin token -> 200 OK",
         r#"GET /admin with the orders token -> 403 Forbidden, needs scope "admin""#,
-        "token fetches at the provider: 3",
+        // The 403 neither cost a fetch nor was re-sent.
+        "token fetches at the provider: 3, calls to /admin: 2",
     ] {
         assert!(stdout.contains(line), "{line:?} not in {stdout}");
     }
