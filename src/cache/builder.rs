@@ -209,6 +209,11 @@ impl TokenCacheBuilder {
     /// used first (see [the keyed cache](super::keyed#when-the-map-is-full)).
     /// At least 1; no effect on a cache that is not keyed.
     ///
+    /// Lookups take no lock because a new key replaces the whole map with a
+    /// copy: a new key costs time in proportion to the keys held. Keep it
+    /// to the thousands; traffic that brings a new key on most requests
+    /// (a key per user) is not what this cache is for.
+    ///
     /// Defaults to [`DEFAULT_MAX_KEYS`](super::DEFAULT_MAX_KEYS) (1,000).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.max(1);
