@@ -17,6 +17,7 @@ use tower_bearer::store::RedisStore;
 use tower_bearer::{AuthStyle, redact_url};
 
 use crate::provider::Credentials;
+use crate::targets::Route;
 #[cfg(feature = "redis")]
 use crate::values::cluster_store;
 use crate::values::{
@@ -226,27 +227,23 @@ pub struct UrlToken {
 }
 
 impl UrlToken {
-    /// What the JSON and the messages call it: the resource, else the
-    /// audience.
-    pub fn name(&self) -> Option<(&'static str, &str)> {
-        match (&self.resource, &self.audience) {
-            (Some(resource), _) => Some(("resource", resource)),
-            (None, Some(audience)) => Some(("audience", audience)),
-            (None, None) => None,
-        }
+    /// Its name in `token_fetches_by_resource`: the resource, else the
+    /// audience, as given.
+    pub fn key(&self) -> Option<&str> {
+        self.resource.as_deref().or(self.audience.as_deref())
     }
-}
 
-impl Tokens {
-    /// Whether `--resource` or `--audience` was given: the JSON line then
-    /// has `token_fetches_by_resource`.
-    pub fn named(&self) -> bool {
-        match self {
-            Tokens::One {
-                resources,
-                audiences,
-            } => !resources.is_empty() || !audiences.is_empty(),
-            Tokens::PerUrl(_) => true,
+    /// How messages name it: `resource R`, `audience A`, or both
+    /// (`resource R, audience A`), so that a refusal names what was asked
+    /// for, and two tokens with one resource are told apart.
+    pub fn describe(&self) -> Option<String> {
+        match (&self.resource, &self.audience) {
+            (Some(resource), Some(audience)) => {
+                Some(format!("resource {resource}, audience {audience}"))
+            }
+            (Some(resource), None) => Some(format!("resource {resource}")),
+            (None, Some(audience)) => Some(format!("audience {audience}")),
+            (None, None) => None,
         }
     }
 }
@@ -458,17 +455,10 @@ fn distinct_routes(urls: &[String], tokens: Tokens) -> Result<Tokens, String> {
     let Tokens::PerUrl(each) = &tokens else {
         return Ok(tokens);
     };
-    let route = |url: &String| {
-        reqwest::Url::parse(url).ok().map(|url| {
-            (
-                url.scheme().to_owned(),
-                url.host_str().map(str::to_owned),
-                url.port_or_known_default(),
-                url.path().to_owned(),
-            )
-        })
-    };
-    let routes: Vec<_> = urls.iter().map(route).collect();
+    let routes: Vec<Option<Route>> = urls
+        .iter()
+        .map(|url| reqwest::Url::parse(url).ok().as_ref().map(Route::of))
+        .collect();
     for (i, a) in routes.iter().enumerate() {
         for (j, b) in routes.iter().enumerate().skip(i + 1) {
             if a.is_some() && a == b && each[i] != each[j] {
@@ -764,7 +754,12 @@ mod tests {
         let Tokens::PerUrl(each) = &tokens else {
             unreachable!()
         };
-        assert_eq!(each[0].name(), Some(("resource", "https://a.example/")));
+        // The JSON names a token by its resource; messages by both.
+        assert_eq!(each[0].key(), Some("https://a.example/"));
+        assert_eq!(
+            each[0].describe().as_deref(),
+            Some("resource https://a.example/, audience aud-a")
+        );
         // Audiences alone pair too, and name the token.
         let Tokens::PerUrl(each) = tokens_of(&[
             "--url",
@@ -779,7 +774,8 @@ mod tests {
         .unwrap() else {
             panic!("paired");
         };
-        assert_eq!(each[1].name(), Some(("audience", "aud-b")));
+        assert_eq!(each[1].key(), Some("aud-b"));
+        assert_eq!(each[1].describe().as_deref(), Some("audience aud-b"));
     }
 
     #[test]
@@ -802,7 +798,6 @@ mod tests {
             }
         );
         let unnamed = tokens_of(&["--url", "http://h/a", "--url", "http://h/b"]).unwrap();
-        assert!(!unnamed.named());
         assert_eq!(
             unnamed,
             Tokens::One {
