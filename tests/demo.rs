@@ -786,3 +786,58 @@ fn a_refused_resource_on_the_one_token_request_is_named_in_the_one_error_line() 
         counted([("https://elsewhere.example/api", 1)])
     );
 }
+
+#[test]
+fn the_json_names_each_resource_as_given_even_when_only_its_query_differs() {
+    // Refused by the embedded provider (another origin), but named: each
+    // key is the URI the script passed (trimmed), query and length intact.
+    let long = format!("https://elsewhere.example/{}", "a".repeat(300));
+    let output = run_demo(&[
+        "--resource",
+        " https://elsewhere.example/api?v=1 ",
+        "--resource",
+        "https://elsewhere.example/api?v=2",
+        "--resource",
+        &long,
+        "--requests",
+        "3",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let json = summary(&output);
+    assert_eq!(
+        fetches_by_resource(&json),
+        counted([
+            ("https://elsewhere.example/api?v=1", 1),
+            ("https://elsewhere.example/api?v=2", 1),
+            (long.as_str(), 1),
+        ])
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: no token could be had for resource https://elsewhere.example/api?v=1, \
+             resource https://elsewhere.example/api?v=2, resource {long}: "
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_resource_with_a_user_name_or_password_is_refused_without_repeating_it() {
+    for (flag, value) in [
+        ("--resource", "https://u:PASSW0RD@api.example.com/"),
+        ("--audience", "https://u:PASSW0RD@api.example.com/"),
+    ] {
+        let output = run_demo(&[flag, value]);
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with(&format!(
+                "error: {flag} must not hold a user name or password"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("PASSW0RD"), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}

@@ -868,7 +868,7 @@ mod tests {
     }
 
     #[test]
-    fn resources_must_be_absolute_uris_without_a_fragment() {
+    fn resources_must_be_absolute_uris_without_a_fragment_or_user_info_and_are_trimmed() {
         for bad in ["relative/path", "https://a.example/#frag", ""] {
             let Err(error) = tokens_of(&["--url", "http://h/a", "--resource", bad]) else {
                 panic!("{bad:?} parsed");
@@ -876,6 +876,45 @@ mod tests {
             assert_eq!(error.exit_code(), 2);
         }
         assert!(tokens_of(&["--url", "http://h/a", "--resource", "urn:example:api"]).is_ok());
+        // The output names a resource as given: one with a user name or
+        // password is refused, without repeating it.
+        for (flag, bad) in [
+            ("--resource", "https://u:S3CR3T@api.example/"),
+            ("--resource", "https://S3CR3T@api.example/"),
+            ("--audience", "https://u:S3CR3T@api.example/"),
+        ] {
+            let Err(error) = tokens_of(&["--url", "http://h/a", flag, bad]) else {
+                panic!("{bad:?} parsed");
+            };
+            assert_eq!(error.exit_code(), 2);
+            let shown = error.render().to_string();
+            assert!(
+                shown.starts_with(&format!("error: {flag} must not hold a user name")),
+                "{shown}"
+            );
+            assert!(!shown.contains("S3CR3T"), "{shown}");
+        }
+        // Spaces around a resource are trimmed, as the URI parser does,
+        // and none inside are taken.
+        assert_eq!(
+            tokens_of(&[
+                "--url",
+                "http://h/a",
+                "--resource",
+                " https://a.example/ \n"
+            ])
+            .unwrap(),
+            Tokens::One {
+                resources: vec!["https://a.example/".into()],
+                audiences: vec![],
+            }
+        );
+        for inside in ["https://a.example/x y", "https://a.example/x\ty"] {
+            assert!(
+                tokens_of(&["--url", "http://h/a", "--resource", inside]).is_err(),
+                "{inside:?}"
+            );
+        }
         let serve = ["--serve", "5", "--client-secret", "s", "--api-key", "k"];
         for flag in [["--resource", "https://a/"], ["--audience", "a"]] {
             let args: Vec<&str> = serve.iter().chain(&flag).copied().collect();
