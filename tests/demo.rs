@@ -841,3 +841,66 @@ fn a_resource_with_a_user_name_or_password_is_refused_without_repeating_it() {
         assert!(output.stdout.is_empty());
     }
 }
+
+#[tokio::test]
+async fn a_refused_audience_is_named_with_its_resource_and_each_refusal_has_its_line() {
+    let provider = start_provider().await;
+    let origin = provider.api_origin();
+    let talents = format!("{origin}/front-office/v1/talents");
+    let companies = format!("{origin}/front-office/v1/companies");
+    let refused = |audience: &str| {
+        format!(
+            "error: no token could be had for resource {origin}, audience {audience}: \
+             the token endpoint refused the request: invalid_target: "
+        )
+    };
+    // Both URLs pair with the same resource, each with its own audience:
+    // the line names the audience the provider refused, and a second
+    // refusal under the same resource has its own line.
+    for (audiences, lines) in [
+        (
+            [talents.as_str(), "https://one.example/"],
+            vec![refused("https://one.example/")],
+        ),
+        (
+            ["https://one.example/", "https://two.example/"],
+            vec![
+                refused("https://one.example/"),
+                refused("https://two.example/"),
+            ],
+        ),
+    ] {
+        let args = remote_args(
+            &provider,
+            &[
+                "--url",
+                &talents,
+                "--url",
+                &companies,
+                "--resource",
+                &origin,
+                "--resource",
+                &origin,
+                "--audience",
+                audiences[0],
+                "--audience",
+                audiences[1],
+                "--requests",
+                "10",
+            ],
+        );
+        let output = run_demo_with_the_secret(args).await;
+        assert_eq!(output.status.code(), Some(1), "{audiences:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let got: Vec<&str> = stderr.lines().collect();
+        assert_eq!(got.len(), lines.len(), "{stderr}");
+        for (line, expected) in got.iter().zip(&lines) {
+            assert!(line.starts_with(expected.as_str()), "{stderr}");
+        }
+        // The JSON names both tokens by their resource, as the contract's
+        // "URI".
+        let json = summary(&output);
+        let names: Vec<String> = fetches_by_resource(&json).into_keys().collect();
+        assert_eq!(names, [origin.clone()], "{json}");
+    }
+}
