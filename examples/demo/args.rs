@@ -206,7 +206,7 @@ pub enum Provider {
 }
 
 /// Which token each request needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Tokens {
     /// One token for every request, its request naming these resources and
     /// audiences (none: the provider's default). With one `--url`, or none.
@@ -220,7 +220,7 @@ pub enum Tokens {
 }
 
 /// The token one `--url` needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UrlToken {
     pub resource: Option<String>,
     pub audience: Option<String>,
@@ -286,16 +286,43 @@ impl std::fmt::Debug for Provider {
             } => f
                 .debug_struct("Remote")
                 .field("token_url", &redact_url(token_url))
-                .field(
-                    "api_urls",
-                    &api_urls
-                        .iter()
-                        .map(|url| redact_url(url))
-                        .collect::<Vec<_>>(),
-                )
+                .field("api_urls", &redacted(api_urls))
                 .finish(),
         }
     }
+}
+
+// A resource or audience may hold a secret in its query (or, typed
+// without the flag's checks, a password): Debug shows each as redact_url
+// does.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tokens::One {
+                resources,
+                audiences,
+            } => f
+                .debug_struct("One")
+                .field("resources", &redacted(resources))
+                .field("audiences", &redacted(audiences))
+                .finish(),
+            Tokens::PerUrl(each) => f.debug_tuple("PerUrl").field(each).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for UrlToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |name: &Option<String>| name.as_deref().map(redact_url);
+        f.debug_struct("UrlToken")
+            .field("resource", &shown(&self.resource))
+            .field("audience", &shown(&self.audience))
+            .finish()
+    }
+}
+
+fn redacted(names: &[String]) -> Vec<String> {
+    names.iter().map(|name| redact_url(name)).collect()
 }
 
 impl std::fmt::Debug for Args {
@@ -533,16 +560,42 @@ mod tests {
             "tenant: H34DER",
             "--url",
             "http://u:PASS@127.0.0.1/api?api_key=K3Y",
+            "--resource",
+            "https://api.example/v1?api_key=R3SOURCE",
+            "--audience",
+            "https://aud.example/?key=AUD13NCE",
         ];
         let Ok(Command::Run(parsed)) = parse(&args) else {
             panic!("the arguments parse");
         };
         let shown = format!("{parsed:?}");
-        for secret in ["PASSW0RD", "PASS", "K3Y", "S3CRET", "H34DER"] {
+        for secret in [
+            "PASSW0RD", "PASS", "K3Y", "S3CRET", "H34DER", "R3SOURCE", "AUD13NCE",
+        ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("x-api-key"), "{shown}");
         assert!(shown.contains("http://127.0.0.1/api"), "{shown}");
+        assert!(shown.contains("https://api.example/v1"), "{shown}");
+        assert!(shown.contains("https://aud.example/"), "{shown}");
+        // The flags refuse a password in a resource or audience; Debug
+        // hides one all the same, and a query secret, with a token per URL.
+        let tokens = Tokens::PerUrl(vec![
+            UrlToken {
+                resource: Some("https://u:PASSW0RD@api.example/a?api_key=K3Y".into()),
+                audience: Some("https://u:PASSW0RD@aud.example/?k=K3Y".into()),
+            },
+            UrlToken {
+                resource: None,
+                audience: Some("https://aud.example/b?k=K3Y".into()),
+            },
+        ]);
+        let shown = format!("{tokens:?}");
+        for secret in ["PASSW0RD", "K3Y"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("https://api.example/a"), "{shown}");
+        assert!(shown.contains("https://aud.example/b"), "{shown}");
     }
 
     #[test]
