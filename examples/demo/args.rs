@@ -263,6 +263,10 @@ pub struct Args {
     /// The fleet-wide token store, with `--redis` or `--redis-cluster`.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisStore>,
+    /// The `--redis-cluster` seed nodes the store was built from, in the
+    /// order given: their addresses (`host:port`), never a password.
+    #[cfg(feature = "redis")]
+    pub redis_seeds: Vec<String>,
 }
 
 /// `--serve`: the embedded token endpoint and API alone, for several demo
@@ -344,7 +348,8 @@ impl std::fmt::Debug for Args {
             .field("api_header_names", &header_names(&self.api_headers))
             .field("workload", &self.workload);
         #[cfg(feature = "redis")]
-        s.field("redis", &self.redis);
+        s.field("redis", &self.redis)
+            .field("redis_seeds", &self.redis_seeds);
         s.finish()
     }
 }
@@ -372,6 +377,8 @@ impl Cli {
         if let Some(never) = self.redis.or(self.redis_cluster.into_iter().next()) {
             match never {}
         }
+        #[cfg(feature = "redis")]
+        let redis_seeds: Vec<String> = self.redis_cluster.iter().map(SeedNode::address).collect();
         #[cfg(feature = "redis")]
         let redis = match self.redis {
             Some(store) => Some(store),
@@ -437,6 +444,8 @@ impl Cli {
             },
             #[cfg(feature = "redis")]
             redis,
+            #[cfg(feature = "redis")]
+            redis_seeds,
         }))
     }
 }
@@ -755,12 +764,23 @@ mod tests {
             "redis://:PASSW0RD@127.0.0.1:7000/",
             "--redis-cluster",
             "redis://:PASSW0RD@127.0.0.1:7001/",
+            "--redis-cluster=redis://:PASSW0RD@127.0.0.1:7002",
         ]) else {
             panic!("the arguments parse");
         };
         assert!(args.redis.is_some());
+        // Every seed, in the order given.
+        assert_eq!(
+            args.redis_seeds,
+            ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]
+        );
         let shown = format!("{args:?}");
         assert!(!shown.contains("PASSW0RD"), "{shown}");
+        assert!(
+            shown
+                .contains(r#"redis_seeds: ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]"#),
+            "{shown}"
+        );
     }
 
     const REMOTE: [&str; 4] = ["--token-url", "http://h/t", "--client-id", "i"];

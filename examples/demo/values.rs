@@ -154,6 +154,14 @@ pub struct SeedNode(redis::ConnectionInfo);
 #[cfg(not(feature = "redis"))]
 pub type SeedNode = std::convert::Infallible;
 
+#[cfg(feature = "redis")]
+impl SeedNode {
+    /// Where it is, `host:port`: no user name or password.
+    pub fn address(&self) -> String {
+        self.0.addr().to_string()
+    }
+}
+
 /// A `--redis-cluster` seed node. The URL may hold a password: the message
 /// does not repeat it.
 #[cfg(feature = "redis")]
