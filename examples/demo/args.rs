@@ -79,11 +79,13 @@ resource with --resource.
 --serve accepts the given client secret and API key (x-api-key), prints its
 URLs and client id as one JSON line, and stops after SECS, on SIGTERM or
 Ctrl-C, or when its standard input is a pipe that closes; its last line is a
-JSON object with the tokens it issued (in all, and per resource or
-audience). Its token endpoint accepts as resource or audience any http URI
-on its API's origin (\"api_origin\" in the first line), binds each token to
-what its request named, and refuses others with invalid_target; its API
-refuses a token bound elsewhere (401 invalid_token).
+JSON object with the tokens it issued (in all, per resource or audience,
+and per audience). Its token endpoint accepts as resource or audience any
+http URI on its API's origin (\"api_origin\" in the first line) without a
+query, user info or fragment and with a plain path (no . or .. segment, no
+%2F or %5C), up to 1000 distinct ones; it binds each token to what its
+request named, and refuses others with invalid_target. Its API refuses a
+token bound elsewhere, or at a path that is not plain (401 invalid_token).
 
 Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
 
