@@ -767,6 +767,7 @@ fn several_urls_need_one_resource_each_or_none() {
 #[test]
 fn the_json_line_has_fetches_by_resource_only_when_resources_are_named() {
     let output = run_demo(&["--requests", "3"]);
+    succeeded(&output);
     let json = summary(&output);
     assert!(json.get("token_fetches_by_resource").is_none(), "{json}");
 }
