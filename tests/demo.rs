@@ -914,7 +914,7 @@ async fn a_refused_audience_is_named_with_its_resource_and_each_refusal_has_its_
         // "URI".
         let json = summary(&output);
         let names: Vec<String> = fetches_by_resource(&json).into_keys().collect();
-        assert_eq!(names, [origin.clone()], "{json}");
+        assert_eq!(names, [origin.as_str()], "{json}");
     }
 }
 

@@ -68,8 +68,10 @@ fetches of its token; with one token, each --resource and --audience its
 request named and the fetches of that token. It is left out when neither
 flag is given; \"token_fetches\" stays the total. A resource the provider
 refuses fails only its own requests, with one line on stderr naming the
-resource and the provider's error, and is not asked for again while its
-token backs off.
+resource (and the audience paired with it) and the provider's error, and is
+not asked for again while its token backs off. The JSON and the messages
+name each resource as given, so one with a user name or password is
+refused.
 
 A fleet: --redis URL, or --redis-cluster URL once per seed node of a Redis
 Cluster (built with --features redis), shares tokens with the other demo
