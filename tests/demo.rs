@@ -16,7 +16,7 @@ use std::time::Duration;
 use http_body_util::BodyExt;
 use serde_json::Value;
 
-use provider::{Counts, Credentials, Embedded};
+use provider::{Counts, Credentials, Embedded, MAX_TARGETS};
 use support::processes::demo_binary;
 use support::{TestServer, authorization, respond};
 
@@ -529,6 +529,8 @@ async fn two_urls_with_two_resources_get_one_token_each_and_never_the_other() {
     // the token for its own resource (the API refuses any other, and
     // refused none).
     assert_eq!(provider.issued_by_target(), each_once);
+    // Sent as `resource`, none as `audience`.
+    assert!(provider.issued_by_audience().is_empty());
     let counts = provider.counts();
     assert_eq!(counts.tokens_issued, 2);
     assert_eq!(counts.api_accepted, 40);
@@ -544,13 +546,20 @@ async fn two_urls_with_two_resources_get_one_token_each_and_never_the_other() {
 /// Asks the provider in this process for a token for `resource`: the
 /// status and the JSON answer.
 async fn ask_for_a_token(provider: &Embedded, resource: &str) -> (u16, Value) {
-    let form = serde_urlencoded::to_string([
+    ask_for_a_token_naming(provider, &[("resource", resource)]).await
+}
+
+/// Asks the provider in this process for a token whose request names
+/// `targets` (`("resource", URI)`, `("audience", A)`): the status and the
+/// JSON answer.
+async fn ask_for_a_token_naming(provider: &Embedded, targets: &[(&str, &str)]) -> (u16, Value) {
+    let mut form = vec![
         ("grant_type", "client_credentials"),
         ("client_id", "id"),
         ("client_secret", "s3cret"),
-        ("resource", resource),
-    ])
-    .unwrap();
+    ];
+    form.extend_from_slice(targets);
+    let form = serde_urlencoded::to_string(form).unwrap();
     let answer = reqwest::Client::new()
         .post(&provider.token_url)
         .header("x-api-key", "ap1-k3y")
@@ -718,6 +727,9 @@ async fn audiences_pair_with_urls_as_resources_do() {
     ]);
     assert_eq!(fetches_by_resource(&json), each_once);
     assert_eq!(provider.issued_by_target(), each_once);
+    // Sent as `audience`, not as `resource`: the provider binds either
+    // alike, so only its count by kind tells them apart.
+    assert_eq!(provider.issued_by_audience(), each_once);
     assert_eq!(provider.counts().api_wrong_target, 0);
 }
 
@@ -755,6 +767,7 @@ fn several_urls_need_one_resource_each_or_none() {
 #[test]
 fn the_json_line_has_fetches_by_resource_only_when_resources_are_named() {
     let output = run_demo(&["--requests", "3"]);
+    succeeded(&output);
     let json = summary(&output);
     assert!(json.get("token_fetches_by_resource").is_none(), "{json}");
 }
@@ -785,4 +798,237 @@ fn a_refused_resource_on_the_one_token_request_is_named_in_the_one_error_line() 
         fetches_by_resource(&json),
         counted([("https://elsewhere.example/api", 1)])
     );
+}
+
+#[test]
+fn the_json_names_each_resource_as_given_even_when_only_its_query_differs() {
+    // Refused by the embedded provider (another origin), but named: each
+    // key is the URI the script passed (trimmed), query and length intact.
+    let long = format!("https://elsewhere.example/{}", "a".repeat(300));
+    let output = run_demo(&[
+        "--resource",
+        " https://elsewhere.example/api?v=1 ",
+        "--resource",
+        "https://elsewhere.example/api?v=2",
+        "--resource",
+        &long,
+        "--requests",
+        "3",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let json = summary(&output);
+    assert_eq!(
+        fetches_by_resource(&json),
+        counted([
+            ("https://elsewhere.example/api?v=1", 1),
+            ("https://elsewhere.example/api?v=2", 1),
+            (long.as_str(), 1),
+        ])
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: no token could be had for resource https://elsewhere.example/api?v=1, \
+             resource https://elsewhere.example/api?v=2, resource {long}: "
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_resource_with_a_user_name_or_password_is_refused_without_repeating_it() {
+    for (flag, value) in [
+        ("--resource", "https://u:PASSW0RD@api.example.com/"),
+        ("--audience", "https://u:PASSW0RD@api.example.com/"),
+    ] {
+        let output = run_demo(&[flag, value]);
+        assert_eq!(output.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.starts_with(&format!(
+                "error: {flag} must not hold a user name or password"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("PASSW0RD"), "{stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_refused_audience_is_named_with_its_resource_and_each_refusal_has_its_line() {
+    let provider = start_provider().await;
+    let origin = provider.api_origin();
+    let talents = format!("{origin}/front-office/v1/talents");
+    let companies = format!("{origin}/front-office/v1/companies");
+    let refused = |audience: &str| {
+        format!(
+            "error: no token could be had for resource {origin}, audience {audience}: \
+             the token endpoint refused the request: invalid_target: "
+        )
+    };
+    // Both URLs pair with the same resource, each with its own audience:
+    // the line names the audience the provider refused, and a second
+    // refusal under the same resource has its own line.
+    for (audiences, lines) in [
+        (
+            [talents.as_str(), "https://one.example/"],
+            vec![refused("https://one.example/")],
+        ),
+        (
+            ["https://one.example/", "https://two.example/"],
+            vec![
+                refused("https://one.example/"),
+                refused("https://two.example/"),
+            ],
+        ),
+    ] {
+        let args = remote_args(
+            &provider,
+            &[
+                "--url",
+                &talents,
+                "--url",
+                &companies,
+                "--resource",
+                &origin,
+                "--resource",
+                &origin,
+                "--audience",
+                audiences[0],
+                "--audience",
+                audiences[1],
+                "--requests",
+                "10",
+            ],
+        );
+        let output = run_demo_with_the_secret(args).await;
+        assert_eq!(output.status.code(), Some(1), "{audiences:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let got: Vec<&str> = stderr.lines().collect();
+        assert_eq!(got.len(), lines.len(), "{stderr}");
+        for (line, expected) in got.iter().zip(&lines) {
+            assert!(line.starts_with(expected.as_str()), "{stderr}");
+        }
+        // The JSON names both tokens by their resource, as the contract's
+        // "URI".
+        let json = summary(&output);
+        let names: Vec<String> = fetches_by_resource(&json).into_keys().collect();
+        assert_eq!(names, [origin.as_str()], "{json}");
+    }
+}
+
+#[tokio::test]
+async fn the_provider_refuses_a_target_with_a_query_user_info_or_a_path_that_is_not_plain() {
+    let provider = start_provider().await;
+    let origin = provider.api_origin();
+    let authority = origin.trim_start_matches("http://");
+    // Each is on the API's origin and its path under the API; none is
+    // accepted, counted, or printed by --serve.
+    let refused = [
+        format!("{origin}/front-office?api_key=S3CRET"),
+        format!("http://user:S3CRET@{authority}/front-office"),
+        format!("{origin}/front-office#S3CRET"),
+        format!("{origin}/front-office/../S3CRET"),
+        format!("{origin}/front-office/./S3CRET"),
+        format!("{origin}/front-office%2FS3CRET"),
+        format!("{origin}/front-office%2fS3CRET"),
+        format!("{origin}/front-office%5CS3CRET"),
+    ];
+    for target in &refused {
+        for kind in ["resource", "audience"] {
+            let (status, answer) = ask_for_a_token_naming(&provider, &[(kind, target)]).await;
+            assert_eq!(status, 400, "{kind} {target}: {answer}");
+            assert_eq!(answer["error"], "invalid_target", "{kind} {target}");
+        }
+    }
+    let counts = provider.counts();
+    assert_eq!(counts.targets_refused, 2 * refused.len() as u64);
+    assert_eq!(counts.tokens_issued, 0);
+    assert!(provider.issued_by_target().is_empty());
+}
+
+#[tokio::test]
+async fn the_provider_remembers_a_bounded_number_of_targets_and_refuses_more() {
+    let provider = start_provider().await;
+    let origin = provider.api_origin();
+    // MAX_TARGETS names, a hundred per request (the form's size is bounded).
+    let names: Vec<String> = (0..MAX_TARGETS)
+        .map(|i| format!("{origin}/t/{i}"))
+        .collect();
+    for chunk in names.chunks(100) {
+        let targets: Vec<(&str, &str)> = chunk.iter().map(|n| ("resource", n.as_str())).collect();
+        let (status, answer) = ask_for_a_token_naming(&provider, &targets).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(provider.issued_by_target().len(), MAX_TARGETS);
+    // One more is refused, saying why, and nothing of its request counted.
+    let one_more = format!("{origin}/t/one-more");
+    let (status, answer) = ask_for_a_token_naming(
+        &provider,
+        &[("resource", &names[0]), ("audience", &one_more)],
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "invalid_target");
+    let why = answer["error_description"].as_str().unwrap();
+    assert!(why.contains(&format!("at most {MAX_TARGETS}")), "{why}");
+    assert_eq!(provider.issued_by_target().len(), MAX_TARGETS);
+    assert_eq!(provider.issued_by_target()[&names[0]], 1);
+    // One it knows still gets a token.
+    let (status, answer) = ask_for_a_token(&provider, &names[0]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(provider.issued_by_target()[&names[0]], 2);
+    assert_eq!(provider.counts().targets_refused, 1);
+}
+
+/// Sends `GET path` to the API as written, dots and all (an HTTP client
+/// would resolve them first), with `bearer`; the status code.
+async fn raw_api_call(provider: &Embedded, path: &str, bearer: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = provider
+        .api_origin()
+        .trim_start_matches("http://")
+        .to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: {bearer}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer.split(' ').nth(1).unwrap_or_default();
+    status
+        .parse()
+        .unwrap_or_else(|_| panic!("no status in {answer:?}"))
+}
+
+#[tokio::test]
+async fn a_token_bound_to_a_path_is_refused_at_a_path_that_is_not_plain() {
+    let provider = start_provider().await;
+    let talents = format!("{}/front-office/v1/talents", provider.api_origin());
+    let (status, answer) = ask_for_a_token(&provider, &talents).await;
+    assert_eq!(status, 200, "{answer}");
+    let bearer = format!("Bearer {}", answer["access_token"].as_str().unwrap());
+    // The control: its own path, as written, is accepted.
+    assert_eq!(
+        raw_api_call(&provider, "/front-office/v1/talents/42", &bearer).await,
+        200
+    );
+    let sneaky = [
+        "/front-office/v1/talents/../companies",
+        "/front-office/v1/talents/./42",
+        "/front-office/v1/talents/%2e%2e/companies",
+        "/front-office/v1/talents%2F..%2Fcompanies",
+        "/front-office/v1/talents/%2fcompanies",
+        "/front-office/v1/talents/%5C..%5Ccompanies",
+    ];
+    for path in sneaky {
+        assert_eq!(raw_api_call(&provider, path, &bearer).await, 401, "{path}");
+    }
+    let counts = provider.counts();
+    assert_eq!(counts.api_accepted, 1);
+    assert_eq!(counts.api_wrong_target, sneaky.len() as u64);
+    assert_eq!(counts.api_rejected, sneaky.len() as u64);
 }

@@ -17,6 +17,7 @@ use tower_bearer::store::RedisStore;
 use tower_bearer::{AuthStyle, redact_url};
 
 use crate::provider::Credentials;
+use crate::targets::Route;
 #[cfg(feature = "redis")]
 use crate::values::cluster_store;
 use crate::values::{
@@ -67,8 +68,10 @@ fetches of its token; with one token, each --resource and --audience its
 request named and the fetches of that token. It is left out when neither
 flag is given; \"token_fetches\" stays the total. A resource the provider
 refuses fails only its own requests, with one line on stderr naming the
-resource and the provider's error, and is not asked for again while its
-token backs off.
+resource (and the audience paired with it) and the provider's error, and is
+not asked for again while its token backs off. The JSON and the messages
+name each resource as given, so one with a user name or password is
+refused.
 
 A fleet: --redis URL, or --redis-cluster URL once per seed node of a Redis
 Cluster (built with --features redis), shares tokens with the other demo
@@ -78,11 +81,13 @@ resource with --resource.
 --serve accepts the given client secret and API key (x-api-key), prints its
 URLs and client id as one JSON line, and stops after SECS, on SIGTERM or
 Ctrl-C, or when its standard input is a pipe that closes; its last line is a
-JSON object with the tokens it issued (in all, and per resource or
-audience). Its token endpoint accepts as resource or audience any http URI
-on its API's origin (\"api_origin\" in the first line), binds each token to
-what its request named, and refuses others with invalid_target; its API
-refuses a token bound elsewhere (401 invalid_token).
+JSON object with the tokens it issued (in all, per resource or audience,
+and per audience). Its token endpoint accepts as resource or audience any
+http URI on its API's origin (\"api_origin\" in the first line) without a
+query, user info or fragment and with a plain path (no . or .. segment, no
+%2F or %5C), up to 1000 distinct ones; it binds each token to what its
+request named, and refuses others with invalid_target. Its API refuses a
+token bound elsewhere, or at a path that is not plain (401 invalid_token).
 
 Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
 
@@ -205,7 +210,7 @@ pub enum Provider {
 }
 
 /// Which token each request needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Tokens {
     /// One token for every request, its request naming these resources and
     /// audiences (none: the provider's default). With one `--url`, or none.
@@ -219,34 +224,30 @@ pub enum Tokens {
 }
 
 /// The token one `--url` needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct UrlToken {
     pub resource: Option<String>,
     pub audience: Option<String>,
 }
 
 impl UrlToken {
-    /// What the JSON and the messages call it: the resource, else the
-    /// audience.
-    pub fn name(&self) -> Option<(&'static str, &str)> {
-        match (&self.resource, &self.audience) {
-            (Some(resource), _) => Some(("resource", resource)),
-            (None, Some(audience)) => Some(("audience", audience)),
-            (None, None) => None,
-        }
+    /// Its name in `token_fetches_by_resource`: the resource, else the
+    /// audience, as given.
+    pub fn key(&self) -> Option<&str> {
+        self.resource.as_deref().or(self.audience.as_deref())
     }
-}
 
-impl Tokens {
-    /// Whether `--resource` or `--audience` was given: the JSON line then
-    /// has `token_fetches_by_resource`.
-    pub fn named(&self) -> bool {
-        match self {
-            Tokens::One {
-                resources,
-                audiences,
-            } => !resources.is_empty() || !audiences.is_empty(),
-            Tokens::PerUrl(_) => true,
+    /// How messages name it: `resource R`, `audience A`, or both
+    /// (`resource R, audience A`), so that a refusal names what was asked
+    /// for, and two tokens with one resource are told apart.
+    pub fn describe(&self) -> Option<String> {
+        match (&self.resource, &self.audience) {
+            (Some(resource), Some(audience)) => {
+                Some(format!("resource {resource}, audience {audience}"))
+            }
+            (Some(resource), None) => Some(format!("resource {resource}")),
+            (None, Some(audience)) => Some(format!("audience {audience}")),
+            (None, None) => None,
         }
     }
 }
@@ -266,6 +267,10 @@ pub struct Args {
     /// The fleet-wide token store, with `--redis` or `--redis-cluster`.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisStore>,
+    /// The `--redis-cluster` seed nodes the store was built from, in the
+    /// order given: their addresses (`host:port`), never a password.
+    #[cfg(feature = "redis")]
+    pub redis_seeds: Vec<String>,
 }
 
 /// `--serve`: the embedded token endpoint and API alone, for several demo
@@ -289,16 +294,43 @@ impl std::fmt::Debug for Provider {
             } => f
                 .debug_struct("Remote")
                 .field("token_url", &redact_url(token_url))
-                .field(
-                    "api_urls",
-                    &api_urls
-                        .iter()
-                        .map(|url| redact_url(url))
-                        .collect::<Vec<_>>(),
-                )
+                .field("api_urls", &redacted(api_urls))
                 .finish(),
         }
     }
+}
+
+// A resource or audience may hold a secret in its query (or, typed
+// without the flag's checks, a password): Debug shows each as redact_url
+// does.
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tokens::One {
+                resources,
+                audiences,
+            } => f
+                .debug_struct("One")
+                .field("resources", &redacted(resources))
+                .field("audiences", &redacted(audiences))
+                .finish(),
+            Tokens::PerUrl(each) => f.debug_tuple("PerUrl").field(each).finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for UrlToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |name: &Option<String>| name.as_deref().map(redact_url);
+        f.debug_struct("UrlToken")
+            .field("resource", &shown(&self.resource))
+            .field("audience", &shown(&self.audience))
+            .finish()
+    }
+}
+
+fn redacted(names: &[String]) -> Vec<String> {
+    names.iter().map(|name| redact_url(name)).collect()
 }
 
 impl std::fmt::Debug for Args {
@@ -320,7 +352,8 @@ impl std::fmt::Debug for Args {
             .field("api_header_names", &header_names(&self.api_headers))
             .field("workload", &self.workload);
         #[cfg(feature = "redis")]
-        s.field("redis", &self.redis);
+        s.field("redis", &self.redis)
+            .field("redis_seeds", &self.redis_seeds);
         s.finish()
     }
 }
@@ -348,6 +381,8 @@ impl Cli {
         if let Some(never) = self.redis.or(self.redis_cluster.into_iter().next()) {
             match never {}
         }
+        #[cfg(feature = "redis")]
+        let redis_seeds: Vec<String> = self.redis_cluster.iter().map(SeedNode::address).collect();
         #[cfg(feature = "redis")]
         let redis = match self.redis {
             Some(store) => Some(store),
@@ -413,6 +448,8 @@ impl Cli {
             },
             #[cfg(feature = "redis")]
             redis,
+            #[cfg(feature = "redis")]
+            redis_seeds,
         }))
     }
 }
@@ -458,17 +495,10 @@ fn distinct_routes(urls: &[String], tokens: Tokens) -> Result<Tokens, String> {
     let Tokens::PerUrl(each) = &tokens else {
         return Ok(tokens);
     };
-    let route = |url: &String| {
-        reqwest::Url::parse(url).ok().map(|url| {
-            (
-                url.scheme().to_owned(),
-                url.host_str().map(str::to_owned),
-                url.port_or_known_default(),
-                url.path().to_owned(),
-            )
-        })
-    };
-    let routes: Vec<_> = urls.iter().map(route).collect();
+    let routes: Vec<Option<Route>> = urls
+        .iter()
+        .map(|url| reqwest::Url::parse(url).ok().as_ref().map(Route::of))
+        .collect();
     for (i, a) in routes.iter().enumerate() {
         for (j, b) in routes.iter().enumerate().skip(i + 1) {
             if a.is_some() && a == b && each[i] != each[j] {
@@ -543,16 +573,42 @@ mod tests {
             "tenant: H34DER",
             "--url",
             "http://u:PASS@127.0.0.1/api?api_key=K3Y",
+            "--resource",
+            "https://api.example/v1?api_key=R3SOURCE",
+            "--audience",
+            "https://aud.example/?key=AUD13NCE",
         ];
         let Ok(Command::Run(parsed)) = parse(&args) else {
             panic!("the arguments parse");
         };
         let shown = format!("{parsed:?}");
-        for secret in ["PASSW0RD", "PASS", "K3Y", "S3CRET", "H34DER"] {
+        for secret in [
+            "PASSW0RD", "PASS", "K3Y", "S3CRET", "H34DER", "R3SOURCE", "AUD13NCE",
+        ] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("x-api-key"), "{shown}");
         assert!(shown.contains("http://127.0.0.1/api"), "{shown}");
+        assert!(shown.contains("https://api.example/v1"), "{shown}");
+        assert!(shown.contains("https://aud.example/"), "{shown}");
+        // The flags refuse a password in a resource or audience; Debug
+        // hides one all the same, and a query secret, with a token per URL.
+        let tokens = Tokens::PerUrl(vec![
+            UrlToken {
+                resource: Some("https://u:PASSW0RD@api.example/a?api_key=K3Y".into()),
+                audience: Some("https://u:PASSW0RD@aud.example/?k=K3Y".into()),
+            },
+            UrlToken {
+                resource: None,
+                audience: Some("https://aud.example/b?k=K3Y".into()),
+            },
+        ]);
+        let shown = format!("{tokens:?}");
+        for secret in ["PASSW0RD", "K3Y"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("https://api.example/a"), "{shown}");
+        assert!(shown.contains("https://aud.example/b"), "{shown}");
     }
 
     #[test]
@@ -712,12 +768,23 @@ mod tests {
             "redis://:PASSW0RD@127.0.0.1:7000/",
             "--redis-cluster",
             "redis://:PASSW0RD@127.0.0.1:7001/",
+            "--redis-cluster=redis://:PASSW0RD@127.0.0.1:7002",
         ]) else {
             panic!("the arguments parse");
         };
         assert!(args.redis.is_some());
+        // Every seed, in the order given.
+        assert_eq!(
+            args.redis_seeds,
+            ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]
+        );
         let shown = format!("{args:?}");
         assert!(!shown.contains("PASSW0RD"), "{shown}");
+        assert!(
+            shown
+                .contains(r#"redis_seeds: ["127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"]"#),
+            "{shown}"
+        );
     }
 
     const REMOTE: [&str; 4] = ["--token-url", "http://h/t", "--client-id", "i"];
@@ -764,7 +831,12 @@ mod tests {
         let Tokens::PerUrl(each) = &tokens else {
             unreachable!()
         };
-        assert_eq!(each[0].name(), Some(("resource", "https://a.example/")));
+        // The JSON names a token by its resource; messages by both.
+        assert_eq!(each[0].key(), Some("https://a.example/"));
+        assert_eq!(
+            each[0].describe().as_deref(),
+            Some("resource https://a.example/, audience aud-a")
+        );
         // Audiences alone pair too, and name the token.
         let Tokens::PerUrl(each) = tokens_of(&[
             "--url",
@@ -779,7 +851,8 @@ mod tests {
         .unwrap() else {
             panic!("paired");
         };
-        assert_eq!(each[1].name(), Some(("audience", "aud-b")));
+        assert_eq!(each[1].key(), Some("aud-b"));
+        assert_eq!(each[1].describe().as_deref(), Some("audience aud-b"));
     }
 
     #[test]
@@ -802,7 +875,6 @@ mod tests {
             }
         );
         let unnamed = tokens_of(&["--url", "http://h/a", "--url", "http://h/b"]).unwrap();
-        assert!(!unnamed.named());
         assert_eq!(
             unnamed,
             Tokens::One {
@@ -873,7 +945,7 @@ mod tests {
     }
 
     #[test]
-    fn resources_must_be_absolute_uris_without_a_fragment() {
+    fn resources_must_be_absolute_uris_without_a_fragment_or_user_info_and_are_trimmed() {
         for bad in ["relative/path", "https://a.example/#frag", ""] {
             let Err(error) = tokens_of(&["--url", "http://h/a", "--resource", bad]) else {
                 panic!("{bad:?} parsed");
@@ -881,6 +953,45 @@ mod tests {
             assert_eq!(error.exit_code(), 2);
         }
         assert!(tokens_of(&["--url", "http://h/a", "--resource", "urn:example:api"]).is_ok());
+        // The output names a resource as given: one with a user name or
+        // password is refused, without repeating it.
+        for (flag, bad) in [
+            ("--resource", "https://u:S3CR3T@api.example/"),
+            ("--resource", "https://S3CR3T@api.example/"),
+            ("--audience", "https://u:S3CR3T@api.example/"),
+        ] {
+            let Err(error) = tokens_of(&["--url", "http://h/a", flag, bad]) else {
+                panic!("{bad:?} parsed");
+            };
+            assert_eq!(error.exit_code(), 2);
+            let shown = error.render().to_string();
+            assert!(
+                shown.starts_with(&format!("error: {flag} must not hold a user name")),
+                "{shown}"
+            );
+            assert!(!shown.contains("S3CR3T"), "{shown}");
+        }
+        // Spaces around a resource are trimmed, as the URI parser does,
+        // and none inside are taken.
+        assert_eq!(
+            tokens_of(&[
+                "--url",
+                "http://h/a",
+                "--resource",
+                " https://a.example/ \n"
+            ])
+            .unwrap(),
+            Tokens::One {
+                resources: vec!["https://a.example/".into()],
+                audiences: vec![],
+            }
+        );
+        for inside in ["https://a.example/x y", "https://a.example/x\ty"] {
+            assert!(
+                tokens_of(&["--url", "http://h/a", "--resource", inside]).is_err(),
+                "{inside:?}"
+            );
+        }
         let serve = ["--serve", "5", "--client-secret", "s", "--api-key", "k"];
         for flag in [["--resource", "https://a/"], ["--audience", "a"]] {
             let args: Vec<&str> = serve.iter().chain(&flag).copied().collect();

@@ -41,14 +41,15 @@
 
 //! The parts: `args` (the command line), `provider` (the embedded token
 //! endpoint and API), `workload` (the requests), `cache` (the token cache,
-//! with or without the shared store), `report` (what happened) and `serve`
-//! (`--serve`).
+//! with or without the shared store), `targets` (which token each request
+//! gets), `report` (what happened) and `serve` (`--serve`).
 
 mod args;
 mod cache;
 mod provider;
 mod report;
 mod serve;
+mod targets;
 mod values;
 mod workload;
 
@@ -57,16 +58,14 @@ use std::sync::atomic::Ordering;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tower::ServiceBuilder;
-use tower_bearer::request::Target;
 use tower_bearer::{
-    AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsBuilder, TokenCache,
-    TokenParams, redact_url,
+    AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsBuilder, redact_url,
 };
 
-use args::{Args, Command, Provider, Tokens, UrlToken};
+use args::{Args, Command, Provider, Tokens};
 use provider::{Credentials, Embedded};
 use report::Report;
-use workload::Endpoint;
+use targets::Targets;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -121,7 +120,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let outcome = workload::send_requests(
         args.workload,
         client,
-        targets.endpoints(&args.tokens, &cache),
+        targets.endpoints(&cache),
         api_headers,
     )
     .await?;
@@ -129,7 +128,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let report = Report {
         outcome: &outcome,
         stats: cache.total_stats(),
-        fetches_by_resource: targets.fetches_by_resource(&args.tokens, &cache),
+        fetches_by_resource: targets.fetches_by_resource(&cache),
         endpoint_fetches: endpoint_fetches.map(|n| n.load(Ordering::Relaxed)),
         embedded: embedded.as_ref().map(Embedded::counts),
     };
@@ -251,200 +250,6 @@ fn api_target(
     Ok((api_urls, api_headers))
 }
 
-/// Where one `--url` goes, as the layer's selector sees a request, and the
-/// token it needs.
-struct Route {
-    scheme: String,
-    host: Option<String>,
-    port: Option<u16>,
-    path: String,
-    params: TokenParams,
-}
-
-impl Route {
-    /// Whether a request to `target` goes to this URL: the same scheme,
-    /// host, port (the default one if none is given) and path; the query
-    /// does not count.
-    fn matches(&self, target: &Target<'_>) -> bool {
-        let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
-            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
-            (a, b) => a == b,
-        };
-        same(target.scheme(), Some(&self.scheme))
-            && same(target.host(), self.host.as_deref())
-            && target.port() == self.port
-            && target.path() == self.path
-    }
-}
-
-/// The URLs, each with the token it needs: `None` for the default token.
-struct Targets(Vec<(reqwest::Url, Option<(UrlToken, TokenParams)>)>);
-
-impl Targets {
-    fn new(urls: Vec<reqwest::Url>, tokens: &Tokens) -> Targets {
-        let per_url: Vec<Option<UrlToken>> = match tokens {
-            Tokens::One { .. } => vec![None; urls.len()],
-            Tokens::PerUrl(each) => each.iter().cloned().map(Some).collect(),
-        };
-        Targets(
-            urls.into_iter()
-                .zip(per_url)
-                .map(|(url, token)| {
-                    let keyed = token.map(|token| {
-                        let mut params = TokenParams::builder();
-                        if let Some(resource) = &token.resource {
-                            params = params.resource(resource.clone());
-                        }
-                        if let Some(audience) = &token.audience {
-                            params = params.audience(audience.clone());
-                        }
-                        (token, params.build())
-                    });
-                    (url, keyed)
-                })
-                .collect(),
-        )
-    }
-
-    /// Where the workload sends requests, each saying in messages what its
-    /// token is for, with the cache of that token.
-    fn endpoints(&self, tokens: &Tokens, cache: &TokenCache) -> Vec<Endpoint> {
-        // The default token names what its request names, if anything.
-        let default_for = match tokens {
-            Tokens::One {
-                resources,
-                audiences,
-            } if tokens.named() => {
-                let names: Vec<String> = (resources.iter().map(|r| ("resource", r)))
-                    .chain(audiences.iter().map(|a| ("audience", a)))
-                    .map(|(kind, name)| format!("{kind} {}", redact_url(name)))
-                    .collect();
-                Some(names.join(", "))
-            }
-            _ => None,
-        };
-        // The default token is number 0; each distinct key, the next.
-        let mut keys: Vec<&TokenParams> = Vec::new();
-        self.0
-            .iter()
-            .map(|(url, keyed)| {
-                let (token_for, cache, token) = match keyed {
-                    None => (default_for.clone(), Some(cache.clone()), 0),
-                    Some((token, params)) => {
-                        let number = match keys.iter().position(|known| *known == params) {
-                            Some(i) => i + 1,
-                            None => {
-                                keys.push(params);
-                                keys.len()
-                            }
-                        };
-                        let name = token
-                            .name()
-                            .map(|(kind, name)| format!("{kind} {}", redact_url(name)));
-                        // Made now, so that its counters are there to read;
-                        // nothing is fetched until a request needs it. A key
-                        // the source cannot make fails its own requests, in
-                        // the layer, and says why.
-                        (name, cache.for_params(params).ok(), number)
-                    }
-                };
-                Endpoint {
-                    url: url.clone(),
-                    token_for,
-                    cache,
-                    token,
-                }
-            })
-            .collect()
-    }
-
-    /// The layer's selector, with several `--url` paired with resources: a
-    /// request to one of the URLs (same scheme, host, port and path) gets
-    /// that URL's token; any other, the default token.
-    fn selector(
-        &self,
-    ) -> Option<impl Fn(&Target<'_>) -> Option<TokenParams> + Send + Sync + 'static> {
-        let routes: Vec<Route> = self
-            .0
-            .iter()
-            .filter_map(|(url, keyed)| {
-                let (_, params) = keyed.as_ref()?;
-                Some(Route {
-                    scheme: url.scheme().to_owned(),
-                    host: url.host_str().map(str::to_owned),
-                    port: url.port_or_known_default(),
-                    path: url.path().to_owned(),
-                    params: params.clone(),
-                })
-            })
-            .collect();
-        (!routes.is_empty()).then_some(move |target: &Target<'_>| {
-            routes
-                .iter()
-                .find(|route| route.matches(target))
-                .map(|route| route.params.clone())
-        })
-    }
-
-    /// `token_fetches_by_resource`, when `--resource` or `--audience` was
-    /// given: with one token, each name its request carried, with that
-    /// token's fetches; with a token per URL, each URL's resource (or
-    /// audience), with its key's fetches.
-    fn fetches_by_resource(
-        &self,
-        tokens: &Tokens,
-        cache: &TokenCache,
-    ) -> Option<Vec<(String, u64)>> {
-        if !tokens.named() {
-            return None;
-        }
-        let mut by_name: Vec<(String, u64)> = Vec::new();
-        // Each token counts once under a name; two tokens under one name
-        // (a resource paired with two audiences) add up.
-        let mut add = |name: &str, fetches: u64| {
-            let name = redact_url(name);
-            match by_name.iter_mut().find(|(known, _)| *known == name) {
-                Some((_, n)) => *n += fetches,
-                None => by_name.push((name, fetches)),
-            }
-        };
-        match tokens {
-            Tokens::One {
-                resources,
-                audiences,
-            } => {
-                let fetches = cache.stats().fetches_started;
-                // One token: a name given twice (as a resource and as an
-                // audience) counts it once.
-                let mut seen: Vec<&String> = Vec::new();
-                for name in resources.iter().chain(audiences) {
-                    if !seen.contains(&name) {
-                        seen.push(name);
-                        add(name, fetches);
-                    }
-                }
-            }
-            Tokens::PerUrl(_) => {
-                let mut counted: Vec<&TokenParams> = Vec::new();
-                for (token, params) in self.0.iter().filter_map(|(_, keyed)| keyed.as_ref()) {
-                    let Some((_, name)) = token.name() else {
-                        continue;
-                    };
-                    if counted.contains(&params) {
-                        continue;
-                    }
-                    counted.push(params);
-                    let fetches = cache
-                        .for_params(params)
-                        .map_or(0, |key| key.stats().fetches_started);
-                    add(name, fetches);
-                }
-            }
-        }
-        Some(by_name)
-    }
-}
-
 fn header_map(headers: &[(String, String)]) -> HeaderMap {
     headers
         .iter()
@@ -455,55 +260,4 @@ fn header_map(headers: &[(String, String)]) -> HeaderMap {
             (name, value)
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_selector_gives_each_url_its_own_token_and_any_other_the_default() {
-        let urls = ["http://127.0.0.1:9/a", "https://api.example.com/b?x=1"]
-            .map(|url| reqwest::Url::parse(url).unwrap())
-            .to_vec();
-        let tokens = Tokens::PerUrl(vec![
-            UrlToken {
-                resource: Some("urn:a".into()),
-                audience: None,
-            },
-            UrlToken {
-                resource: None,
-                audience: Some("b".into()),
-            },
-        ]);
-        let select = Targets::new(urls, &tokens).selector().expect("paired");
-        let target =
-            |scheme, host, port, path| Target::new(Some(scheme), Some(host), port).with_path(path);
-        assert_eq!(
-            select(&target("http", "127.0.0.1", Some(9), "/a")),
-            Some(TokenParams::for_resource("urn:a"))
-        );
-        // The query is not part of the match; the default port is.
-        assert_eq!(
-            select(&target("https", "api.example.com", None, "/b")),
-            Some(TokenParams::for_audience("b"))
-        );
-        assert_eq!(
-            select(&target("https", "api.example.com", Some(443), "/b")),
-            Some(TokenParams::for_audience("b"))
-        );
-        for other in [
-            target("http", "127.0.0.1", Some(9), "/a/more"),
-            target("http", "127.0.0.1", Some(10), "/a"),
-            target("http", "api.example.com", None, "/b"),
-        ] {
-            assert_eq!(select(&other), None, "{other:?}");
-        }
-        let one = Tokens::One {
-            resources: vec!["urn:a".into()],
-            audiences: vec![],
-        };
-        let urls = vec![reqwest::Url::parse("http://127.0.0.1:9/a").unwrap()];
-        assert!(Targets::new(urls, &one).selector().is_none());
-    }
 }

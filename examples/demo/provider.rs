@@ -4,11 +4,15 @@
 //! Resources and audiences: a token request may name `resource`s (RFC 8707)
 //! and `audience`s. The endpoint knows one protected resource, its API: it
 //! accepts any absolute `http` URI on the API's origin
-//! (`http://127.0.0.1:PORT/...`), as a resource or as an audience, and
-//! refuses any other with 400 `invalid_target` (RFC 8707 section 2, RFC 8693
-//! section 2.2.2). The token it issues is bound to what the request named:
-//! the API takes it only for paths under one of them (a URI covers its own
-//! path and the paths below it), and answers any other path 401 with
+//! (`http://127.0.0.1:PORT/...`), as a resource or as an audience, without
+//! a query, user info or fragment and with a plain path (no `.` or `..`
+//! segment, no encoded `/` or `\`), and refuses any other with 400
+//! `invalid_target` (RFC 8707 section 2, RFC 8693 section 2.2.2). It counts
+//! the tokens issued per resource or audience, and remembers at most
+//! [`MAX_TARGETS`] of them: a request naming another is refused too. The
+//! token it issues is bound to what the request named: the API takes it
+//! only for plain paths under one of them (a URI covers its own path and
+//! the paths below it), and answers any other path 401 with
 //! `WWW-Authenticate: Bearer error="invalid_token"`, counted as a
 //! wrong-target call. A token whose request named none is good for every
 //! path, as before.
@@ -30,6 +34,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+/// The most distinct resources and audiences the token endpoint counts
+/// tokens for; a request naming one more is refused with `invalid_target`,
+/// so that what it remembers stays bounded.
+pub const MAX_TARGETS: usize = 1_000;
 
 /// The credentials the embedded token endpoint accepts.
 #[derive(Clone)]
@@ -109,14 +118,70 @@ struct ApiTarget {
 
 impl ApiTarget {
     /// Whether a call to `path` is under this target: the same path, or one
-    /// below it.
+    /// below it. A path that is not plain is under none: `/a/../b` would
+    /// pass for `/a` here and reach `/b` wherever dots are resolved.
     fn covers(&self, path: &str) -> bool {
         let own = self.path.trim_end_matches('/');
-        own.is_empty()
-            || path == own
-            || path
-                .strip_prefix(own)
-                .is_some_and(|rest| rest.starts_with('/'))
+        plain_path(path)
+            && (own.is_empty()
+                || path == own
+                || path
+                    .strip_prefix(own)
+                    .is_some_and(|rest| rest.starts_with('/')))
+    }
+}
+
+/// Whether `path` means what it says, byte for byte: no `.` or `..`
+/// segment (encoded or not), and no `/` or `\` hidden as `%2F` or `%5C`,
+/// nor a `\`, which servers may read as a slash.
+fn plain_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    let dots = lower.replace("%2e", ".");
+    !lower.contains("%2f")
+        && !lower.contains("%5c")
+        && !lower.contains('\\')
+        && dots
+            .split('/')
+            .all(|segment| segment != "." && segment != "..")
+}
+
+/// The tokens issued per resource or audience, and per audience alone (the
+/// names sent as `audience`), each bounded by [`MAX_TARGETS`] names.
+#[derive(Default)]
+struct Issued {
+    by_target: BTreeMap<String, u64>,
+    by_audience: BTreeMap<String, u64>,
+}
+
+impl Issued {
+    /// Counts a token whose request named `named` (`(parameter, value)`),
+    /// each name once per token; `false`, counting nothing, when that would
+    /// make more than `limit` names.
+    fn record(&mut self, named: &[(&str, &str)], limit: usize) -> bool {
+        let mut names: Vec<&str> = named.iter().map(|(_, value)| *value).collect();
+        names.sort_unstable();
+        names.dedup();
+        let new = names
+            .iter()
+            .filter(|name| !self.by_target.contains_key(**name))
+            .count();
+        if self.by_target.len() + new > limit {
+            return false;
+        }
+        for name in names {
+            *self.by_target.entry(name.to_owned()).or_default() += 1;
+        }
+        let mut audiences: Vec<&str> = named
+            .iter()
+            .filter(|(kind, _)| *kind == "audience")
+            .map(|(_, value)| *value)
+            .collect();
+        audiences.sort_unstable();
+        audiences.dedup();
+        for audience in audiences {
+            *self.by_audience.entry(audience.to_owned()).or_default() += 1;
+        }
+        true
     }
 }
 
@@ -128,7 +193,7 @@ struct EmbeddedState {
     api_authority: String,
     live: Mutex<HashMap<String, Live>>,
     /// Tokens issued per resource or audience, as named in the request.
-    issued_by_target: Mutex<BTreeMap<String, u64>>,
+    issued: Mutex<Issued>,
     tokens_issued: AtomicU64,
     credentials_refused: AtomicU64,
     targets_refused: AtomicU64,
@@ -158,7 +223,7 @@ impl Embedded {
             ttl,
             api_authority: api_addr.to_string(),
             live: Mutex::new(HashMap::new()),
-            issued_by_target: Mutex::new(BTreeMap::new()),
+            issued: Mutex::new(Issued::default()),
             tokens_issued: AtomicU64::new(0),
             credentials_refused: AtomicU64::new(0),
             targets_refused: AtomicU64::new(0),
@@ -207,7 +272,13 @@ impl Embedded {
     /// them; a token whose request named two counts under each. Tokens
     /// whose request named none are in [`Counts::tokens_issued`] only.
     pub fn issued_by_target(&self) -> BTreeMap<String, u64> {
-        lock(&self.state.issued_by_target).clone()
+        lock(&self.state.issued).by_target.clone()
+    }
+
+    /// The tokens issued per audience: the names requests sent as
+    /// `audience` (they are in [`Embedded::issued_by_target`] too).
+    pub fn issued_by_audience(&self) -> BTreeMap<String, u64> {
+        lock(&self.state.issued).by_audience.clone()
     }
 }
 
@@ -315,13 +386,13 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
         }
         // RFC 8707: every resource (and, RFC 8693, audience) must be one
         // this server issues tokens for, or none is issued.
-        let named: Vec<&str> = form
+        let named: Vec<(&str, &str)> = form
             .iter()
             .filter(|(n, _)| n == "resource" || n == "audience")
-            .map(|(_, v)| v.as_str())
+            .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let mut targets = Vec::with_capacity(named.len());
-        for value in &named {
+        for (_, value) in &named {
             match api_target(value, &state.api_authority) {
                 Some(target) => targets.push(target),
                 None => {
@@ -334,7 +405,6 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                 }
             }
         }
-        let token = random_string(40);
         let now = Instant::now();
         // --ttl is capped when parsed; this keeps the handler from panicking
         // should that cap ever exceed the clock's range.
@@ -345,19 +415,24 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                 "The token lifetime is too long",
             );
         };
+        // Counted before the token is made: a name beyond what the server
+        // remembers gets none.
+        if !lock(&state.issued).record(&named, MAX_TARGETS) {
+            state.targets_refused.fetch_add(1, Ordering::Relaxed);
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_target",
+                &format!(
+                    "This server issues tokens for at most {MAX_TARGETS} distinct resources \
+                     and audiences, and the request names another"
+                ),
+            );
+        }
+        let token = random_string(40);
         {
             let mut live = lock(&state.live);
             live.retain(|_, live| live.expires > now);
             live.insert(token.clone(), Live { expires, targets });
-        }
-        {
-            let mut by_target = lock(&state.issued_by_target);
-            let mut counted: Vec<&str> = named.clone();
-            counted.sort_unstable();
-            counted.dedup();
-            for value in counted {
-                *by_target.entry(value.to_owned()).or_default() += 1;
-            }
         }
         state.tokens_issued.fetch_add(1, Ordering::Relaxed);
         json_response(
@@ -433,11 +508,14 @@ enum Verdict {
 }
 
 /// The part of the API a resource or audience names: an absolute `http`
-/// URI on the API's origin (`authority`), without a fragment; `None` for
-/// any other.
+/// URI on the API's origin (`authority`), without user info, a query or a
+/// fragment, with a plain path; `None` for any other. What it accepts is
+/// what the token endpoint counts and `--serve` prints: nothing there may
+/// hold a secret, and a path means what it says.
 fn api_target(value: &str, authority: &str) -> Option<ApiTarget> {
-    // http::Uri drops a fragment; RFC 8707 forbids one.
-    if value.contains('#') {
+    // http::Uri drops a fragment (RFC 8707 forbids one); `?` and `@` are
+    // refused wherever they are.
+    if value.contains(['#', '?', '@']) {
         return None;
     }
     let uri: http::Uri = value.parse().ok()?;
@@ -445,7 +523,7 @@ fn api_target(value: &str, authority: &str) -> Option<ApiTarget> {
         && uri
             .authority()
             .is_some_and(|a| a.as_str().eq_ignore_ascii_case(authority));
-    on_the_api.then(|| ApiTarget {
+    (on_the_api && uri.query().is_none() && plain_path(uri.path())).then(|| ApiTarget {
         path: uri.path().to_owned(),
     })
 }
@@ -468,11 +546,71 @@ mod tests {
             "https://127.0.0.1:8080/v1",
             "http://127.0.0.1:8081/v1",
             "http://user:pw@127.0.0.1:8080/v1",
+            "http://user@127.0.0.1:8080/v1",
             "http://127.0.0.1:8080/v1#fragment",
+            "http://127.0.0.1:8080/v1?api_key=S3CRET",
+            "http://127.0.0.1:8080/v1?",
+            "http://127.0.0.1:8080/v1/talents/../companies",
+            "http://127.0.0.1:8080/v1/./talents",
+            "http://127.0.0.1:8080/v1/%2e%2E/companies",
+            "http://127.0.0.1:8080/v1%2Fcompanies",
+            "http://127.0.0.1:8080/v1%2fcompanies",
+            "http://127.0.0.1:8080/v1%5Ccompanies",
+            "http://127.0.0.1:8080/v1%5ccompanies",
             "/v1/talents",
             "orders",
         ] {
             assert_eq!(on_api(elsewhere), None, "{elsewhere}");
         }
+        // Dots inside a segment are a name, not a step.
+        assert!(on_api("http://127.0.0.1:8080/v1/a..b/.well-known").is_some());
+    }
+
+    #[test]
+    fn a_target_covers_no_path_that_is_not_plain() {
+        let talents = ApiTarget {
+            path: "/v1/talents".to_owned(),
+        };
+        let whole = ApiTarget {
+            path: String::new(),
+        };
+        for sneaky in [
+            "/v1/talents/../companies",
+            "/v1/talents/./42",
+            "/v1/talents/%2e%2e/companies",
+            "/v1/talents/.%2E/companies",
+            "/v1/talents%2F..%2Fcompanies",
+            "/v1/talents/%2fcompanies",
+            "/v1/talents/%5Ccompanies",
+            "/v1/talents/\\..\\companies",
+        ] {
+            assert!(!talents.covers(sneaky), "{sneaky}");
+            assert!(!whole.covers(sneaky), "{sneaky}");
+        }
+    }
+
+    #[test]
+    fn the_tally_counts_each_name_once_per_token_and_at_most_limit_names() {
+        let mut issued = Issued::default();
+        assert!(issued.record(
+            &[("resource", "a"), ("audience", "a"), ("audience", "b")],
+            3
+        ));
+        assert!(issued.record(&[("resource", "c")], 3));
+        // A fourth name is refused, and nothing of its request counted.
+        assert!(!issued.record(&[("resource", "a"), ("resource", "d")], 3));
+        // Known names still count.
+        assert!(issued.record(&[("resource", "a")], 3));
+        let counts = |map: &BTreeMap<String, u64>| -> Vec<(String, u64)> {
+            map.iter().map(|(k, n)| (k.clone(), *n)).collect()
+        };
+        assert_eq!(
+            counts(&issued.by_target),
+            [("a".into(), 2), ("b".into(), 1), ("c".into(), 1)]
+        );
+        assert_eq!(
+            counts(&issued.by_audience),
+            [("a".into(), 1), ("b".into(), 1)]
+        );
     }
 }

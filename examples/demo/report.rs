@@ -15,7 +15,8 @@ pub struct Report<'a> {
     /// The whole cache's counters: the default token's and every key's.
     pub stats: Stats,
     /// With `--resource` or `--audience`: the fetches whose request named
-    /// each, by its name (redacted as URLs are).
+    /// each, by its name as given (a resource never holds a user name or
+    /// password: the flags refuse one).
     pub fetches_by_resource: Option<Vec<(String, u64)>>,
     /// With `--redis`: the fetches that reached the token endpoint rather
     /// than being answered by the shared store.

@@ -1,6 +1,8 @@
 //! `--serve`: the embedded token endpoint and API alone, for several demo
 //! processes to share, until the time is up or the process is told to stop.
 
+use std::collections::BTreeMap;
+
 use tokio::time::Instant;
 
 use crate::args::Serve;
@@ -45,15 +47,26 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         plural(counts.api_accepted, "request", "requests"),
         counts.api_rejected,
     );
+    // The names the token endpoint accepted: on the API's origin, without
+    // a query or user info, and at most MAX_TARGETS of them.
     let by_target = servers.issued_by_target();
+    let by_audience = servers.issued_by_audience();
     if !by_target.is_empty() {
-        let each: Vec<String> = by_target
-            .iter()
-            .map(|(target, n)| format!("{target} {n}"))
-            .collect();
+        let each = |counts: &BTreeMap<String, u64>| -> String {
+            let each: Vec<String> = counts
+                .iter()
+                .map(|(name, n)| format!("{name} {n}"))
+                .collect();
+            each.join(", ")
+        };
+        let audiences = if by_audience.is_empty() {
+            String::new()
+        } else {
+            format!(" (sent as audience: {})", each(&by_audience))
+        };
         println!(
-            "Tokens per resource or audience: {}; calls with a token for another: {}.",
-            each.join(", "),
+            "Tokens per resource or audience: {}{audiences}; calls with a token for another: {}.",
+            each(&by_target),
             counts.api_wrong_target
         );
     }
@@ -63,7 +76,7 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         "{{\"tokens_issued\":{},\"token_requests_refused\":{},\
          \"api_requests_accepted\":{},\"api_requests_rejected\":{},\
          \"invalid_target_refused\":{},\"api_requests_wrong_target\":{},\
-         \"tokens_issued_by_target\":{}}}",
+         \"tokens_issued_by_target\":{},\"tokens_issued_by_audience\":{}}}",
         counts.tokens_issued,
         counts.token_requests_refused(),
         counts.api_accepted,
@@ -71,6 +84,7 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         counts.targets_refused,
         counts.api_wrong_target,
         serde_json::json!(by_target),
+        serde_json::json!(by_audience),
     );
     Ok(true)
 }

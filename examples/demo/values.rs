@@ -96,22 +96,53 @@ pub fn header(flag: &str, text: &str) -> Result<(String, String), String> {
 }
 
 /// `--resource URI`: an absolute URI without a fragment (RFC 8707 section
-/// 2). The refusal names the flag, not the value.
+/// 2), without a user name or password (the JSON line and the messages name
+/// a resource as given), and without spaces or control characters inside;
+/// any around it are trimmed, as the URI parser does. The refusal names the
+/// flag, not the value.
 pub fn resource(flag: &str, text: &str) -> Result<String, String> {
+    let text = trim(text);
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{flag} must not have spaces or control characters inside"
+        ));
+    }
     let url = reqwest::Url::parse(text)
         .map_err(|_| format!("{flag} needs an absolute URI, such as https://api.example.com/"))?;
     if url.fragment().is_some() {
         return Err(format!("{flag} must not have a fragment (#...): RFC 8707"));
     }
+    refuse_user_info(flag, &url)?;
     Ok(text.to_owned())
 }
 
-/// `--audience A`: any text but blank, sent as it is.
+/// `--audience A`: any text but blank, sent as it is; a URL with a user
+/// name or password is refused, as for `--resource` (the JSON line and the
+/// messages name an audience as given).
 pub fn audience(flag: &str, text: &str) -> Result<String, String> {
     if text.trim().is_empty() {
         return Err(format!("{flag} needs a value"));
     }
+    if let Ok(url) = reqwest::Url::parse(trim(text)) {
+        refuse_user_info(flag, &url)?;
+    }
     Ok(text.to_owned())
+}
+
+/// The text without what a URL parser trims around it: spaces and control
+/// characters.
+fn trim(text: &str) -> &str {
+    text.trim_matches(|c: char| c <= ' ')
+}
+
+fn refuse_user_info(flag: &str, url: &reqwest::Url) -> Result<(), String> {
+    if url.username().is_empty() && url.password().is_none() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{flag} must not hold a user name or password: the output names it as given"
+        ))
+    }
 }
 
 /// A `--redis-cluster` seed node: a URL Redis can read, kept to build the
@@ -122,6 +153,14 @@ pub struct SeedNode(redis::ConnectionInfo);
 
 #[cfg(not(feature = "redis"))]
 pub type SeedNode = std::convert::Infallible;
+
+#[cfg(feature = "redis")]
+impl SeedNode {
+    /// Where it is, `host:port`: no user name or password.
+    pub fn address(&self) -> String {
+        self.0.addr().to_string()
+    }
+}
 
 /// A `--redis-cluster` seed node. The URL may hold a password: the message
 /// does not repeat it.

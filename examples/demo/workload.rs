@@ -24,8 +24,9 @@ pub struct Workload {
 /// Where requests go: a URL, and what its token is for.
 pub struct Endpoint {
     pub url: reqwest::Url,
-    /// How messages name its token: `resource https://...`; `None` for
-    /// the default token.
+    /// How messages name its token: `resource https://...`, `audience A`
+    /// or both, `resource R, audience A`; for the default token, what its
+    /// request names, if anything.
     pub token_for: Option<String>,
     /// The cache of its token (the default token's or a key's; `None` when
     /// the key could not be made, which fails its requests), and that
