@@ -127,8 +127,7 @@ use policy::later;
 use stats::{Counters, bump};
 
 use crate::error::TokenError;
-use crate::params::TokenParams;
-use crate::source::{DynTokenSource, KeyedTokenSource};
+use crate::source::DynTokenSource;
 use crate::token::Token;
 
 /// How long past the fetch timeout a waiter gives up on a fetch whose task
@@ -211,58 +210,6 @@ impl TokenCache {
         TokenCacheBuilder::new(source)
     }
 
-    /// A keyed cache over `source` with every default: its default token,
-    /// and one token per [`TokenParams`] that requests name.
-    pub fn keyed(source: impl KeyedTokenSource) -> Self {
-        Self::keyed_builder(source).build()
-    }
-
-    /// A builder for a keyed cache over `source`: every key's cache takes
-    /// its settings. See [`keyed`](mod@self::keyed).
-    pub fn keyed_builder(source: impl KeyedTokenSource) -> TokenCacheBuilder {
-        TokenCacheBuilder::new_keyed(source)
-    }
-
-    /// Whether this cache holds a token per [`TokenParams`].
-    pub fn is_keyed(&self) -> bool {
-        self.shared.keys.is_some()
-    }
-
-    /// The cache of the token for `params`, made if the cache has none yet:
-    /// to warm a key, read its counters, or invalidate it. Empty `params`
-    /// give this cache itself (the default token). Fails when this cache is
-    /// not keyed, or when the source cannot make a source for `params`.
-    pub fn for_params(&self, params: &TokenParams) -> Result<TokenCache, TokenError> {
-        if params.is_empty() {
-            return Ok(self.clone());
-        }
-        let keys = self
-            .shared
-            .keys
-            .as_ref()
-            .ok_or_else(TokenError::not_keyed)?;
-        keys.get_or_insert(params, &self.shared.counters)
-            .map(|slot| slot.cache.clone())
-    }
-
-    /// The caches of every key held now (not the default token's), with
-    /// their parameters: for metrics per key.
-    pub fn keys(&self) -> Vec<(TokenParams, TokenCache)> {
-        let Some(keys) = &self.shared.keys else {
-            return Vec::new();
-        };
-        keys.map
-            .load()
-            .iter()
-            .map(|(params, slot)| (params.clone(), slot.cache.clone()))
-            .collect()
-    }
-
-    /// How many keys the cache holds now, besides its default token.
-    pub fn key_count(&self) -> usize {
-        self.shared.keys.as_ref().map_or(0, keyed::Keys::len)
-    }
-
     fn from_builder(builder: TokenCacheBuilder) -> Self {
         let keys = builder
             .keyed
@@ -284,15 +231,6 @@ impl TokenCache {
     /// (each key's are in its own cache, [`keys`](Self::keys)).
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
-    }
-
-    /// The counters of the default token and of every key held now, added
-    /// up: what the whole cache did, less the keys it has evicted. The same
-    /// as [`stats`](Self::stats) for a cache that is not keyed.
-    pub fn total_stats(&self) -> Stats {
-        self.keys()
-            .into_iter()
-            .fold(self.stats(), |total, (_, key)| total + key.stats())
     }
 
     /// Whether a usable token is cached now.
