@@ -219,6 +219,7 @@
 //!
 //! [`TokenCache`]: crate::TokenCache
 
+mod cluster;
 mod encryption;
 mod key;
 mod redis;
