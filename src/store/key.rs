@@ -76,41 +76,53 @@ impl StoreKey {
         if params.is_empty() {
             return self.clone();
         }
-        let mut hasher = Sha256::new();
-        let mut part = |tag: &[u8], value: &str| {
-            hasher.update(tag);
-            hasher.update((value.len() as u64).to_be_bytes());
-            hasher.update(value.as_bytes());
-        };
-        part(b"tower-bearer store key", "v1 keyed");
-        part(b"base", &self.digest);
+        let mut parts = Parts::new("v1 keyed");
+        parts.add(b"base", &self.digest);
         for scope in params.scopes() {
-            part(b"scope", scope);
+            parts.add(b"scope", scope);
         }
         for audience in params.audiences() {
-            part(b"audience", audience);
+            parts.add(b"audience", audience);
         }
         for resource in params.resources() {
-            part(b"resource", resource);
+            parts.add(b"resource", resource);
         }
         for (name, value) in params.params() {
             if !is_credential(name) {
-                part(b"param name", name);
-                part(b"param value", value);
+                parts.add(b"param name", name);
+                parts.add(b"param value", value);
             }
         }
-        StoreKey {
-            digest: hex(&hasher.finalize()),
-        }
+        parts.key()
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut digest = String::with_capacity(2 * bytes.len());
-    for byte in bytes {
-        let _ = write!(digest, "{byte:02x}");
+/// A key's parts, hashed. Every part is tagged and length-prefixed, so that
+/// no two different sets of parts hash the same input.
+struct Parts(Sha256);
+
+impl Parts {
+    /// Parts of a key of this `version`.
+    fn new(version: &str) -> Self {
+        let mut parts = Parts(Sha256::new());
+        parts.add(b"tower-bearer store key", version);
+        parts
     }
-    digest
+
+    fn add(&mut self, tag: &[u8], value: &str) {
+        self.0.update(tag);
+        self.0.update((value.len() as u64).to_be_bytes());
+        self.0.update(value.as_bytes());
+    }
+
+    /// The key: the lowercase hex of the hash.
+    fn key(self) -> StoreKey {
+        let mut digest = String::with_capacity(64);
+        for byte in self.0.finalize() {
+            let _ = write!(digest, "{byte:02x}");
+        }
+        StoreKey { digest }
+    }
 }
 
 impl fmt::Debug for StoreKey {
@@ -179,31 +191,21 @@ impl StoreKeyBuilder {
 
     /// Hashes the parts into a key.
     pub fn build(self) -> StoreKey {
-        let mut hasher = Sha256::new();
-        // Every part is tagged and length-prefixed, so that no two different
-        // sets of parts hash the same input.
-        let mut part = |tag: &[u8], value: &str| {
-            hasher.update(tag);
-            hasher.update((value.len() as u64).to_be_bytes());
-            hasher.update(value.as_bytes());
-        };
-        part(b"tower-bearer store key", "v1");
+        let mut parts = Parts::new("v1");
         if let Some(url) = &self.token_url {
-            part(b"token_url", url);
+            parts.add(b"token_url", url);
         }
         if let Some(id) = &self.client_id {
-            part(b"client_id", id);
+            parts.add(b"client_id", id);
         }
         for scope in &self.scopes {
-            part(b"scope", scope);
+            parts.add(b"scope", scope);
         }
         for (name, value) in &self.params {
-            part(b"param name", name);
-            part(b"param value", value);
+            parts.add(b"param name", name);
+            parts.add(b"param value", value);
         }
-        StoreKey {
-            digest: hex(&hasher.finalize()),
-        }
+        parts.key()
     }
 }
 
