@@ -50,6 +50,7 @@ mod provider;
 mod report;
 mod serve;
 mod targets;
+mod tokens;
 mod values;
 mod workload;
 
@@ -62,10 +63,11 @@ use tower_bearer::{
     AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsBuilder, redact_url,
 };
 
-use args::{Args, Command, Provider, Tokens};
+use args::{Args, Command, Provider};
 use provider::{Credentials, Embedded};
 use report::Report;
 use targets::Targets;
+use tokens::Tokens;
 
 #[tokio::main]
 async fn main() -> ExitCode {

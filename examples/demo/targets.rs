@@ -5,7 +5,7 @@
 use tower_bearer::request::Target;
 use tower_bearer::{TokenCache, TokenParams};
 
-use crate::args::{Tokens, UrlToken};
+use crate::tokens::{Tokens, UrlToken};
 use crate::workload::Endpoint;
 
 /// Where a URL goes, as the layer's selector sees a request: its scheme,
