@@ -22,7 +22,13 @@
 
 #[cfg(feature = "client-credentials")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
+pub mod client_auth;
+#[cfg(feature = "client-credentials")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub mod client_credentials;
+#[cfg(feature = "client-credentials")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
+pub mod discovery;
 pub(crate) mod keyed;
 
 pub use keyed::KeyedTokenSource;

@@ -1,0 +1,1 @@
+//! The client certificate and key for mutual TLS (RFC 8705).
