@@ -982,7 +982,7 @@ async fn avionte_preset_sends_what_avionte_expects() {
         .build()
         .unwrap();
     assert_eq!(
-        preset.token_url().as_str(),
+        preset.token_url().unwrap().as_str(),
         "https://api.avionte.com/authorize/token"
     );
     assert_eq!(preset.auth_style(), AuthStyle::RequestBody);

@@ -24,9 +24,11 @@ pub fn build_cache(source: ClientCredentials, args: &Args) -> (TokenCache, Optio
         return (TokenCache::keyed_builder(source).build(), None);
     };
     // What identifies the token; never the secret or the x-api-key. The
-    // default token's resources and audiences are extra parameters.
+    // default token's resources and audiences are extra parameters. A
+    // discovered source is known by its issuer.
+    let provider = source.token_url().or(source.issuer());
     let mut key = StoreKey::builder()
-        .token_url(source.token_url().as_str())
+        .token_url(provider.map_or("", |url| url.as_str()))
         .client_id(source.client_id())
         .scopes(source.scopes());
     for (name, value) in source.extra_params() {

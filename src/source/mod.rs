@@ -29,6 +29,8 @@ pub mod client_credentials;
 #[cfg(feature = "client-credentials")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub mod discovery;
+#[cfg(feature = "client-credentials")]
+pub(crate) mod jwt_exp;
 pub(crate) mod keyed;
 
 pub use keyed::KeyedTokenSource;

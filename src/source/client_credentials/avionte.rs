@@ -21,7 +21,7 @@ impl ClientCredentials {
     /// use tower_bearer::source::client_credentials::ClientCredentials;
     ///
     /// let source = ClientCredentials::avionte("api-key", "client-id", "client-secret").build().unwrap();
-    /// assert_eq!(source.token_url().as_str(), "https://api.avionte.com/authorize/token");
+    /// assert_eq!(source.token_url().unwrap().as_str(), "https://api.avionte.com/authorize/token");
     /// assert_eq!(source.scopes(), ["avionte.aero.compasintegrationservice"]);
     /// ```
     pub fn avionte(

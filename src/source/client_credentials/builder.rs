@@ -2,22 +2,31 @@
 //! once by [`build`](ClientCredentialsBuilder::build).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::request::{self, Settings, TokenRequest};
 use super::{
-    AuthStyle, BuildError, ClientCredentials, ClientSecret, DEFAULT_TIMEOUT, Inner, transport,
+    AuthStyle, BuildError, ClientCredentials, ClientSecret, DEFAULT_TIMEOUT, Endpoint, Inner,
+    transport,
 };
 #[cfg(doc)]
 use super::{RESERVED_HEADERS, RESERVED_PARAMS};
 use crate::params::TokenParams;
 use crate::redact;
+#[cfg(feature = "rustls")]
+use crate::source::client_auth::ClientIdentity;
+use crate::source::client_auth::{
+    Assertion, AssertionAudience, AssertionSigner, AuthMethod, ClientAuth, secret_signer,
+};
+use crate::source::discovery::Discovery;
 
 /// Builds a [`ClientCredentials`]; from [`ClientCredentials::builder`].
 #[derive(Clone)]
 pub struct ClientCredentialsBuilder {
+    // The token URL, or the issuer to discover it from.
     token_url: String,
+    discover: bool,
     client_id: String,
     client_secret: Option<ClientSecret>,
     scopes: Vec<String>,
@@ -27,12 +36,22 @@ pub struct ClientCredentialsBuilder {
     timeout: Duration,
     http_client: Option<reqwest::Client>,
     allow_insecure_http: bool,
+    private_key_jwt: Option<Arc<dyn AssertionSigner>>,
+    client_secret_jwt: bool,
+    assertion_audience: AssertionAudience,
+    #[cfg(feature = "rustls")]
+    identity: Option<ClientIdentity>,
+    #[cfg(feature = "rustls")]
+    root_certificates: Vec<reqwest::Certificate>,
+    // Shared by every key's source once built: one discovery for them all.
+    discovery: Option<Arc<Discovery>>,
 }
 
 impl ClientCredentialsBuilder {
     pub(super) fn new(token_url: String, client_id: String) -> Self {
         ClientCredentialsBuilder {
             token_url,
+            discover: false,
             client_id,
             client_secret: None,
             scopes: Vec::new(),
@@ -42,6 +61,21 @@ impl ClientCredentialsBuilder {
             timeout: DEFAULT_TIMEOUT,
             http_client: None,
             allow_insecure_http: false,
+            private_key_jwt: None,
+            client_secret_jwt: false,
+            assertion_audience: AssertionAudience::TokenEndpoint,
+            #[cfg(feature = "rustls")]
+            identity: None,
+            #[cfg(feature = "rustls")]
+            root_certificates: Vec::new(),
+            discovery: None,
+        }
+    }
+
+    pub(super) fn discover(issuer: String, client_id: String) -> Self {
+        ClientCredentialsBuilder {
+            discover: true,
+            ..ClientCredentialsBuilder::new(issuer, client_id)
         }
     }
 
@@ -69,9 +103,64 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// How the client authenticates. Defaults to [`AuthStyle::Basic`].
+    /// How the client sends its secret. Defaults to [`AuthStyle::Basic`].
     pub fn auth_style(mut self, style: AuthStyle) -> Self {
         self.auth_style = style;
+        self
+    }
+
+    /// Authenticates with `private_key_jwt` (RFC 7523 section 2.2, OpenID
+    /// Connect Core section 9): every token request carries a new client
+    /// assertion signed by `signer`, a [`PrivateKey`](crate::source::client_auth::PrivateKey),
+    /// a [`PrivateKeyFile`](crate::source::client_auth::PrivateKeyFile)
+    /// (read again on every fetch) or a KMS behind
+    /// [`AssertionSigner`]. The assertion's `iss` and `sub` are the client
+    /// id, its `aud` the token endpoint's URL
+    /// ([`assertion_audience`](Self::assertion_audience)), its `jti` random,
+    /// its `exp` [`ASSERTION_LIFETIME`](crate::source::client_auth::ASSERTION_LIFETIME)
+    /// after its `iat`. The form carries `client_id`, `client_assertion_type`
+    /// and `client_assertion`. A client secret or certificate besides makes
+    /// [`build`](Self::build) fail: one method at a time.
+    pub fn private_key_jwt(mut self, signer: impl AssertionSigner) -> Self {
+        self.private_key_jwt = Some(Arc::new(signer));
+        self
+    }
+
+    /// Authenticates with `client_secret_jwt`: an assertion like
+    /// [`private_key_jwt`](Self::private_key_jwt)'s, signed HS256 with the
+    /// [`client_secret`](Self::client_secret), which never leaves the
+    /// process.
+    pub fn client_secret_jwt(mut self) -> Self {
+        self.client_secret_jwt = true;
+        self
+    }
+
+    /// The `aud` of client assertions. Defaults to
+    /// [`AssertionAudience::TokenEndpoint`], the URL the request goes to.
+    pub fn assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = audience;
+        self
+    }
+
+    /// Authenticates with `tls_client_auth` (RFC 8705 section 2.1): the
+    /// default HTTP client presents `identity`'s certificate, and the form
+    /// names the client id. Offer the same identity on API requests
+    /// ([`ClientIdentity::reqwest_identity`]) so that certificate-bound
+    /// tokens are accepted. With [`http_client`](Self::http_client), that
+    /// client must carry the identity itself.
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls_client_auth(mut self, identity: ClientIdentity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Trusts `certificate` as a root, besides the platform's, in the
+    /// default HTTP client: a private CA's token endpoint (and issuer).
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn add_root_certificate(mut self, certificate: reqwest::Certificate) -> Self {
+        self.root_certificates.push(certificate);
         self
     }
 
@@ -186,33 +275,126 @@ impl ClientCredentialsBuilder {
         Ok(keyed)
     }
 
-    /// Checks the settings and builds the source. Sends nothing.
+    /// The client authentication the settings name: an error for two at
+    /// once, or for one that lacks what it needs.
+    fn client_auth(&self) -> Result<ClientAuth, BuildError> {
+        let secret_method = match self.auth_style {
+            AuthStyle::Basic => AuthMethod::ClientSecretBasic,
+            AuthStyle::RequestBody => AuthMethod::ClientSecretPost,
+        };
+        let mut named = Vec::new();
+        if self.private_key_jwt.is_some() {
+            named.push(AuthMethod::PrivateKeyJwt);
+        }
+        if self.client_secret_jwt {
+            named.push(AuthMethod::ClientSecretJwt);
+        }
+        #[cfg(feature = "rustls")]
+        if self.identity.is_some() {
+            named.push(AuthMethod::TlsClientAuth);
+        }
+        // A secret beside a method that does not use it would be sent
+        // nowhere, or sent besides: either is a mistake worth a word.
+        if self.client_secret.is_some() && !self.client_secret_jwt {
+            named.push(secret_method);
+        }
+        if let [first, second, ..] = named[..] {
+            return Err(BuildError::ConflictingClientAuth { first, second });
+        }
+        if self.assertion_audience == AssertionAudience::Issuer && !self.discover {
+            return Err(BuildError::NoIssuer);
+        }
+        let assertion = |signer, method, secret| {
+            ClientAuth::Assertion(Assertion {
+                signer,
+                audience: self.assertion_audience.clone(),
+                method,
+                secret,
+            })
+        };
+        Ok(match named.first() {
+            Some(AuthMethod::PrivateKeyJwt) => assertion(
+                self.private_key_jwt.clone().expect("named above"),
+                AuthMethod::PrivateKeyJwt,
+                None,
+            ),
+            Some(AuthMethod::ClientSecretJwt) => {
+                let secret = self
+                    .client_secret
+                    .clone()
+                    .ok_or(BuildError::MissingClientSecret {
+                        method: AuthMethod::ClientSecretJwt,
+                    })?;
+                assertion(
+                    secret_signer(&secret),
+                    AuthMethod::ClientSecretJwt,
+                    Some(secret),
+                )
+            }
+            #[cfg(feature = "rustls")]
+            Some(AuthMethod::TlsClientAuth) => ClientAuth::Tls,
+            Some(_) => ClientAuth::Secret {
+                secret: self.client_secret.clone().expect("named above"),
+                style: self.auth_style,
+            },
+            None => ClientAuth::Public,
+        })
+    }
+
+    /// Checks the settings and builds the source. Sends nothing: a source
+    /// built with [`ClientCredentials::discover`] discovers its token
+    /// endpoint on its first fetch.
     pub fn build(self) -> Result<ClientCredentials, BuildError> {
-        let token_url = request::token_url(&self.token_url, self.allow_insecure_http)?;
+        let auth = self.client_auth()?;
+        let url = if self.discover {
+            request::issuer_url(&self.token_url, self.allow_insecure_http)?
+        } else {
+            request::token_url(&self.token_url, self.allow_insecure_http)?
+        };
         let settings = Settings {
             client_id: &self.client_id,
-            client_secret: self.client_secret.as_ref(),
+            auth: &auth,
             scopes: &self.scopes,
-            auth_style: self.auth_style,
             extra_params: &self.extra_params,
             headers: &self.headers,
         };
-        let (request, secrets) = TokenRequest::new(token_url, &settings)?;
+        // With discovery, a request to the issuer: checked now, sent to the
+        // token endpoint once it is known.
+        let (request, secrets) = TokenRequest::new(url.clone(), &settings)?;
         let http_client = match &self.http_client {
             Some(client) => client.clone(),
-            None => transport::default_client(&request)?,
+            None => transport::default_client(&url, |client| self.add_tls(client))?,
         };
-        // Every key's source shares this one's client, and its connections.
+        let endpoint = if self.discover {
+            let discovery = self.discovery.clone().unwrap_or_else(|| {
+                Arc::new(Discovery::new(
+                    url.clone(),
+                    http_client.clone(),
+                    self.timeout,
+                ))
+            });
+            Endpoint::Discovered {
+                issuer: url,
+                discovery,
+                template: Box::new(request),
+                resolved: OnceLock::new(),
+            }
+        } else {
+            Endpoint::Fixed(request)
+        };
+        // Every key's source shares this one's client, its connections and
+        // its discovery.
         let settings = ClientCredentialsBuilder {
             http_client: Some(http_client.clone()),
+            discovery: endpoint.discovery().cloned(),
             ..self
         };
         Ok(ClientCredentials {
             inner: Arc::new(Inner {
-                request,
+                endpoint,
                 client_id: settings.client_id.clone(),
                 scopes: settings.scopes.clone(),
-                auth_style: settings.auth_style,
+                auth,
                 extra_params: settings.extra_params.clone(),
                 secrets,
                 timeout: settings.timeout,
@@ -221,16 +403,62 @@ impl ClientCredentialsBuilder {
             }),
         })
     }
+
+    /// The client certificate and extra roots, on the default client.
+    #[cfg(feature = "rustls")]
+    fn add_tls(&self, mut client: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        if let Some(identity) = &self.identity {
+            client = client.identity(identity.reqwest_identity());
+        }
+        for root in &self.root_certificates {
+            client = client.add_root_certificate(root.clone());
+        }
+        client
+    }
+
+    #[cfg(not(feature = "rustls"))]
+    fn add_tls(&self, client: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        client
+    }
+
+    /// Whether the source authenticates with a client certificate.
+    pub(super) fn uses_tls_client_auth(&self) -> bool {
+        #[cfg(feature = "rustls")]
+        return self.identity.is_some();
+        #[cfg(not(feature = "rustls"))]
+        false
+    }
+
+    /// How the client would send a secret.
+    pub(super) fn secret_style(&self) -> AuthStyle {
+        self.auth_style
+    }
+
+    /// Whether `http` is allowed off loopback.
+    pub(super) fn allows_insecure_http(&self) -> bool {
+        self.allow_insecure_http
+    }
 }
 
 impl fmt::Debug for ClientCredentialsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentialsBuilder")
-            .field("token_url", &redact::redact_url(&self.token_url))
+            .field(
+                if self.discover { "issuer" } else { "token_url" },
+                &redact::redact_url(&self.token_url),
+            )
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scopes", &self.scopes)
             .field("auth_style", &self.auth_style)
+            .field(
+                "private_key_jwt",
+                &self
+                    .private_key_jwt
+                    .as_ref()
+                    .map(|s| (s.algorithm(), s.key_id().map(str::to_owned))),
+            )
+            .field("client_secret_jwt", &self.client_secret_jwt)
             // Names only: a value may be a secret such as a client_assertion.
             .field("extra_params", &super::param_names(&self.extra_params))
             .field(

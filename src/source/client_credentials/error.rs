@@ -9,6 +9,8 @@ use http::StatusCode;
 #[cfg(doc)]
 use super::{ClientCredentialsBuilder, MAX_RESPONSE_BYTES, RESERVED_HEADERS};
 use crate::error::ErrorClass;
+use crate::source::client_auth::{AuthMethod, SignError};
+use crate::source::discovery::DiscoveryError;
 
 /// Why a [`ClientCredentialsBuilder`] could not build its source.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +75,30 @@ pub enum BuildError {
         /// The parameter's name.
         name: String,
     },
+    /// Two ways to authenticate the client were given (such as a client
+    /// secret and [`private_key_jwt`](ClientCredentialsBuilder::private_key_jwt)):
+    /// a token request uses one.
+    ConflictingClientAuth {
+        /// One method.
+        first: AuthMethod,
+        /// The other.
+        second: AuthMethod,
+    },
+    /// The method needs a client secret, and none was given.
+    MissingClientSecret {
+        /// The method.
+        method: AuthMethod,
+    },
+    /// [`AssertionAudience::Issuer`](crate::source::client_auth::AssertionAudience::Issuer)
+    /// on a source with a token URL rather than an issuer to discover.
+    NoIssuer,
+    /// The issuer URL cannot be discovered from.
+    InvalidIssuer {
+        /// The issuer, with any password left out.
+        issuer: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl fmt::Display for BuildError {
@@ -120,6 +146,19 @@ impl fmt::Display for BuildError {
                 f,
                 "the token parameters name {name:?}, a credential: credentials go to the source's builder, never in a token key"
             ),
+            BuildError::ConflictingClientAuth { first, second } => write!(
+                f,
+                "two client authentication methods were given, {first} and {second}; a token request uses one"
+            ),
+            BuildError::MissingClientSecret { method } => {
+                write!(f, "{method} needs a client secret, and none was given")
+            }
+            BuildError::NoIssuer => f.write_str(
+                "the assertion audience is the issuer, but the source has a token URL, not an issuer to discover",
+            ),
+            BuildError::InvalidIssuer { issuer, reason } => {
+                write!(f, "the issuer {issuer:?} cannot be used: {reason}")
+            }
         }
     }
 }
@@ -194,6 +233,32 @@ pub enum ClientCredentialsError {
         /// The limit.
         limit: usize,
     },
+    /// The token endpoint could not be discovered from the issuer.
+    Discovery {
+        /// Why.
+        source: DiscoveryError,
+    },
+    /// The discovered token endpoint cannot be used (plain `http` off
+    /// loopback, a user name in it). Permanent.
+    DiscoveredEndpoint {
+        /// Why.
+        source: BuildError,
+    },
+    /// The issuer's metadata lists the client authentication methods its
+    /// token endpoint supports, and the source's is not among them.
+    /// Permanent.
+    AuthMethodNotSupported {
+        /// The source's method.
+        method: AuthMethod,
+        /// The methods the metadata lists.
+        supported: Vec<String>,
+    },
+    /// The client assertion could not be made: the signer failed. Transient
+    /// when the signer says so.
+    Assertion {
+        /// The signer's error.
+        source: SignError,
+    },
 }
 
 impl ClientCredentialsError {
@@ -238,8 +303,24 @@ impl ClientCredentialsError {
                     ErrorClass::Permanent
                 }
             }
+            ClientCredentialsError::Discovery { source } => {
+                if source.is_transient() {
+                    ErrorClass::TRANSIENT
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
+            ClientCredentialsError::Assertion { source } => {
+                if source.is_transient() {
+                    ErrorClass::TRANSIENT
+                } else {
+                    ErrorClass::Permanent
+                }
+            }
             ClientCredentialsError::BodyTooLarge { .. }
-            | ClientCredentialsError::InvalidParams { .. } => ErrorClass::Permanent,
+            | ClientCredentialsError::InvalidParams { .. }
+            | ClientCredentialsError::DiscoveredEndpoint { .. }
+            | ClientCredentialsError::AuthMethodNotSupported { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -250,9 +331,7 @@ impl ClientCredentialsError {
             | ClientCredentialsError::HttpStatus { status, .. }
             | ClientCredentialsError::InvalidResponse { status, .. }
             | ClientCredentialsError::BodyTooLarge { status, .. } => Some(*status),
-            ClientCredentialsError::Transport { .. }
-            | ClientCredentialsError::Timeout { .. }
-            | ClientCredentialsError::InvalidParams { .. } => None,
+            _ => None,
         }
     }
 
@@ -336,6 +415,26 @@ impl fmt::Display for ClientCredentialsError {
                  reading stopped there",
                 status.as_u16()
             ),
+            // Why is the source's to say, as for transport errors.
+            ClientCredentialsError::Discovery { .. } => {
+                f.write_str("the token endpoint could not be discovered")
+            }
+            ClientCredentialsError::DiscoveredEndpoint { .. } => {
+                f.write_str("the discovered token endpoint cannot be used")
+            }
+            ClientCredentialsError::AuthMethodNotSupported { method, supported } => write!(
+                f,
+                "the token endpoint does not support {method} client authentication; \
+                 its metadata lists {}",
+                if supported.is_empty() {
+                    "none".to_owned()
+                } else {
+                    supported.join(", ")
+                }
+            ),
+            ClientCredentialsError::Assertion { .. } => {
+                f.write_str("the client assertion could not be made")
+            }
         }
     }
 }
@@ -344,6 +443,9 @@ impl std::error::Error for ClientCredentialsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ClientCredentialsError::Transport { source } => Some(source),
+            ClientCredentialsError::Discovery { source } => Some(source),
+            ClientCredentialsError::DiscoveredEndpoint { source } => Some(source),
+            ClientCredentialsError::Assertion { source } => Some(source),
             _ => None,
         }
     }

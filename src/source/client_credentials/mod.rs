@@ -82,6 +82,12 @@
 //!   "no expiry stated" far more often than "already dead"; a token that
 //!   dies sooner is dropped on its first 401. Values above
 //!   [`crate::cache::MAX_LIFETIME`] (about a year) are clamped to it.
+//! - When `expires_in` is unknown and the access token is a JWT (three
+//!   base64url segments, a JSON object in the middle), its `exp` claim gives
+//!   the lifetime instead: the time left until then by this machine's clock.
+//!   The claim is decoded for timing only; the signature is not checked and
+//!   nothing else in the token is read. A JWT without `exp`, or one whose
+//!   `exp` has passed, has no lifetime, as above.
 //! - `token_type` is compared without regard to case (`bearer` becomes
 //!   `Bearer`); missing, it is `Bearer`.
 //! - A missing or empty `access_token`, or an empty `token_type`, is an
@@ -159,16 +165,22 @@ mod request;
 mod response;
 mod transport;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::error::ErrorClass;
 use crate::params::TokenParams;
 use crate::redact::{self, Secrets};
+use crate::source::client_auth::{
+    self, AssertionAudience, AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE,
+};
+use crate::source::discovery::Discovery;
 use crate::source::{KeyedTokenSource, TokenSource};
 use crate::token::Token;
+use request::TokenRequest;
 
 pub use avionte::{AVIONTE_FRONT_OFFICE_SCOPE, AVIONTE_TOKEN_URL};
 pub use builder::ClientCredentialsBuilder;
@@ -226,10 +238,10 @@ pub struct ClientCredentials {
 }
 
 struct Inner {
-    request: request::TokenRequest,
+    endpoint: Endpoint,
     client_id: String,
     scopes: Vec<String>,
-    auth_style: AuthStyle,
+    auth: ClientAuth,
     extra_params: Vec<(String, String)>,
     // Scrubbed from anything the endpoint sends back that an error keeps.
     secrets: Secrets,
@@ -237,6 +249,38 @@ struct Inner {
     http_client: reqwest::Client,
     // What it was built from, to build a key's source.
     settings: ClientCredentialsBuilder,
+}
+
+/// Where token requests go.
+enum Endpoint {
+    /// The token URL given.
+    Fixed(TokenRequest),
+    /// The token endpoint the issuer's metadata names, found on the first
+    /// fetch by the discovery every key's source shares.
+    Discovered {
+        issuer: reqwest::Url,
+        discovery: Arc<Discovery>,
+        // The request, to the issuer; sent to the token endpoint.
+        template: Box<TokenRequest>,
+        resolved: OnceLock<Box<TokenRequest>>,
+    },
+}
+
+impl Endpoint {
+    /// The request as built: to the token URL, or to the issuer.
+    fn template(&self) -> &TokenRequest {
+        match self {
+            Endpoint::Fixed(request) => request,
+            Endpoint::Discovered { template, .. } => template,
+        }
+    }
+
+    pub(super) fn discovery(&self) -> Option<&Arc<Discovery>> {
+        match self {
+            Endpoint::Fixed(_) => None,
+            Endpoint::Discovered { discovery, .. } => Some(discovery),
+        }
+    }
 }
 
 impl ClientCredentials {
@@ -249,9 +293,61 @@ impl ClientCredentials {
         ClientCredentialsBuilder::new(token_url.into(), client_id.into())
     }
 
-    /// The token endpoint's URL.
-    pub fn token_url(&self) -> &reqwest::Url {
-        self.inner.request.url()
+    /// A builder for a source that finds its token endpoint from `issuer`'s
+    /// metadata: OpenID Connect discovery
+    /// (`{issuer}/.well-known/openid-configuration`), falling back to RFC
+    /// 8414 (`/.well-known/oauth-authorization-server` before the issuer's
+    /// path). See the [`discovery`](crate::source::discovery) module.
+    ///
+    /// Nothing is sent when the source is built. The first fetch discovers
+    /// the endpoint, once for any number of concurrent fetches and for every
+    /// key's source; a failed discovery is tried again on the next fetch,
+    /// which the token cache's backoff paces. The metadata's `issuer` must
+    /// be `issuer` exactly; with [`tls_client_auth`](ClientCredentialsBuilder::tls_client_auth),
+    /// its `mtls_endpoint_aliases.token_endpoint` is used when present; and
+    /// when it lists `token_endpoint_auth_methods_supported` without the
+    /// source's method, fetches fail with
+    /// [`ClientCredentialsError::AuthMethodNotSupported`].
+    ///
+    /// ```
+    /// use tower_bearer::{BearerAuthLayer, ClientCredentials};
+    ///
+    /// # fn main() -> Result<(), tower_bearer::source::client_credentials::BuildError> {
+    /// let source = ClientCredentials::discover("https://login.example.com/realms/prod", "my-client")
+    ///     .client_secret("s3cret")
+    ///     .build()?;
+    /// assert_eq!(source.token_url(), None); // not until the first fetch
+    /// let layer = BearerAuthLayer::new(source);
+    /// # drop(layer);
+    /// # Ok(()) }
+    /// ```
+    pub fn discover(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder::discover(issuer.into(), client_id.into())
+    }
+
+    /// The token endpoint's URL: the one given, or the discovered one once
+    /// the first fetch has found it (`None` before).
+    pub fn token_url(&self) -> Option<&reqwest::Url> {
+        match &self.inner.endpoint {
+            Endpoint::Fixed(request) => Some(request.url()),
+            Endpoint::Discovered { resolved, .. } => resolved.get().map(|r| r.url()),
+        }
+    }
+
+    /// The issuer the token endpoint is discovered from, if it is.
+    pub fn issuer(&self) -> Option<&reqwest::Url> {
+        match &self.inner.endpoint {
+            Endpoint::Fixed(_) => None,
+            Endpoint::Discovered { issuer, .. } => Some(issuer),
+        }
+    }
+
+    /// How the client authenticates, by the method's registered name.
+    pub fn auth_method(&self) -> AuthMethod {
+        self.inner.auth.method()
     }
 
     /// The client id.
@@ -264,9 +360,9 @@ impl ClientCredentials {
         &self.inner.scopes
     }
 
-    /// How the client authenticates.
+    /// How the client sends its secret, when it authenticates with one.
     pub fn auth_style(&self) -> AuthStyle {
-        self.inner.auth_style
+        self.inner.settings.secret_style()
     }
 
     /// The extra form parameters, in order.
@@ -279,12 +375,35 @@ impl ClientCredentials {
         self.inner.timeout
     }
 
-    /// Asks the token endpoint for a token, once.
+    /// Asks the token endpoint for a token, once (discovering it first, if
+    /// it has not been).
     pub async fn fetch_token(&self) -> Result<Token, ClientCredentialsError> {
         let inner = &*self.inner;
         let exchange = async {
-            let answer = transport::send(&inner.http_client, &inner.request).await?;
-            response::interpret(&answer, &inner.secrets)
+            let request = self.request().await?;
+            let (request, secrets) = match &inner.auth {
+                ClientAuth::Assertion(assertion) => {
+                    let audience = match &assertion.audience {
+                        AssertionAudience::TokenEndpoint => request.url().as_str(),
+                        AssertionAudience::Issuer => self.issuer().map_or("", |u| u.as_str()),
+                        AssertionAudience::Other(audience) => audience,
+                    };
+                    let jwt =
+                        client_auth::make_assertion(&*assertion.signer, &inner.client_id, audience)
+                            .await
+                            .map_err(|source| ClientCredentialsError::Assertion { source })?;
+                    let mut secrets = inner.secrets.clone();
+                    secrets.add(&jwt);
+                    let request = request.to_http_with(&[
+                        ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE),
+                        ("client_assertion", &jwt),
+                    ]);
+                    (request, Cow::Owned(secrets))
+                }
+                _ => (request.to_http(), Cow::Borrowed(&inner.secrets)),
+            };
+            let answer = transport::send(&inner.http_client, request).await?;
+            response::interpret(&answer, &secrets)
         };
         match tokio::time::timeout(inner.timeout, exchange).await {
             Ok(result) => result,
@@ -295,19 +414,68 @@ impl ClientCredentials {
     }
 }
 
+impl ClientCredentials {
+    /// The token request, to the token endpoint: discovered the first time
+    /// if the source was built from an issuer.
+    async fn request(&self) -> Result<&TokenRequest, ClientCredentialsError> {
+        let (discovery, template, resolved) = match &self.inner.endpoint {
+            Endpoint::Fixed(request) => return Ok(request),
+            Endpoint::Discovered {
+                discovery,
+                template,
+                resolved,
+                ..
+            } => (discovery, template, resolved),
+        };
+        if let Some(request) = resolved.get() {
+            return Ok(request);
+        }
+        let metadata = discovery
+            .metadata()
+            .await
+            .map_err(|source| ClientCredentialsError::Discovery { source })?;
+        let method = self.inner.auth.method();
+        if metadata.lists_auth_method(method.as_str()) == Some(false) {
+            return Err(ClientCredentialsError::AuthMethodNotSupported {
+                method,
+                supported: metadata
+                    .token_endpoint_auth_methods_supported()
+                    .unwrap_or_default()
+                    .to_vec(),
+            });
+        }
+        let settings = &self.inner.settings;
+        let endpoint = match metadata.mtls_token_endpoint() {
+            Some(alias) if settings.uses_tls_client_auth() => alias,
+            _ => metadata.token_endpoint(),
+        };
+        let url = request::token_url(endpoint.as_str(), settings.allows_insecure_http())
+            .and_then(|url| template.with_url(url))
+            .map_err(|source| ClientCredentialsError::DiscoveredEndpoint { source })?;
+        Ok(resolved.get_or_init(|| Box::new(url)))
+    }
+}
+
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
-        f.debug_struct("ClientCredentials")
+        let mut debug = f.debug_struct("ClientCredentials");
+        if let Some(issuer) = self.issuer() {
+            debug.field("issuer", &redact::redact_url(issuer.as_str()));
+        }
+        debug
             .field(
                 "token_url",
-                &redact::redact_url(inner.request.url().as_str()),
+                &self.token_url().map(|url| redact::redact_url(url.as_str())),
             )
             .field("client_id", &inner.client_id)
             .field("scopes", &inner.scopes)
-            .field("auth_style", &inner.auth_style)
+            .field("auth", &inner.auth)
             .field("extra_params", &param_names(&inner.extra_params))
-            .field("extra_headers", &inner.request.extra_header_names())
+            .field(
+                "extra_headers",
+                &inner.endpoint.template().extra_header_names(),
+            )
             .field("timeout", &inner.timeout)
             .finish_non_exhaustive()
     }

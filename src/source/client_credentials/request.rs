@@ -16,10 +16,18 @@ use reqwest::Url;
 
 use super::{BuildError, ClientSecret};
 use crate::redact::{self, Secrets};
+use crate::source::client_auth::ClientAuth;
 
 /// Form parameters the source sets itself, which
 /// [`param`](super::ClientCredentialsBuilder::param) may not overwrite.
+/// `client_assertion` and `client_assertion_type` are reserved too when the
+/// source makes its own assertions (`private_key_jwt`, `client_secret_jwt`);
+/// otherwise a pre-made assertion may go in them (a federated workload
+/// token, say).
 pub const RESERVED_PARAMS: [&str; 4] = ["grant_type", "client_id", "client_secret", "scope"];
+
+/// The parameters a source that makes its own assertions sends.
+const ASSERTION_PARAMS: [&str; 2] = ["client_assertion", "client_assertion_type"];
 
 /// Headers the source sets itself, or that HTTP's framing and connection
 /// handling own: [`header`](super::ClientCredentialsBuilder::header) may not
@@ -52,9 +60,8 @@ pub enum AuthStyle {
 /// What a token request is made of, as the builder was given it.
 pub(super) struct Settings<'a> {
     pub(super) client_id: &'a str,
-    pub(super) client_secret: Option<&'a ClientSecret>,
+    pub(super) auth: &'a ClientAuth,
     pub(super) scopes: &'a [String],
-    pub(super) auth_style: AuthStyle,
     pub(super) extra_params: &'a [(String, String)],
     pub(super) headers: &'a [(String, ClientSecret)],
 }
@@ -81,11 +88,11 @@ impl TokenRequest {
             url: redact::redact_url(url.as_str()),
             reason: e.to_string(),
         })?;
-        if let Some((name, _)) = settings
-            .extra_params
-            .iter()
-            .find(|(name, _)| RESERVED_PARAMS.contains(&name.as_str()))
-        {
+        let makes_assertions = matches!(settings.auth, ClientAuth::Assertion(_));
+        if let Some((name, _)) = settings.extra_params.iter().find(|(name, _)| {
+            RESERVED_PARAMS.contains(&name.as_str())
+                || (makes_assertions && ASSERTION_PARAMS.contains(&name.as_str()))
+        }) {
             return Err(BuildError::ReservedParam { name: name.clone() });
         }
         let mut secrets = Secrets::default();
@@ -96,8 +103,8 @@ impl TokenRequest {
             }
         }
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
-        match (settings.client_secret, settings.auth_style) {
-            (Some(secret), style) => {
+        match settings.auth {
+            ClientAuth::Secret { secret, style } => {
                 let basic = basic_credentials(settings.client_id, secret.secret());
                 secrets.add(secret.secret());
                 // Whatever the style: the Basic form reveals the secret too,
@@ -117,8 +124,16 @@ impl TokenRequest {
                     }
                 }
             }
-            // A public client names itself in the form.
-            (None, _) => form.push(("client_id", settings.client_id)),
+            ClientAuth::Assertion(assertion) => {
+                if let Some(secret) = &assertion.secret {
+                    secrets.add(secret.secret());
+                }
+                // The assertion itself is added when sent: it is new each time.
+                form.push(("client_id", settings.client_id));
+            }
+            // A public client, or one whose certificate says who it is,
+            // names itself in the form.
+            _ => form.push(("client_id", settings.client_id)),
         }
         let scope = settings.scopes.join(" ");
         if !settings.scopes.is_empty() {
@@ -153,9 +168,34 @@ impl TokenRequest {
             .collect()
     }
 
+    /// The same request to another URL: a discovered token endpoint.
+    pub(super) fn with_url(&self, url: Url) -> Result<TokenRequest, BuildError> {
+        let uri = Uri::try_from(url.as_str()).map_err(|e| BuildError::InvalidUrl {
+            url: redact::redact_url(url.as_str()),
+            reason: e.to_string(),
+        })?;
+        Ok(TokenRequest {
+            url,
+            uri,
+            ..self.clone()
+        })
+    }
+
     /// The request to send.
     pub(super) fn to_http(&self) -> http::Request<String> {
-        let mut request = http::Request::new(self.body.secret().to_owned());
+        self.to_http_with(&[])
+    }
+
+    /// The request to send, with `more` form parameters after the others.
+    pub(super) fn to_http_with(&self, more: &[(&str, &str)]) -> http::Request<String> {
+        let mut body = self.body.secret().to_owned();
+        if !more.is_empty() {
+            body.push('&');
+            body.push_str(
+                &serde_urlencoded::to_string(more).expect("pairs of strings always encode"),
+            );
+        }
+        let mut request = http::Request::new(body);
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
         *request.headers_mut() = self.headers.clone();
@@ -232,6 +272,31 @@ pub(super) fn token_url(text: &str, allow_insecure_http: bool) -> Result<Url, Bu
     Ok(url)
 }
 
+/// The issuer URL, checked as a token URL is, and without a query or a
+/// fragment (RFC 8414 section 2).
+pub(super) fn issuer_url(text: &str, allow_insecure_http: bool) -> Result<Url, BuildError> {
+    let invalid = |reason: String| BuildError::InvalidIssuer {
+        issuer: redact::redact_url(text),
+        reason,
+    };
+    let url = token_url(text, allow_insecure_http).map_err(|e| match e {
+        BuildError::InvalidUrl { reason, .. } => invalid(reason),
+        BuildError::InsecureUrl { .. } => invalid(
+            "it must use https (only loopback hosts are exempt unless insecure http is allowed)"
+                .into(),
+        ),
+        BuildError::CredentialsInUrl { .. } => invalid("it holds a user name or password".into()),
+        BuildError::UnsupportedScheme { scheme } => {
+            invalid(format!("it must use https, not {scheme:?}"))
+        }
+        other => other,
+    })?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("an issuer has no query or fragment".into()));
+    }
+    Ok(url)
+}
+
 fn host_of(url: &Url) -> &str {
     url.host_str().unwrap_or_default()
 }
@@ -277,9 +342,8 @@ mod tests {
     fn settings() -> Settings<'static> {
         Settings {
             client_id: "my client",
-            client_secret: None,
+            auth: &ClientAuth::Public,
             scopes: &[],
-            auth_style: AuthStyle::Basic,
             extra_params: &[],
             headers: &[],
         }
@@ -290,6 +354,13 @@ mod tests {
         TokenRequest::new(url, settings).map(|(request, secrets)| (request.to_http(), secrets))
     }
 
+    fn secret_auth(secret: &ClientSecret, style: AuthStyle) -> ClientAuth {
+        ClientAuth::Secret {
+            secret: secret.clone(),
+            style,
+        }
+    }
+
     fn header<'r>(request: &'r http::Request<String>, name: &str) -> Option<&'r str> {
         request.headers().get(name).map(|v| v.to_str().unwrap())
     }
@@ -297,6 +368,8 @@ mod tests {
     #[test]
     fn settings_make_the_exact_request() {
         let secret = ClientSecret::new("p+ss w%rd");
+        let basic = secret_auth(&secret, AuthStyle::Basic);
+        let post = secret_auth(&secret, AuthStyle::RequestBody);
         let scopes = ["read".to_owned(), "write".to_owned()];
         let params = [("audience".to_owned(), "https://api".to_owned())];
         let headers = [("x-api-key".to_owned(), ClientSecret::new("k"))];
@@ -309,7 +382,7 @@ mod tests {
             ),
             (
                 Settings {
-                    client_secret: Some(&secret),
+                    auth: &basic,
                     ..settings()
                 },
                 // base64("my+client:p%2Bss+w%25rd")
@@ -318,8 +391,7 @@ mod tests {
             ),
             (
                 Settings {
-                    client_secret: Some(&secret),
-                    auth_style: AuthStyle::RequestBody,
+                    auth: &post,
                     ..settings()
                 },
                 None,
@@ -382,12 +454,14 @@ mod tests {
     #[test]
     fn the_secret_is_a_secret_in_every_form_it_takes() {
         let secret = ClientSecret::new("s3cret");
+        let basic_auth = secret_auth(&secret, AuthStyle::Basic);
+        let post_auth = secret_auth(&secret, AuthStyle::RequestBody);
         let params = [
             ("client_assertion".to_owned(), "jwt-value".to_owned()),
             ("audience".to_owned(), "aud-value".to_owned()),
         ];
         let (_, secrets) = build(&Settings {
-            client_secret: Some(&secret),
+            auth: &basic_auth,
             extra_params: &params,
             ..settings()
         })
@@ -401,8 +475,7 @@ mod tests {
         // In the form, the Basic value is a secret still: it reveals the
         // secret wherever it shows.
         let (request, secrets) = build(&Settings {
-            client_secret: Some(&secret),
-            auth_style: AuthStyle::RequestBody,
+            auth: &post_auth,
             ..settings()
         })
         .unwrap();

@@ -16,6 +16,7 @@ use super::fields::{Field, TextField, parse_fields};
 use super::{ClientCredentialsError, MAX_BODY_EXCERPT_BYTES, MAX_RESPONSE_BYTES, ResponseProblem};
 use crate::cache::MAX_LIFETIME;
 use crate::redact::{self, Secrets};
+use crate::source::jwt_exp;
 use crate::token::Token;
 
 /// The longest provider-supplied text (`error`, `error_description`,
@@ -181,8 +182,11 @@ pub(super) fn interpret(
         TextField::Text(kind) => kind.trim().to_owned(),
         TextField::NotText => return Err(invalid(ResponseProblem::TokenTypeNotAString)),
     };
+    // No usable `expires_in`: a JWT's own `exp`, read for timing only.
+    let lifetime = lifetime(fields.number("expires_in"))
+        .or_else(|| jwt_exp::lifetime(&access_token, SystemTime::now()));
     let token = Token::new(access_token, &token_type);
-    Ok(match lifetime(fields.number("expires_in")) {
+    Ok(match lifetime {
         Some(lifetime) => token.with_lifetime(lifetime),
         None => token,
     })

@@ -1,16 +1,22 @@
 //! The token request sent with reqwest: a thin adapter between the pure
 //! [request](super::request) and [response](super::response).
 
-use super::request::{TokenRequest, is_loopback};
+use reqwest::Url;
+
+use super::request::is_loopback;
 use super::response::Answer;
 use super::{BuildError, ClientCredentialsError, MAX_RESPONSE_BYTES};
 
-/// The default HTTP client for `request`: no redirects (they would carry the
-/// credentials elsewhere), and no proxy for a plain-http or loopback token
-/// URL, or without TLS compiled in.
-pub(super) fn default_client(request: &TokenRequest) -> Result<reqwest::Client, BuildError> {
-    let url = request.url();
-    let mut client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+/// The default HTTP client for `url` (the token URL, or the issuer): no
+/// redirects (they would carry the credentials elsewhere), and no proxy for
+/// a plain-http or loopback URL, or without TLS compiled in; `configure`
+/// adds the TLS settings.
+pub(super) fn default_client(
+    url: &Url,
+    configure: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, BuildError> {
+    let mut client =
+        configure(reqwest::Client::builder()).redirect(reqwest::redirect::Policy::none());
     // A proxy would see plain-http credentials and could answer with a token
     // of its own; on loopback it would also send them off the machine.
     // Without TLS compiled in, reqwest would send even an https request to a
@@ -27,9 +33,9 @@ pub(super) fn default_client(request: &TokenRequest) -> Result<reqwest::Client, 
 /// its body.
 pub(super) async fn send(
     client: &reqwest::Client,
-    request: &TokenRequest,
+    request: http::Request<String>,
 ) -> Result<Answer, ClientCredentialsError> {
-    let request = reqwest::Request::try_from(request.to_http()).map_err(transport_error)?;
+    let request = reqwest::Request::try_from(request).map_err(transport_error)?;
     let mut response = client.execute(request).await.map_err(transport_error)?;
     let mut body = Vec::new();
     let mut cut = false;
