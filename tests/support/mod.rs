@@ -1,12 +1,17 @@
 //! Helpers shared by the integration tests: a real HTTP server on loopback,
 //! token sources that count their fetches, the requests, inner services and
 //! runtimes the cache tests share, the processes some tests run (the
-//! compiled examples, `redis-server`), and what the Redis store's tests
-//! share.
+//! compiled examples, `redis-server`), what the Redis store's tests
+//! share, and test keys and a token endpoint that verifies JWT client
+//! assertions.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
 
+#[cfg(feature = "client-credentials")]
+pub mod assertion;
+#[cfg(feature = "client-credentials")]
+pub mod keys;
 pub mod processes;
 mod server;
 mod services;
