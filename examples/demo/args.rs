@@ -8,10 +8,12 @@
 //! arguments down to their flag's name.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{CommandFactory, Parser};
+use clap::{ArgGroup, CommandFactory, Parser};
+use tower_bearer::source::client_auth::{PrivateKeyFile, SigningAlgorithm};
 #[cfg(feature = "redis")]
 use tower_bearer::store::RedisStore;
 use tower_bearer::{AuthStyle, redact_url};
@@ -20,9 +22,10 @@ use crate::provider::Credentials;
 use crate::tokens::{Tokens, distinct_routes, pair, redacted};
 #[cfg(feature = "redis")]
 use crate::values::cluster_store;
+use crate::tls::{Tls, TlsFiles};
 use crate::values::{
-    SeedNode, SharedStore, audience, auth, checked, header, positive, redis_node, redis_store,
-    resource,
+    AuthFlag, SeedNode, SharedStore, algorithm, audience, auth, checked, header, positive,
+    redis_node, redis_store, resource,
 };
 use crate::workload::Workload;
 
@@ -39,8 +42,11 @@ const MAX_CONCURRENCY: u64 = 10_000;
 const USAGE: &str = "\
 demo [--ttl SECS] [--requests N | --duration SECS] [--concurrency C]
             [--resource URI]... [--audience A]...
-       demo --token-url URL --client-id ID [--client-secret S | env CLIENT_SECRET]
-            [--scope S]... [--auth basic|post] [--token-header 'Name: value']...
+       demo (--token-url URL | --issuer URL) --client-id ID
+            [--client-secret S | env CLIENT_SECRET] [--scope S]...
+            [--auth basic|post|client-secret-jwt
+             | --auth private-key-jwt --private-key FILE [--key-id KID] [--alg ALG]
+             | --auth tls --cert FILE --key FILE] [--ca FILE] [--token-header 'Name: value']...
             [--api-header 'Name: value']... --url API_URL... [--resource URI]...
             [--audience A]... [--requests N | --duration SECS] [--concurrency C]
             [--redis URL | --redis-cluster URL...]
@@ -73,6 +79,20 @@ not asked for again while its token backs off. The JSON and the messages
 name each resource as given, so one with a user name or password is
 refused.
 
+Client authentication: basic and post send the client secret (HTTP Basic,
+or in the form); client-secret-jwt signs an HS256 assertion with it instead;
+private-key-jwt signs an RFC 7523 assertion with --private-key (a PEM key:
+PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY; RSA, EC P-256 or Ed25519;
+read again on every fetch), its algorithm by the key's type (RS256, ES256,
+EdDSA) unless --alg says PS256 (or names it), with a kid only if --key-id is
+given, its aud the token endpoint's URL; tls presents --cert and --key to
+the token endpoint and to the API (RFC 8705 tls_client_auth, so
+certificate-bound tokens work). --ca adds a trusted root (PEM) for both.
+--issuer discovers the token endpoint from the issuer's metadata (OpenID
+Connect, then RFC 8414), and with --auth tls its mTLS alias when it has one.
+A key or certificate the provider refuses fails the run (exit 1) with one
+line on stderr naming the provider's error, after one token request.
+
 A fleet: --redis URL, or --redis-cluster URL once per seed node of a Redis
 Cluster (built with --features redis), shares tokens with the other demo
 processes that use the same store: one token for them all, or one per
@@ -103,13 +123,14 @@ Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
     override_usage = USAGE,
     after_help = AFTER_HELP,
     // As before clap: a flag given twice takes its last value.
-    args_override_self = true
+    args_override_self = true,
+    group = ArgGroup::new("provider").args(["token_url", "issuer"])
 )]
 struct Cli {
     /// Lifetime of embedded tokens
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TTL_SECS,
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
-          conflicts_with = "token_url")]
+          conflicts_with = "provider")]
     ttl: u64,
 
     /// Send N requests
@@ -131,8 +152,12 @@ struct Cli {
     #[arg(long, value_name = "URL", requires_all = ["urls", "client_id"])]
     token_url: Option<String>,
 
+    /// The provider's issuer: its token endpoint discovered from its metadata
+    #[arg(long, value_name = "URL", requires_all = ["urls", "client_id"])]
+    issuer: Option<String>,
+
     /// The API to call with the tokens (repeatable: requests go round-robin)
-    #[arg(long = "url", value_name = "API_URL", requires = "token_url")]
+    #[arg(long = "url", value_name = "API_URL", requires = "provider")]
     urls: Vec<String>,
 
     /// The client id
@@ -155,9 +180,33 @@ struct Cli {
     #[arg(long = "audience", value_name = "A", value_parser = checked(audience))]
     audiences: Vec<String>,
 
-    /// Client authentication: HTTP Basic or in the form
-    #[arg(long, value_name = "basic|post", default_value = "basic", value_parser = checked(auth))]
-    auth: AuthStyle,
+    /// Client authentication: basic, post, private-key-jwt, client-secret-jwt or tls
+    #[arg(long, value_name = "METHOD", default_value = "basic", value_parser = checked(auth))]
+    auth: AuthFlag,
+
+    /// With --auth private-key-jwt: the PEM private key that signs the assertions
+    #[arg(long, value_name = "FILE")]
+    private_key: Option<PathBuf>,
+
+    /// With --auth private-key-jwt: the key id (kid) the provider knows the key by
+    #[arg(long, value_name = "KID", requires = "private_key")]
+    key_id: Option<String>,
+
+    /// With --auth private-key-jwt: RS256, PS256, ES256 or EdDSA [default: by key type]
+    #[arg(long, value_name = "ALG", requires = "private_key", value_parser = checked(algorithm))]
+    alg: Option<SigningAlgorithm>,
+
+    /// With --auth tls: the client certificate (PEM, leaf first)
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// With --auth tls: the client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// An extra trusted root certificate (PEM) for the token endpoint and the API
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
 
     /// A header for the token endpoint (repeatable)
     #[arg(long = "token-header", value_name = "'Name: value'", value_parser = checked(header))]
@@ -181,7 +230,8 @@ struct Cli {
           value_parser = checked(|flag, text| positive(flag, text, MAX_SECS)),
           conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "urls",
                                 "scopes", "resources", "audiences", "auth", "token_headers",
-                                "api_headers", "redis", "redis_cluster"])]
+                                "api_headers", "redis", "redis_cluster", "issuer",
+                                "private_key", "key_id", "alg", "cert", "key", "ca"])]
     serve: Option<u64>,
 
     /// The API key --serve accepts [or env API_KEY]
@@ -204,9 +254,39 @@ pub enum Provider {
     Embedded { ttl: Duration },
     /// A real provider and API: one URL or more, called round-robin.
     Remote {
-        token_url: String,
+        endpoint: TokenEndpoint,
         api_urls: Vec<String>,
     },
+}
+
+/// Where a remote provider's token endpoint is.
+pub enum TokenEndpoint {
+    /// `--token-url`.
+    Url(String),
+    /// `--issuer`: discovered from its metadata.
+    Issuer(String),
+}
+
+impl TokenEndpoint {
+    /// The URL given, whichever it is.
+    pub fn url(&self) -> &str {
+        match self {
+            TokenEndpoint::Url(url) | TokenEndpoint::Issuer(url) => url,
+        }
+    }
+}
+
+/// How the client authenticates.
+#[derive(Debug)]
+pub enum ClientAuth {
+    /// The client secret, as `--auth basic` or `post` sends it.
+    Secret(AuthStyle),
+    /// `--auth private-key-jwt`: the key, checked when parsed.
+    PrivateKeyJwt(PrivateKeyFile),
+    /// `--auth client-secret-jwt`.
+    ClientSecretJwt,
+    /// `--auth tls`: the certificate and key, checked when parsed.
+    Tls,
 }
 
 /// A workload run.
@@ -217,7 +297,9 @@ pub struct Args {
     pub scopes: Vec<String>,
     /// Which token each request needs.
     pub tokens: Tokens,
-    pub auth: AuthStyle,
+    pub auth: ClientAuth,
+    /// `--cert`, `--key` and `--ca`, read.
+    pub tls: Tls,
     pub token_headers: Vec<(String, String)>,
     pub api_headers: Vec<(String, String)>,
     pub workload: Workload,
@@ -245,12 +327,15 @@ impl std::fmt::Debug for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Provider::Embedded { ttl } => f.debug_struct("Embedded").field("ttl", ttl).finish(),
-            Provider::Remote {
-                token_url,
-                api_urls,
-            } => f
+            Provider::Remote { endpoint, api_urls } => f
                 .debug_struct("Remote")
-                .field("token_url", &redact_url(token_url))
+                .field(
+                    match endpoint {
+                        TokenEndpoint::Url(_) => "token_url",
+                        TokenEndpoint::Issuer(_) => "issuer",
+                    },
+                    &redact_url(endpoint.url()),
+                )
                 .field("api_urls", &redacted(api_urls))
                 .finish(),
         }
@@ -272,6 +357,7 @@ impl std::fmt::Debug for Args {
             .field("scopes", &self.scopes)
             .field("tokens", &self.tokens)
             .field("auth", &self.auth)
+            .field("tls", &self.tls)
             .field("token_header_names", &header_names(&self.token_headers))
             .field("api_header_names", &header_names(&self.api_headers))
             .field("workload", &self.workload);
@@ -343,13 +429,29 @@ impl Cli {
                 },
             }));
         }
+        let invalid = |message: String| Cli::command().error(ErrorKind::ValueValidation, message);
+        let remote = self.token_url.is_some() || self.issuer.is_some();
+        let auth = self.client_auth(remote).map_err(invalid)?;
+        let tls = TlsFiles {
+            cert: self.cert,
+            key: self.key,
+            ca: self.ca,
+        }
+        .read(matches!(auth, ClientAuth::Tls))
+        .map_err(invalid)?;
         let tokens = pair(self.urls.len(), self.resources, self.audiences)
             .and_then(|tokens| distinct_routes(&self.urls, tokens))
             .map_err(|message| Cli::command().error(ErrorKind::WrongNumberOfValues, message))?;
-        // clap has checked that --token-url and --url come together.
-        let provider = match self.token_url {
-            Some(token_url) => Provider::Remote {
-                token_url,
+        // clap has checked that --token-url or --issuer and --url come
+        // together, and that --token-url and --issuer do not.
+        let endpoint = match (self.token_url, self.issuer) {
+            (Some(url), _) => Some(TokenEndpoint::Url(url)),
+            (_, Some(issuer)) => Some(TokenEndpoint::Issuer(issuer)),
+            (None, None) => None,
+        };
+        let provider = match endpoint {
+            Some(endpoint) => Provider::Remote {
+                endpoint,
                 api_urls: self.urls,
             },
             None => Provider::Embedded {
@@ -362,7 +464,8 @@ impl Cli {
             client_secret: self.client_secret,
             scopes: self.scopes,
             tokens,
-            auth: self.auth,
+            auth,
+            tls,
             token_headers: self.token_headers,
             api_headers: self.api_headers,
             workload: Workload {
@@ -375,6 +478,67 @@ impl Cli {
             #[cfg(feature = "redis")]
             redis_seeds,
         }))
+    }
+}
+
+impl Cli {
+    /// `--auth` and the flags that go with it: the key read and checked
+    /// now, so that a key that cannot sign is a bad argument (exit 2), not
+    /// a failed run. The messages name the flag and the file, never what is
+    /// in it.
+    fn client_auth(&self, remote: bool) -> Result<ClientAuth, String> {
+        let name = match self.auth {
+            AuthFlag::Secret(_) => None,
+            AuthFlag::PrivateKeyJwt => Some("private-key-jwt"),
+            AuthFlag::ClientSecretJwt => Some("client-secret-jwt"),
+            AuthFlag::Tls => Some("tls"),
+        };
+        if let Some(name) = name
+            && !remote
+        {
+            return Err(format!(
+                "--auth {name} needs a provider of your own: --token-url URL or --issuer URL"
+            ));
+        }
+        if self.private_key.is_some() && self.auth != AuthFlag::PrivateKeyJwt {
+            return Err("--private-key goes with --auth private-key-jwt".into());
+        }
+        if self.cert.is_some() && self.auth != AuthFlag::Tls {
+            return Err("--cert and --key go with --auth tls".into());
+        }
+        Ok(match self.auth {
+            AuthFlag::Secret(style) => ClientAuth::Secret(style),
+            AuthFlag::PrivateKeyJwt => {
+                let path = self
+                    .private_key
+                    .as_ref()
+                    .ok_or("--auth private-key-jwt needs --private-key FILE")?;
+                let mut key = PrivateKeyFile::new(path).map_err(|e| format!("--private-key: {e}"))?;
+                if let Some(algorithm) = self.alg {
+                    key = key
+                        .with_algorithm(algorithm)
+                        .map_err(|e| format!("--alg: {e}"))?;
+                }
+                if let Some(kid) = &self.key_id {
+                    key = key.with_key_id(kid.as_str());
+                }
+                ClientAuth::PrivateKeyJwt(key)
+            }
+            AuthFlag::ClientSecretJwt => {
+                if self.client_secret.is_none() && std::env::var_os("CLIENT_SECRET").is_none() {
+                    return Err("--auth client-secret-jwt needs the client secret: \
+                                --client-secret S or env CLIENT_SECRET"
+                        .into());
+                }
+                ClientAuth::ClientSecretJwt
+            }
+            AuthFlag::Tls => {
+                if self.cert.is_none() {
+                    return Err("--auth tls needs --cert FILE and --key FILE".into());
+                }
+                ClientAuth::Tls
+            }
+        })
     }
 }
 

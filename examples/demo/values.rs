@@ -8,17 +8,46 @@ use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use http::{HeaderName, HeaderValue};
 use tower_bearer::AuthStyle;
+use tower_bearer::source::client_auth::SigningAlgorithm;
 #[cfg(feature = "redis")]
 use tower_bearer::store::RedisStore;
 
-/// `--auth basic|post`: HTTP Basic or the form (`client_secret_post`). A
-/// mistyped value is not repeated (it may be the secret that was meant to
-/// follow).
-pub fn auth(flag: &str, text: &str) -> Result<AuthStyle, String> {
+/// How the client authenticates, as `--auth` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthFlag {
+    /// `basic` or `post`: the client secret, in a Basic header or the form.
+    Secret(AuthStyle),
+    /// `private-key-jwt`: an assertion signed with `--private-key`.
+    PrivateKeyJwt,
+    /// `client-secret-jwt`: an HS256 assertion made with the client secret.
+    ClientSecretJwt,
+    /// `tls`: the `--cert` and `--key` on the connection.
+    Tls,
+}
+
+/// `--auth basic|post|private-key-jwt|client-secret-jwt|tls`. A mistyped
+/// value is not repeated (it may be the secret that was meant to follow).
+pub fn auth(flag: &str, text: &str) -> Result<AuthFlag, String> {
     match text {
-        "basic" => Ok(AuthStyle::Basic),
-        "post" => Ok(AuthStyle::RequestBody),
-        _ => Err(format!("{flag} must be basic or post")),
+        "basic" => Ok(AuthFlag::Secret(AuthStyle::Basic)),
+        "post" => Ok(AuthFlag::Secret(AuthStyle::RequestBody)),
+        "private-key-jwt" => Ok(AuthFlag::PrivateKeyJwt),
+        "client-secret-jwt" => Ok(AuthFlag::ClientSecretJwt),
+        "tls" => Ok(AuthFlag::Tls),
+        _ => Err(format!(
+            "{flag} must be basic, post, private-key-jwt, client-secret-jwt or tls"
+        )),
+    }
+}
+
+/// `--alg RS256|PS256|ES256|EdDSA`: the algorithm of `private_key_jwt`
+/// assertions.
+pub fn algorithm(flag: &str, text: &str) -> Result<SigningAlgorithm, String> {
+    match text.parse() {
+        Ok(SigningAlgorithm::HS256) | Err(_) => {
+            Err(format!("{flag} must be RS256, PS256, ES256 or EdDSA"))
+        }
+        Ok(algorithm) => Ok(algorithm),
     }
 }
 
