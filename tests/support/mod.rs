@@ -1,8 +1,8 @@
 //! Helpers shared by the integration tests: a real HTTP server on loopback,
 //! token sources that count their fetches, the requests, inner services and
 //! runtimes the cache tests share, the processes some tests run (the
-//! compiled examples, `redis-server`), and what the Redis store's tests
-//! share.
+//! compiled examples, `redis-server`), what the Redis store's tests share,
+//! and mutual TLS (a test PKI, an HTTPS server, certificate-bound tokens).
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
@@ -13,6 +13,8 @@ mod services;
 mod sources;
 #[cfg(feature = "redis")]
 pub mod store;
+#[cfg(all(feature = "client-credentials", feature = "rustls"))]
+pub mod tls;
 
 pub use server::{TestServer, authorization, respond};
 pub use services::{echo, no_jitter, request, strand_a_fetch, within};

@@ -5,3 +5,6 @@
 
 #[cfg(feature = "rustls")]
 mod identity;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use identity::{ClientIdentity, IdentityError};
