@@ -2,8 +2,9 @@
 //! token sources that count their fetches, the requests, inner services and
 //! runtimes the cache tests share, the processes some tests run (the
 //! compiled examples, `redis-server`), what the Redis store's tests
-//! share, and test keys and a token endpoint that verifies JWT client
-//! assertions.
+//! share, test keys and a token endpoint that verifies JWT client
+//! assertions, and mutual TLS (a test PKI, an HTTPS server,
+//! certificate-bound tokens).
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
@@ -18,6 +19,8 @@ mod services;
 mod sources;
 #[cfg(feature = "redis")]
 pub mod store;
+#[cfg(all(feature = "client-credentials", feature = "rustls"))]
+pub mod tls;
 
 pub use server::{TestServer, authorization, respond};
 pub use services::{echo, no_jitter, request, strand_a_fetch, within};
