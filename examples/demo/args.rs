@@ -19,10 +19,10 @@ use tower_bearer::store::RedisStore;
 use tower_bearer::{AuthStyle, redact_url};
 
 use crate::provider::Credentials;
+use crate::tls::{Tls, TlsFiles};
 use crate::tokens::{Tokens, distinct_routes, pair, redacted};
 #[cfg(feature = "redis")]
 use crate::values::cluster_store;
-use crate::tls::{Tls, TlsFiles};
 use crate::values::{
     AuthFlag, SeedNode, SharedStore, algorithm, audience, auth, checked, header, positive,
     redis_node, redis_store, resource,
@@ -243,7 +243,7 @@ struct Cli {
 #[derive(Debug)]
 pub enum Command {
     /// Send a workload through the layer.
-    Run(Args),
+    Run(Box<Args>),
     /// Only serve the embedded token endpoint and API.
     Serve(Serve),
 }
@@ -387,6 +387,16 @@ impl Cli {
     fn into_command(self) -> Result<Command, clap::Error> {
         let missing =
             |message: &str| Cli::command().error(ErrorKind::MissingRequiredArgument, message);
+        let invalid = |message: String| Cli::command().error(ErrorKind::ValueValidation, message);
+        let remote = self.token_url.is_some() || self.issuer.is_some();
+        let auth = self.client_auth(remote).map_err(invalid)?;
+        let tls = TlsFiles {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+        }
+        .read(matches!(auth, ClientAuth::Tls))
+        .map_err(invalid)?;
         #[cfg(not(feature = "redis"))]
         if let Some(never) = self.redis.or(self.redis_cluster.into_iter().next()) {
             match never {}
@@ -429,16 +439,6 @@ impl Cli {
                 },
             }));
         }
-        let invalid = |message: String| Cli::command().error(ErrorKind::ValueValidation, message);
-        let remote = self.token_url.is_some() || self.issuer.is_some();
-        let auth = self.client_auth(remote).map_err(invalid)?;
-        let tls = TlsFiles {
-            cert: self.cert,
-            key: self.key,
-            ca: self.ca,
-        }
-        .read(matches!(auth, ClientAuth::Tls))
-        .map_err(invalid)?;
         let tokens = pair(self.urls.len(), self.resources, self.audiences)
             .and_then(|tokens| distinct_routes(&self.urls, tokens))
             .map_err(|message| Cli::command().error(ErrorKind::WrongNumberOfValues, message))?;
@@ -458,7 +458,7 @@ impl Cli {
                 ttl: Duration::from_secs(self.ttl),
             },
         };
-        Ok(Command::Run(Args {
+        Ok(Command::Run(Box::new(Args {
             provider,
             client_id: self.client_id,
             client_secret: self.client_secret,
@@ -477,7 +477,7 @@ impl Cli {
             redis,
             #[cfg(feature = "redis")]
             redis_seeds,
-        }))
+        })))
     }
 }
 
@@ -513,7 +513,8 @@ impl Cli {
                     .private_key
                     .as_ref()
                     .ok_or("--auth private-key-jwt needs --private-key FILE")?;
-                let mut key = PrivateKeyFile::new(path).map_err(|e| format!("--private-key: {e}"))?;
+                let mut key =
+                    PrivateKeyFile::new(path).map_err(|e| format!("--private-key: {e}"))?;
                 if let Some(algorithm) = self.alg {
                     key = key
                         .with_algorithm(algorithm)

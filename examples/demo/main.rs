@@ -11,11 +11,21 @@
 //! The same against any provider and API:
 //!
 //! ```text
-//! cargo run --example demo -- --token-url URL --client-id ID [--client-secret S | env CLIENT_SECRET]
-//!     [--scope S]... [--auth basic|post] [--token-header 'Name: value']... [--api-header 'Name: value']...
+//! cargo run --example demo -- (--token-url URL | --issuer URL) --client-id ID
+//!     [--client-secret S | env CLIENT_SECRET] [--scope S]...
+//!     [--auth basic|post|client-secret-jwt
+//!      | --auth private-key-jwt --private-key FILE [--key-id KID] [--alg RS256|PS256|ES256|EdDSA]
+//!      | --auth tls --cert FILE --key FILE] [--ca FILE]
+//!     [--token-header 'Name: value']... [--api-header 'Name: value']...
 //!     --url API_URL... [--resource URI]... [--audience A]...
 //!     [--requests N] [--concurrency C] [--duration SECS]
 //! ```
+//!
+//! `--issuer` discovers the token endpoint from the issuer's metadata;
+//! `--auth private-key-jwt` signs an RFC 7523 client assertion with the key,
+//! `client-secret-jwt` with the secret; `--auth tls` presents the client
+//! certificate to the token endpoint and the API (RFC 8705); `--ca` trusts
+//! one more root for both.
 //!
 //! With several `--url`, requests go round-robin over them and each carries
 //! the token for the `--resource` (or `--audience`) at the same position,
@@ -42,7 +52,8 @@
 //! The parts: `args` (the command line), `provider` (the embedded token
 //! endpoint and API), `workload` (the requests), `cache` (the token cache,
 //! with or without the shared store), `targets` (which token each request
-//! gets), `report` (what happened) and `serve` (`--serve`).
+//! gets), `tls` (`--cert`, `--key`, `--ca`), `report` (what happened) and
+//! `serve` (`--serve`).
 
 mod args;
 mod cache;
@@ -50,6 +61,7 @@ mod provider;
 mod report;
 mod serve;
 mod targets;
+mod tls;
 mod tokens;
 mod values;
 mod workload;
@@ -63,7 +75,7 @@ use tower_bearer::{
     AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsBuilder, redact_url,
 };
 
-use args::{Args, Command, Provider};
+use args::{Args, ClientAuth, Command, Provider, TokenEndpoint};
 use provider::{Credentials, Embedded};
 use report::Report;
 use targets::Targets;
@@ -81,7 +93,7 @@ async fn main() -> ExitCode {
         }
     };
     let outcome = match command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Serve(serve) => serve::serve(serve).await,
     };
     match outcome {
@@ -118,7 +130,7 @@ async fn run(args: Args) -> Result<bool, String> {
     }
     let client = ServiceBuilder::new()
         .layer(layer)
-        .service(reqwest::Client::new());
+        .service(args.tls.api_client()?);
     let outcome = workload::send_requests(
         args.workload,
         client,
@@ -169,32 +181,45 @@ fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<ClientCreden
             .scopes(args.scopes.clone());
             with_default_targets(builder, &args.tokens).build()
         }
-        (
-            Provider::Remote {
-                token_url,
-                api_urls,
-            },
-            _,
-        ) => {
+        (Provider::Remote { endpoint, api_urls }, _) => {
             let apis: Vec<String> = api_urls.iter().map(|url| redact_url(url)).collect();
-            println!(
-                "Token endpoint {}; API {}",
-                redact_url(token_url),
-                apis.join(", ")
-            );
+            let client_id = args.client_id.clone().expect("checked when parsed");
+            let mut builder = match endpoint {
+                TokenEndpoint::Url(token_url) => {
+                    println!(
+                        "Token endpoint {}; API {}",
+                        redact_url(token_url),
+                        apis.join(", ")
+                    );
+                    ClientCredentials::builder(token_url, client_id)
+                }
+                TokenEndpoint::Issuer(issuer) => {
+                    println!(
+                        "Issuer {} (its token endpoint discovered on the first fetch); API {}",
+                        redact_url(issuer),
+                        apis.join(", ")
+                    );
+                    ClientCredentials::discover(issuer, client_id)
+                }
+            }
+            .scopes(args.scopes.clone());
             let secret = args
                 .client_secret
                 .clone()
                 .or_else(|| std::env::var("CLIENT_SECRET").ok());
-            let mut builder = ClientCredentials::builder(
-                token_url,
-                args.client_id.clone().expect("checked when parsed"),
-            )
-            .auth_style(args.auth)
-            .scopes(args.scopes.clone());
-            if let Some(secret) = secret {
-                builder = builder.client_secret(secret);
-            }
+            builder = match &args.auth {
+                ClientAuth::Secret(style) => match secret {
+                    Some(secret) => builder.auth_style(*style).client_secret(secret),
+                    None => builder,
+                },
+                ClientAuth::ClientSecretJwt => builder
+                    .client_secret(secret.expect("checked when parsed"))
+                    .client_secret_jwt(),
+                ClientAuth::PrivateKeyJwt(key) => builder.private_key_jwt(key.clone()),
+                // The certificate, on the token request and on the API's.
+                ClientAuth::Tls => builder,
+            };
+            builder = args.tls.on_source(builder);
             for (name, value) in &args.token_headers {
                 builder = builder.header(name.clone(), value.clone());
             }

@@ -72,6 +72,9 @@ impl std::fmt::Debug for Credentials {
 /// connections.
 pub struct Embedded {
     pub token_url: String,
+    /// The token endpoint's origin, whose OpenID Connect metadata
+    /// (`/.well-known/openid-configuration`) names the token URL.
+    pub issuer: String,
     pub api_url: String,
     pub credentials: Credentials,
     state: Arc<EmbeddedState>,
@@ -187,6 +190,9 @@ impl Issued {
 
 struct EmbeddedState {
     credentials: Credentials,
+    /// The issuer and token URL its metadata names.
+    issuer: String,
+    token_url: String,
     ttl: Duration,
     /// The API's `host:port`: the origin every resource and audience must
     /// name.
@@ -218,8 +224,12 @@ impl Embedded {
         let api_listener = TcpListener::bind("127.0.0.1:0").await?;
         let token_addr = token_listener.local_addr()?;
         let api_addr = api_listener.local_addr()?;
+        let issuer = format!("http://{token_addr}");
+        let token_url = format!("{issuer}/authorize/token");
         let state = Arc::new(EmbeddedState {
             credentials: credentials.clone(),
+            issuer: issuer.clone(),
+            token_url: token_url.clone(),
             ttl,
             api_authority: api_addr.to_string(),
             live: Mutex::new(HashMap::new()),
@@ -241,7 +251,8 @@ impl Embedded {
         );
         spawn_server(&mut servers, api_listener, Arc::clone(&state), api_endpoint);
         Ok(Embedded {
-            token_url: format!("http://{token_addr}/authorize/token"),
+            token_url,
+            issuer,
             api_url: format!("http://{api_addr}/front-office/v1/talents"),
             credentials,
             state,
@@ -331,6 +342,19 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> http::Resp
 
 fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> HandlerFuture {
     Box::pin(async move {
+        if req.method() == Method::GET && req.uri().path() == "/.well-known/openid-configuration" {
+            // Enough for a client to find the token endpoint and see how
+            // it wants the client to authenticate.
+            return json_response(
+                StatusCode::OK,
+                serde_json::json!({
+                    "issuer": state.issuer,
+                    "token_endpoint": state.token_url,
+                    "token_endpoint_auth_methods_supported": ["client_secret_post"],
+                    "grant_types_supported": ["client_credentials"],
+                }),
+            );
+        }
         if req.method() != Method::POST {
             return oauth_error(
                 StatusCode::METHOD_NOT_ALLOWED,

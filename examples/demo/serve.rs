@@ -22,6 +22,7 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         "{}",
         serde_json::json!({
             "token_url": servers.token_url,
+            "issuer": servers.issuer,
             "api_url": servers.api_url,
             "api_origin": servers.api_origin(),
             "client_id": servers.credentials.client_id,

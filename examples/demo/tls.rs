@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
+use tower_bearer::ClientCredentialsBuilder;
 #[cfg(feature = "rustls")]
 use tower_bearer::source::client_auth::ClientIdentity;
-use tower_bearer::ClientCredentialsBuilder;
 
 /// The files, as given.
 pub struct TlsFiles {
@@ -37,7 +37,8 @@ impl TlsFiles {
     pub fn read(self, client_certificate: bool) -> Result<Tls, String> {
         let identity = match (&self.cert, &self.key) {
             (Some(cert), Some(key)) if client_certificate => Some(
-                ClientIdentity::from_files(cert, key).map_err(|e| format!("--cert and --key: {e}"))?,
+                ClientIdentity::from_files(cert, key)
+                    .map_err(|e| format!("--cert and --key: {e}"))?,
             ),
             _ => None,
         };
@@ -60,9 +61,10 @@ impl TlsFiles {
                 if !certificates.is_ok_and(|c| !c.is_empty()) {
                     return Err(format!("--ca {}: not a PEM certificate", path.display()));
                 }
-                Some(reqwest::Certificate::from_pem(&pem).map_err(|_| {
-                    format!("--ca {}: not a PEM certificate", path.display())
-                })?)
+                Some(
+                    reqwest::Certificate::from_pem(&pem)
+                        .map_err(|_| format!("--ca {}: not a PEM certificate", path.display()))?,
+                )
             }
             None => None,
         };
@@ -94,7 +96,7 @@ impl Tls {
                 client = client.identity(identity.reqwest_identity());
             }
             if let Some(ca) = &self.ca {
-                client = client.add_root_certificate(ca.clone());
+                client = client.tls_certs_merge([ca.clone()]);
             }
         }
         client

@@ -363,10 +363,6 @@ impl std::error::Error for DiscoveryError {
 /// (its future dropped) stops nothing. After a failure the next call starts
 /// a new attempt; the token cache's backoff paces them.
 #[derive(Clone)]
-#[allow(
-    dead_code,
-    reason = "its caller, the source that discovers its token URL, lands separately"
-)]
 pub(crate) struct Discovery {
     shared: Arc<Shared>,
 }
@@ -396,7 +392,6 @@ enum State {
     Found(Arc<ProviderMetadata>),
 }
 
-#[allow(dead_code, reason = "as for the struct")]
 impl Discovery {
     /// Discovery for `issuer`, with `client` (redirects off: the caller's
     /// job), each attempt limited to `timeout` in all.

@@ -410,10 +410,7 @@ impl ClientCredentialsBuilder {
         if let Some(identity) = &self.identity {
             client = client.identity(identity.reqwest_identity());
         }
-        for root in &self.root_certificates {
-            client = client.add_root_certificate(root.clone());
-        }
-        client
+        client.tls_certs_merge(self.root_certificates.iter().cloned())
     }
 
     #[cfg(not(feature = "rustls"))]
