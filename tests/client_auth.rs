@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use jsonwebtoken::Algorithm;
@@ -21,6 +20,7 @@ use tower_bearer::{BearerAuthLayer, ClientCredentials, TokenSource};
 
 use support::assertion::{AssertionEndpoint, Verifier};
 use support::keys::{KeyKind, TestKey};
+use support::temp::TempDir;
 
 const CLIENT: &str = "svc-client";
 
@@ -45,34 +45,6 @@ fn chain(error: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
-}
-
-/// A directory of its own under the system's temporary one, removed when
-/// dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "tower-bearer-{name}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, file: &str, contents: &[u8]) -> PathBuf {
-        let path = self.0.join(file);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[tokio::test]
@@ -399,7 +371,7 @@ fn bad_keys_are_clear_errors_naming_no_key_material() {
     );
 
     let dir = TempDir::new("bad-keys");
-    let missing = dir.0.join("absent.pem");
+    let missing = dir.path().join("absent.pem");
     assert!(matches!(
         PrivateKeyFile::new(&missing).unwrap_err(),
         KeyError::Unreadable { path, .. } if path == missing

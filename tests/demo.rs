@@ -1032,3 +1032,373 @@ async fn a_token_bound_to_a_path_is_refused_at_a_path_that_is_not_plain() {
     assert_eq!(counts.api_wrong_target, sneaky.len() as u64);
     assert_eq!(counts.api_rejected, sneaky.len() as u64);
 }
+
+/// `--issuer`: the token endpoint found in the embedded provider's OpenID
+/// Connect metadata, which lists `client_secret_post` only.
+#[tokio::test]
+async fn issuer_mode_discovers_the_token_endpoint_and_its_auth_methods() {
+    let provider = start_provider().await;
+    let args = |auth: &str| {
+        [
+            "--issuer",
+            &provider.issuer,
+            "--client-id",
+            "id",
+            "--auth",
+            auth,
+            "--token-header",
+            "x-api-key: ap1-k3y",
+            "--url",
+            &provider.api_url,
+            "--requests",
+            "10",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let output = run_demo_with_the_secret(args("post")).await;
+    succeeded(&output);
+    assert_eq!(summary(&output)["token_fetches"], 1);
+    assert_eq!(provider.counts().tokens_issued, 1);
+
+    // Basic is not among the methods the metadata lists: said, once, and
+    // no token request is sent.
+    let output = run_demo_with_the_secret(args("basic")).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("client_secret_basic"), "{stderr}");
+    assert!(stderr.contains("client_secret_post"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    assert_eq!(provider.counts().tokens_issued, 1);
+    assert_eq!(provider.counts().credentials_refused, 0);
+}
+
+#[cfg(feature = "rustls")]
+mod client_authentication {
+    use super::*;
+    use jsonwebtoken::Algorithm;
+    use support::assertion::{AssertionEndpoint, Verifier};
+    use support::keys::{KeyKind, TestKey};
+    use support::temp::TempDir;
+    use support::tls::{BoundTokens, TestPki};
+
+    /// An API that accepts the assertion endpoint's tokens.
+    async fn assertion_api() -> TestServer {
+        TestServer::start(|req| async move {
+            if authorization(&req).starts_with("Bearer assertion-token-") {
+                respond(200, "{}")
+            } else {
+                respond(401, "{}")
+            }
+        })
+        .await
+    }
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn private_key_jwt_signs_with_the_key_file_in_each_form_and_algorithm() {
+        let dir = TempDir::new("demo-keys");
+        let api = assertion_api().await;
+        let rsa = TestKey::shared(KeyKind::Rsa);
+        let ec = TestKey::shared(KeyKind::EcP256);
+        let ed = TestKey::shared(KeyKind::Ed25519);
+        // (key file, --alg, --key-id, what the endpoint verifies)
+        let cases = [
+            (
+                rsa.pkcs8_pem(),
+                None,
+                Some("rsa-1"),
+                Verifier::for_key(rsa, Algorithm::RS256),
+            ),
+            (
+                rsa.traditional_pem().unwrap(),
+                Some("PS256"),
+                None,
+                Verifier::for_key(rsa, Algorithm::PS256),
+            ),
+            (
+                ec.traditional_pem().unwrap(),
+                Some("ES256"),
+                Some("ec-1"),
+                Verifier::for_key(ec, Algorithm::ES256),
+            ),
+            (
+                ed.pkcs8_pem(),
+                None,
+                None,
+                Verifier::for_key(ed, Algorithm::EdDSA),
+            ),
+        ];
+        for (n, (pem, alg, kid, verifier)) in cases.into_iter().enumerate() {
+            let endpoint = AssertionEndpoint::start("svc", verifier).await;
+            let key = dir.write(&format!("key-{n}.pem"), &pem);
+            let mut args = strings(&[
+                "--token-url",
+                &endpoint.token_url(),
+                "--client-id",
+                "svc",
+                "--auth",
+                "private-key-jwt",
+                "--private-key",
+                key.to_str().unwrap(),
+                "--url",
+                &api.url("/v1/orders"),
+                "--requests",
+                "10",
+            ]);
+            if let Some(alg) = alg {
+                args.extend(strings(&["--alg", alg]));
+            }
+            if let Some(kid) = kid {
+                args.extend(strings(&["--key-id", kid]));
+            }
+            let output = run_demo_with_the_secret(args).await;
+            succeeded(&output);
+            assert_eq!(summary(&output)["token_fetches"], 1, "{n}");
+            assert_eq!(endpoint.issued(), 1, "{n}: {:?}", endpoint.refusals());
+            assert_eq!(endpoint.kids(), vec![kid.map(str::to_owned)], "{n}");
+            assert_eq!(
+                endpoint.audiences(),
+                vec![serde_json::json!(endpoint.token_url())]
+            );
+            // The secret in the environment is not sent besides the key.
+            assert!(
+                endpoint
+                    .last_form()
+                    .iter()
+                    .all(|(n, _)| n != "client_secret")
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_key_fails_the_run_with_one_line_after_one_token_request() {
+        let dir = TempDir::new("demo-wrong-key");
+        let api = assertion_api().await;
+        let endpoint = AssertionEndpoint::start(
+            "svc",
+            Verifier::for_key(TestKey::shared(KeyKind::EcP256), Algorithm::ES256),
+        )
+        .await;
+        let wrong = TestKey::generate(KeyKind::EcP256);
+        let key = dir.write("wrong.pem", wrong.pkcs8_pem());
+        let output = run_demo_with_the_secret(strings(&[
+            "--token-url",
+            &endpoint.token_url(),
+            "--client-id",
+            "svc",
+            "--auth",
+            "private-key-jwt",
+            "--private-key",
+            key.to_str().unwrap(),
+            "--url",
+            &api.url("/v1/orders"),
+            "--requests",
+            "20",
+            "--concurrency",
+            "8",
+        ]))
+        .await;
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("invalid_client"), "{stderr}");
+        let body: String = wrong.pkcs8_pem().lines().nth(1).unwrap().to_owned();
+        let all = format!("{stderr}{}", String::from_utf8_lossy(&output.stdout));
+        assert!(
+            !all.contains(&body) && !all.contains("PRIVATE KEY"),
+            "{all}"
+        );
+        assert!(!all.contains("eyJ"), "no assertion printed: {all}");
+        // A permanent refusal: one token request, not one per request.
+        assert_eq!(endpoint.requests(), 1);
+        assert_eq!(summary(&output)["failed"], 20);
+    }
+
+    #[tokio::test]
+    async fn client_secret_jwt_signs_with_the_secret() {
+        let api = assertion_api().await;
+        let endpoint = AssertionEndpoint::start("svc", Verifier::secret("s3cret")).await;
+        let output = run_demo_with_the_secret(strings(&[
+            "--token-url",
+            &endpoint.token_url(),
+            "--client-id",
+            "svc",
+            "--auth",
+            "client-secret-jwt",
+            "--url",
+            &api.url("/v1/orders"),
+            "--requests",
+            "5",
+        ]))
+        .await;
+        succeeded(&output);
+        assert_eq!(endpoint.issued(), 1, "{:?}", endpoint.refusals());
+        assert!(
+            endpoint
+                .last_form()
+                .iter()
+                .all(|(_, v)| !v.contains("s3cret"))
+        );
+    }
+
+    /// `--auth tls`: the certificate on the token request and on the API's,
+    /// whose tokens are bound to it; `--ca` is the test CA.
+    #[tokio::test]
+    async fn tls_client_auth_gets_certificate_bound_tokens_the_api_accepts() {
+        let pki = TestPki::new();
+        let bound = BoundTokens::start(&pki).await;
+        let dir = TempDir::new("demo-tls");
+        let (cert, key) = pki.client("svc");
+        let ca = dir.write("ca.pem", pki.ca_pem());
+        let cert = dir.write("cert.pem", cert);
+        let key = dir.write("key.pem", key);
+        let (other_cert, other_key) = pki.client("someone-else");
+        let other_cert = dir.write("other-cert.pem", other_cert);
+        let other_key = dir.write("other-key.pem", other_key);
+        let run = |cert: &std::path::Path, key: &std::path::Path| {
+            strings(&[
+                "--token-url",
+                &bound.token_url(),
+                "--client-id",
+                "svc",
+                "--auth",
+                "tls",
+                "--cert",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+                "--ca",
+                ca.to_str().unwrap(),
+                "--url",
+                &bound.api_url("/orders"),
+                "--requests",
+                "10",
+            ])
+        };
+        let output = run_demo_with_the_secret(run(&cert, &key)).await;
+        succeeded(&output);
+        assert_eq!(bound.issued(), 1);
+        assert_eq!(bound.api_ok(), 10);
+        assert_eq!(bound.api_refused(), 0);
+
+        // A certificate issued to another client: refused, once.
+        let output = run_demo_with_the_secret(run(&other_cert, &other_key)).await;
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("invalid_client"), "{stderr}");
+        assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+        assert_eq!(bound.refused(), 1);
+        assert_eq!(bound.issued(), 1);
+    }
+
+    #[test]
+    fn client_authentication_flags_that_cannot_work_exit_2_naming_the_flag() {
+        let dir = TempDir::new("demo-bad-auth");
+        let ed = dir.write("ed.pem", TestKey::shared(KeyKind::Ed25519).pkcs8_pem());
+        let public = dir.write("public.pem", TestKey::shared(KeyKind::Rsa).public_key_pem());
+        let not_a_cert = dir.write("not-a-cert.pem", "hello");
+        let missing = dir.path().join("missing.pem");
+        let remote = [
+            "--token-url",
+            "http://127.0.0.1:1/t",
+            "--client-id",
+            "i",
+            "--url",
+            "http://127.0.0.1:1/a",
+        ];
+        let with = |more: &[&str]| -> Vec<String> {
+            remote.iter().chain(more).map(|a| a.to_string()).collect()
+        };
+        let ed = ed.to_str().unwrap();
+        let cases: Vec<(Vec<String>, &str)> = vec![
+            (with(&["--auth", "private-key-jwt"]), "--private-key"),
+            (
+                with(&[
+                    "--auth",
+                    "private-key-jwt",
+                    "--private-key",
+                    missing.to_str().unwrap(),
+                ]),
+                "missing.pem",
+            ),
+            (
+                with(&[
+                    "--auth",
+                    "private-key-jwt",
+                    "--private-key",
+                    public.to_str().unwrap(),
+                ]),
+                "no PEM private key",
+            ),
+            (
+                with(&[
+                    "--auth",
+                    "private-key-jwt",
+                    "--private-key",
+                    ed,
+                    "--alg",
+                    "RS256",
+                ]),
+                "Ed25519 key cannot sign RS256",
+            ),
+            (
+                with(&[
+                    "--auth",
+                    "private-key-jwt",
+                    "--private-key",
+                    ed,
+                    "--alg",
+                    "HS256",
+                ]),
+                "--alg",
+            ),
+            (
+                with(&["--private-key", ed]),
+                "--private-key goes with --auth private-key-jwt",
+            ),
+            (with(&["--auth", "tls"]), "--cert"),
+            (with(&["--auth", "tls", "--cert", ed]), "--key"),
+            (
+                with(&["--cert", ed, "--key", ed]),
+                "--cert and --key go with --auth tls",
+            ),
+            (
+                with(&["--ca", not_a_cert.to_str().unwrap()]),
+                "not a PEM certificate",
+            ),
+            (with(&["--auth", "kerberos"]), "private-key-jwt"),
+            (
+                strings(&["--auth", "private-key-jwt", "--private-key", ed]),
+                "--token-url URL or --issuer URL",
+            ),
+            (with(&["--issuer", "http://127.0.0.1:1/"]), "--issuer"),
+        ];
+        for (args, says) in cases {
+            let output = Command::new(demo_binary())
+                .args(&args)
+                .env_remove("CLIENT_SECRET")
+                .output()
+                .unwrap();
+            assert_eq!(output.status.code(), Some(2), "{args:?}");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(stderr.contains(says), "{args:?}: {stderr}");
+            // No key material: the base64 of a PKCS#8 or SPKI key starts so.
+            assert!(
+                !stderr.contains("MII") && !stderr.contains("MC4C"),
+                "{stderr}"
+            );
+        }
+        let output = Command::new(demo_binary())
+            .args(with(&["--auth", "client-secret-jwt"]))
+            .env_remove("CLIENT_SECRET")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+    }
+}

@@ -19,6 +19,7 @@ mod services;
 mod sources;
 #[cfg(feature = "redis")]
 pub mod store;
+pub mod temp;
 #[cfg(all(feature = "client-credentials", feature = "rustls"))]
 pub mod tls;
 
