@@ -164,8 +164,10 @@ impl Pair {
         if encrypted {
             return Err(KeyError::Encrypted);
         }
-        let der = PrivateKeyDer::from_pem_slice(pem).map_err(|_| KeyError::NoPrivateKey)?;
-        match &der {
+        // The DER is the key itself: wiped when dropped.
+        let der =
+            Zeroizing::new(PrivateKeyDer::from_pem_slice(pem).map_err(|_| KeyError::NoPrivateKey)?);
+        match &*der {
             PrivateKeyDer::Pkcs1(key) => RsaKeyPair::from_der(key.secret_pkcs1_der())
                 .map(Pair::Rsa)
                 .map_err(|_| KeyError::Unsupported {
@@ -257,8 +259,8 @@ fn algorithm_for(
 /// (RS256, PS256), EC P-256 (ES256) or Ed25519 (EdDSA), read once from PEM.
 /// Cheap to clone.
 ///
-/// The key lives in AWS-LC's memory, which clears it when freed; the PEM
-/// it was read from is not kept. `Debug` shows the key type, algorithm and
+/// The key lives in AWS-LC's memory, which clears it when freed; the DER
+/// decoded from the PEM is wiped, and neither is kept. `Debug` shows the key type, algorithm and
 /// key id only.
 ///
 /// ```
