@@ -1,8 +1,8 @@
 //! Mutual TLS (RFC 8705) against a real HTTPS token endpoint and API on
 //! 127.0.0.1: a [`ClientIdentity`] on a plain reqwest client gets a
 //! certificate-bound token and uses it; the same token from any other
-//! connection is refused. These prove the test PKI and server that the
-//! `tls_client_auth` source's tests build on.
+//! connection is refused. These prove the test PKI and server; then the
+//! `tls_client_auth` source on them, alone and under the bearer layer.
 #![cfg(all(feature = "client-credentials", feature = "rustls"))]
 
 mod support;
@@ -12,8 +12,14 @@ use std::time::Duration;
 use http::{StatusCode, header};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use support::tls::{BoundTokens, TestPki, thumbprint};
-use tower_bearer::source::client_auth::ClientIdentity;
+use support::tls::{BoundTokens, TestPki, pem_body_slices, thumbprint};
+use tower::retry::RetryLayer;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_bearer::source::client_auth::{AuthMethod, ClientIdentity, PrivateKey};
+use tower_bearer::source::client_credentials::{AuthStyle, BuildError, ClientCredentialsError};
+use tower_bearer::{
+    BearerAuthLayer, ClientCredentials, ErrorClass, RetryOnUnauthorized, TokenSource,
+};
 
 /// Asks the endpoint for a token for `client_id`: the status and the body.
 async fn request_token(
@@ -161,4 +167,375 @@ async fn a_certificate_from_an_untrusted_ca_is_refused() {
     })
     .await
     .expect("the server saw no failed handshake");
+}
+
+// The `tls_client_auth` source, through the library.
+
+/// The test CA, as a root for reqwest.
+fn ca_certificate(pki: &TestPki) -> reqwest::Certificate {
+    reqwest::Certificate::from_pem(pki.ca_pem().as_bytes()).unwrap()
+}
+
+/// A `tls_client_auth` source for `client_id` presenting `identity`, that
+/// trusts the test CA.
+fn tls_source(
+    pki: &TestPki,
+    server: &BoundTokens,
+    client_id: &str,
+    identity: ClientIdentity,
+) -> ClientCredentials {
+    ClientCredentials::builder(server.token_url(), client_id)
+        .tls_client_auth(identity)
+        .add_root_certificate(ca_certificate(pki))
+        .build()
+        .unwrap()
+}
+
+/// A `GET` of the API, to send through the layer.
+fn api_request(http: &reqwest::Client, server: &BoundTokens) -> reqwest::Request {
+    http.get(server.api_url("/things")).build().unwrap()
+}
+
+/// An error and its causes, as one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// Asserts that `text` shows no part of the private key `key_pem`.
+fn assert_no_key(text: &str, key_pem: &str) {
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
+    for slice in pem_body_slices(key_pem) {
+        assert!(!text.contains(&slice), "key material {slice} in: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_tls_client_auth_source_gets_a_bound_token_with_its_certificate_and_no_secret() {
+    let pki = TestPki::new();
+    let server = BoundTokens::start(&pki).await;
+    let identity = pki.client_identity("client-a");
+    let source = ClientCredentials::builder(server.token_url(), "client-a")
+        .tls_client_auth(identity.clone())
+        .add_root_certificate(ca_certificate(&pki))
+        .scope("orders.read")
+        .build()
+        .unwrap();
+    assert_eq!(source.auth_method(), AuthMethod::TlsClientAuth);
+    assert_eq!(source.auth_method().as_str(), "tls_client_auth");
+
+    for n in 1..=2 {
+        let token = source.fetch_token().await.unwrap();
+        let token = token.access_token().secret();
+        assert_eq!(token, format!("bound-{n}"));
+        // Bound to the certificate the source presented: the server's
+        // thumbprint of the TLS session's client certificate is the
+        // identity's.
+        assert_eq!(
+            server.bound_to(token).as_deref(),
+            Some(identity.certificate_thumbprint())
+        );
+    }
+    assert_eq!((server.issued(), server.refused()), (2, 0));
+
+    // The form names the client, and carries no secret or assertion; no
+    // Basic credentials either.
+    let form = server.last_form();
+    assert_eq!(
+        form,
+        [
+            ("grant_type".to_owned(), "client_credentials".to_owned()),
+            ("client_id".to_owned(), "client-a".to_owned()),
+            ("scope".to_owned(), "orders.read".to_owned()),
+        ],
+        "{form:?}"
+    );
+    for absent in ["client_secret", "client_assertion", "client_assertion_type"] {
+        assert!(form.iter().all(|(name, _)| name != absent), "{form:?}");
+    }
+    assert_eq!(server.last_had_authorization(), Some(false));
+}
+
+#[tokio::test]
+async fn under_the_layer_concurrent_api_calls_share_one_bound_token() {
+    let pki = TestPki::new();
+    let server = BoundTokens::start(&pki).await;
+    let identity = pki.client_identity("client-a");
+    let source = tls_source(&pki, &server, "client-a", identity.clone());
+    // The API client presents the same certificate as the token request.
+    let api = reqwest::Client::builder()
+        .no_proxy()
+        .identity(identity.reqwest_identity())
+        .tls_certs_merge([ca_certificate(&pki)])
+        .build()
+        .unwrap();
+    let layer = BearerAuthLayer::new(source);
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new().layer(layer).service(api.clone());
+
+    let calls: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(client.clone().oneshot(api_request(&api, &server))))
+        .collect();
+    for call in calls {
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "ok");
+    }
+
+    assert_eq!((server.issued(), server.refused()), (1, 0));
+    assert_eq!((server.api_ok(), server.api_refused()), (20, 0));
+    let stats = cache.stats();
+    assert_eq!((stats.fetches_started, stats.invalidations), (1, 0));
+}
+
+#[tokio::test]
+async fn an_api_client_without_the_certificate_is_refused_the_bound_token() {
+    let pki = TestPki::new();
+    let identity = pki.client_identity("client-a");
+    let bare = pki.https_client(None);
+
+    // The layer alone: three calls in turn.
+    let server = BoundTokens::start(&pki).await;
+    let layer = BearerAuthLayer::new(tls_source(&pki, &server, "client-a", identity.clone()));
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new().layer(layer).service(bare.clone());
+    for _ in 0..3 {
+        let response = client
+            .clone()
+            .oneshot(api_request(&bare, &server))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The first 401 threw bound-1 away and fetched bound-2, which the second
+    // call waited for; the next 401s came within the invalidation cooldown,
+    // so bound-2 was kept: two tokens for three refusals, no storm.
+    assert_eq!((server.issued(), server.refused()), (2, 0));
+    assert_eq!((server.api_ok(), server.api_refused()), (0, 3));
+    let stats = cache.stats();
+    assert_eq!((stats.fetches_started, stats.invalidations), (2, 1));
+    // The token is good: over a connection with its certificate it works.
+    let owner = pki.https_client(Some(identity.reqwest_identity()));
+    assert_eq!(
+        call_api(&owner, &server, "bound-2").await.status(),
+        StatusCode::OK
+    );
+
+    // With a retry on 401 outside the layer: the call is sent again, with
+    // the token fetched after the first refusal, and refused again.
+    let server = BoundTokens::start(&pki).await;
+    let layer = BearerAuthLayer::new(tls_source(&pki, &server, "client-a", identity.clone()));
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+        .layer(layer)
+        .service(bare.clone());
+    let response = client
+        .clone()
+        .oneshot(api_request(&bare, &server))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!((server.issued(), server.api_refused()), (2, 2));
+    // A second call: bound-2 (kept within the cooldown), twice.
+    let response = client
+        .clone()
+        .oneshot(api_request(&bare, &server))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!((server.issued(), server.api_refused()), (2, 4));
+    assert_eq!(server.api_ok(), 0);
+    let stats = cache.stats();
+    assert_eq!((stats.fetches_started, stats.invalidations), (2, 1));
+}
+
+#[tokio::test]
+async fn another_clients_certificate_is_a_permanent_invalid_client_fetched_once() {
+    let pki = TestPki::new();
+    let server = BoundTokens::start(&pki).await;
+    // A certificate the CA issued, but to client-b.
+    let other = pki.client_identity("client-b");
+    let source = tls_source(&pki, &server, "client-a", other.clone());
+
+    let error = source.fetch_token().await.unwrap_err();
+    assert_eq!(error.oauth_error(), Some("invalid_client"), "{error}");
+    assert_eq!(error.status(), Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(source.classify(&error), ErrorClass::Permanent);
+    assert_eq!(
+        TokenSource::classify(&source, &error),
+        ErrorClass::Permanent
+    );
+    assert_eq!((server.issued(), server.refused()), (0, 1));
+
+    // Under the layer: ten calls at once, one token request between them.
+    let api = pki.https_client(Some(other.reqwest_identity()));
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(source))
+        .service(api.clone());
+    let calls: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(client.clone().oneshot(api_request(&api, &server))))
+        .collect();
+    for call in calls {
+        let error = call.await.unwrap().unwrap_err();
+        let text = chain(&error);
+        assert!(text.contains("invalid_client"), "{text}");
+    }
+    assert_eq!((server.issued(), server.refused()), (0, 2));
+    // None reached the API.
+    assert_eq!((server.api_ok(), server.api_refused()), (0, 0));
+}
+
+#[tokio::test]
+async fn a_rogue_ca_certificate_fails_the_handshake_a_transient_transport_error() {
+    let pki = TestPki::new();
+    let server = BoundTokens::start(&pki).await;
+    let (cert, key) = pki.rogue_client("client-a");
+    let rogue = ClientIdentity::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+    let source = tls_source(&pki, &server, "client-a", rogue);
+
+    let error = source.fetch_token().await.unwrap_err();
+    assert!(
+        matches!(error, ClientCredentialsError::Transport { .. }),
+        "{error:?}"
+    );
+    assert!(source.classify(&error).is_transient(), "{error:?}");
+    assert_eq!(error.oauth_error(), None);
+    assert_eq!(error.status(), None);
+    let text = format!("{error} | {error:?} | {}", chain(&error));
+    // The alert the server sent says why.
+    assert!(text.contains("UnknownCA"), "{text}");
+    assert_no_key(&text, &key);
+    // The endpoint never saw the request.
+    assert_eq!((server.issued(), server.refused()), (0, 0));
+}
+
+#[tokio::test]
+async fn without_the_added_root_the_endpoints_certificate_is_not_trusted() {
+    let pki = TestPki::new();
+    let server = BoundTokens::start(&pki).await;
+    let identity = pki.client_identity("client-a");
+    let untrusting = ClientCredentials::builder(server.token_url(), "client-a")
+        .tls_client_auth(identity.clone())
+        .build()
+        .unwrap();
+
+    let error = untrusting.fetch_token().await.unwrap_err();
+    assert!(
+        matches!(error, ClientCredentialsError::Transport { .. }),
+        "{error:?}"
+    );
+    assert!(untrusting.classify(&error).is_transient());
+    let text = format!("{error:?}");
+    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert_eq!((server.issued(), server.refused()), (0, 0));
+
+    // The same settings with the root added: a token.
+    let trusting = tls_source(&pki, &server, "client-a", identity);
+    trusting.fetch_token().await.unwrap();
+    assert_eq!((server.issued(), server.refused()), (1, 0));
+}
+
+#[test]
+fn debug_output_shows_the_thumbprint_never_the_key() {
+    let pki = TestPki::new();
+    let (cert, key) = pki.client("client-a");
+    let identity = ClientIdentity::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+    let builder = ClientCredentials::builder("https://login.example.com/token", "client-a")
+        .tls_client_auth(identity.clone())
+        .add_root_certificate(ca_certificate(&pki));
+    let builder_debug = format!("{builder:?} {builder:#?}");
+    let source = builder.build().unwrap();
+    let layer = BearerAuthLayer::new(source.clone());
+
+    let identity_debug = format!("{identity:?} {identity:#?}");
+    assert!(
+        identity_debug.contains(identity.certificate_thumbprint()),
+        "{identity_debug}"
+    );
+    let source_debug = format!("{source:?} {source:#?}");
+    assert!(source_debug.contains("Tls"), "{source_debug}");
+    for text in [
+        identity_debug,
+        builder_debug,
+        source_debug,
+        format!("{layer:?}"),
+        // What the API client is given: reqwest's type, opaque too.
+        format!("{:?}", identity.reqwest_identity()),
+    ] {
+        assert_no_key(&text, &key);
+    }
+}
+
+#[test]
+fn a_client_certificate_with_another_client_authentication_is_refused_at_build() {
+    let pki = TestPki::new();
+    let identity = pki.client_identity("client-a");
+    let builder = || ClientCredentials::builder("https://login.example.com/token", "client-a");
+    let key = PrivateKey::from_pem(pki.client("signer").1.as_bytes()).unwrap();
+
+    let cases = [
+        (
+            builder()
+                .client_secret("s3cret-value")
+                .tls_client_auth(identity.clone()),
+            AuthMethod::ClientSecretBasic,
+        ),
+        // The order the settings were given in does not matter.
+        (
+            builder()
+                .tls_client_auth(identity.clone())
+                .client_secret("s3cret-value"),
+            AuthMethod::ClientSecretBasic,
+        ),
+        (
+            builder()
+                .tls_client_auth(identity.clone())
+                .client_secret("s3cret-value")
+                .auth_style(AuthStyle::RequestBody),
+            AuthMethod::ClientSecretPost,
+        ),
+        (
+            builder()
+                .tls_client_auth(identity.clone())
+                .client_secret("s3cret-value")
+                .client_secret_jwt(),
+            AuthMethod::ClientSecretJwt,
+        ),
+        (
+            builder()
+                .tls_client_auth(identity.clone())
+                .private_key_jwt(key),
+            AuthMethod::PrivateKeyJwt,
+        ),
+    ];
+    for (builder, other) in cases {
+        let error = builder.build().unwrap_err();
+        let BuildError::ConflictingClientAuth { first, second } = error else {
+            panic!("{error:?}");
+        };
+        let mut methods = [first, second];
+        methods.sort_by_key(|m| m.as_str());
+        let mut expected = [other, AuthMethod::TlsClientAuth];
+        expected.sort_by_key(|m| m.as_str());
+        assert_eq!(methods, expected, "{error}");
+        assert!(!error.to_string().contains("s3cret-value"), "{error}");
+    }
+    assert_eq!(
+        builder()
+            .client_secret("s3cret-value")
+            .tls_client_auth(identity)
+            .build()
+            .unwrap_err(),
+        BuildError::ConflictingClientAuth {
+            first: AuthMethod::TlsClientAuth,
+            second: AuthMethod::ClientSecretBasic,
+        }
+    );
 }

@@ -174,3 +174,105 @@ async fn a_client_credentials_run_logs_neither_secret_nor_token() {
         );
     }
 }
+
+#[cfg(all(feature = "client-credentials", feature = "rustls"))]
+#[tokio::test(flavor = "current_thread")]
+async fn certificate_and_private_key_jwt_runs_log_no_key_token_or_assertion() {
+    use jsonwebtoken::Algorithm;
+    use support::assertion::{AssertionEndpoint, Verifier};
+    use support::keys::{KeyKind, TestKey};
+    use support::tls::{BoundTokens, TestPki, pem_body_slices};
+    use support::{TestServer, respond};
+    use tower_bearer::ClientCredentials;
+    use tower_bearer::source::client_auth::{ClientIdentity, PrivateKey};
+
+    let (captured, _guard) = capture();
+
+    // tls_client_auth: an accepted API call, a call without the certificate
+    // (401, the token invalidated and fetched again) and a fetch with
+    // another client's certificate (invalid_client).
+    let pki = TestPki::new();
+    let bound = BoundTokens::start(&pki).await;
+    let (cert_pem, tls_key_pem) = pki.client("client-a");
+    let identity = ClientIdentity::from_pem(cert_pem.as_bytes(), tls_key_pem.as_bytes()).unwrap();
+    let ca = || reqwest::Certificate::from_pem(pki.ca_pem().as_bytes()).unwrap();
+    let builder = ClientCredentials::builder(bound.token_url(), "client-a")
+        .tls_client_auth(identity.clone())
+        .add_root_certificate(ca());
+    tracing::trace!(?builder, ?identity, "tls builder");
+    let source = builder.build().unwrap();
+    tracing::trace!(?source, "tls source");
+    let layer = BearerAuthLayer::new(source);
+    let owner = pki.https_client(Some(identity.reqwest_identity()));
+    let bare = pki.https_client(None);
+    for http in [&owner, &bare, &owner] {
+        let client = ServiceBuilder::new()
+            .layer(layer.clone())
+            .service(http.clone());
+        let req = http.get(bound.api_url("/things")).build().unwrap();
+        let res = client.oneshot(req).await;
+        tracing::trace!(?res, "response");
+    }
+    let other = ClientCredentials::builder(bound.token_url(), "client-a")
+        .tls_client_auth(pki.client_identity("client-b"))
+        .add_root_certificate(ca())
+        .build()
+        .unwrap();
+    let error = other.fetch_token().await.unwrap_err();
+    tracing::error!(error = %error, debug = ?error, "tls fetch failed");
+    tracing::trace!(cache = ?layer.cache(), "tls cache");
+
+    // private_key_jwt: a fetch with a key the endpoint does not know, then
+    // accepted ones through the layer.
+    let key = TestKey::generate(KeyKind::EcP256);
+    let wrong = TestKey::generate(KeyKind::EcP256);
+    let endpoint =
+        AssertionEndpoint::start("svc-client", Verifier::for_key(&key, Algorithm::ES256)).await;
+    let refused = ClientCredentials::builder(endpoint.token_url(), "svc-client")
+        .private_key_jwt(PrivateKey::from_pem(wrong.pkcs8_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let error = refused.fetch_token().await.unwrap_err();
+    tracing::error!(error = %error, debug = ?error, "assertion fetch failed");
+    let mut assertions = vec![endpoint.last_assertion().unwrap()];
+    let source = ClientCredentials::builder(endpoint.token_url(), "svc-client")
+        .private_key_jwt(PrivateKey::from_pem(key.pkcs8_pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    tracing::trace!(?source, "assertion source");
+    let api = TestServer::start(|_req| async { respond(200, "ok") }).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(source))
+        .service(http.clone());
+    let res = client
+        .oneshot(http.get(api.url("/v1")).build().unwrap())
+        .await;
+    tracing::trace!(?res, "response");
+    assertions.push(endpoint.last_assertion().unwrap());
+
+    // Each part ran as meant.
+    assert_eq!((bound.issued(), bound.refused()), (2, 1));
+    assert_eq!((bound.api_ok(), bound.api_refused()), (2, 1));
+    assert_eq!((endpoint.issued(), endpoint.refused()), (1, 1));
+    assert_ne!(assertions[0], assertions[1]);
+
+    let log = captured.text();
+    for expected in ["token fetched", "invalidated", "invalid_client", "reqwest"] {
+        assert!(log.contains(expected), "the log lacks {expected:?}:\n{log}");
+    }
+    // ".eyJ": a JWT's payload, after its header, whatever JWT it is.
+    let mut secrets: Vec<String> = vec!["PRIVATE KEY".into(), ".eyJ".into()];
+    secrets.extend(pem_body_slices(&tls_key_pem));
+    secrets.extend(pem_body_slices(&key.pkcs8_pem()));
+    secrets.extend(pem_body_slices(&wrong.pkcs8_pem()));
+    secrets.extend((1..=bound.issued()).map(|n| format!("bound-{n}")));
+    secrets.extend((1..=endpoint.issued()).map(|n| format!("assertion-token-{n}")));
+    secrets.extend(assertions);
+    for secret in secrets {
+        assert!(
+            !log.contains(&secret),
+            "{secret} leaked into the log:\n{log}"
+        );
+    }
+}

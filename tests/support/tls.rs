@@ -36,6 +36,23 @@ pub fn thumbprint(der: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
 }
 
+/// Distinctive 40-character slices of a PEM's base64 body (every 20
+/// characters from the 20th: the first few are the same for every key of a
+/// type): text that holds none of them holds no recognisable part of it.
+pub fn pem_body_slices(pem: &str) -> Vec<String> {
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect::<String>()
+        .trim_end_matches('=')
+        .to_owned();
+    assert!(body.len() >= 60, "a PEM body of {} characters", body.len());
+    (20..=body.len() - 40)
+        .step_by(20)
+        .map(|start| body[start..start + 40].to_owned())
+        .collect()
+}
+
 /// A CA made at test time, the loopback server certificate it signed, and
 /// the client certificates it issues; plus a rogue CA the server does not
 /// trust, for negative tests.
@@ -297,6 +314,10 @@ struct BoundState {
     refused: AtomicUsize,
     api_ok: AtomicUsize,
     api_refused: AtomicUsize,
+    // The form of the last token request, in the order sent, and whether it
+    // carried an `authorization` header.
+    last_form: Mutex<Vec<(String, String)>>,
+    last_had_authorization: Mutex<Option<bool>>,
 }
 
 impl BoundTokens {
@@ -354,6 +375,17 @@ impl BoundTokens {
     pub fn api_refused(&self) -> usize {
         self.state.api_refused.load(Ordering::SeqCst)
     }
+
+    /// The form of the last token request, in the order sent.
+    pub fn last_form(&self) -> Vec<(String, String)> {
+        self.state.last_form.lock().unwrap().clone()
+    }
+
+    /// Whether the last token request carried an `authorization` header;
+    /// `None` before the first.
+    pub fn last_had_authorization(&self) -> Option<bool> {
+        *self.state.last_had_authorization.lock().unwrap()
+    }
 }
 
 impl BoundState {
@@ -371,8 +403,12 @@ impl BoundState {
     }
 
     async fn token(&self, req: Request<Incoming>, client: Option<String>) -> Response<Full<Bytes>> {
+        *self.last_had_authorization.lock().unwrap() =
+            Some(req.headers().contains_key(header::AUTHORIZATION));
         let body = req.into_body().collect().await.unwrap().to_bytes();
-        let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        *self.last_form.lock().unwrap() = pairs.clone();
+        let form: HashMap<String, String> = pairs.into_iter().collect();
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return json(
