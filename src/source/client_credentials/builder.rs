@@ -439,7 +439,8 @@ impl ClientCredentialsBuilder {
 
 impl fmt::Debug for ClientCredentialsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentialsBuilder")
+        let mut debug = f.debug_struct("ClientCredentialsBuilder");
+        debug
             .field(
                 if self.discover { "issuer" } else { "token_url" },
                 &redact::redact_url(&self.token_url),
@@ -463,7 +464,12 @@ impl fmt::Debug for ClientCredentialsBuilder {
                 &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
             )
             .field("timeout", &self.timeout)
-            .field("allow_insecure_http", &self.allow_insecure_http)
-            .finish_non_exhaustive()
+            .field("allow_insecure_http", &self.allow_insecure_http);
+        // The certificate by its thumbprint; never the key.
+        #[cfg(feature = "rustls")]
+        debug
+            .field("tls_client_auth", &self.identity)
+            .field("root_certificates", &self.root_certificates.len());
+        debug.finish_non_exhaustive()
     }
 }
