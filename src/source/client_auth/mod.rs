@@ -88,8 +88,9 @@ pub enum AssertionAudience {
     /// section 3; what OpenID Connect Core section 9 asks for). The default.
     #[default]
     TokenEndpoint,
-    /// The issuer the source was discovered from (RFC 7523 allows it; some
-    /// providers ask for it). Only for a source built with discovery.
+    /// The issuer the source was discovered from, as its metadata names it
+    /// (RFC 7523 allows it; some providers ask for it). Only for a source
+    /// built with discovery.
     Issuer,
     /// This value.
     Other(String),

@@ -262,8 +262,18 @@ enum Endpoint {
         discovery: Arc<Discovery>,
         // The request, to the issuer; sent to the token endpoint.
         template: Box<TokenRequest>,
-        resolved: OnceLock<Box<TokenRequest>>,
+        resolved: OnceLock<Box<Resolved>>,
     },
+}
+
+/// What the first fetch of a discovering source found.
+struct Resolved {
+    /// The request, to the token endpoint.
+    request: TokenRequest,
+    /// The issuer as the metadata names it (the configured one, which it
+    /// matched, but without the `/` a [`reqwest::Url`] adds to a bare host):
+    /// the `aud` of [`AssertionAudience::Issuer`].
+    issuer: String,
 }
 
 impl Endpoint {
@@ -333,7 +343,7 @@ impl ClientCredentials {
     pub fn token_url(&self) -> Option<&reqwest::Url> {
         match &self.inner.endpoint {
             Endpoint::Fixed(request) => Some(request.url()),
-            Endpoint::Discovered { resolved, .. } => resolved.get().map(|r| r.url()),
+            Endpoint::Discovered { resolved, .. } => resolved.get().map(|r| r.request.url()),
         }
     }
 
@@ -380,12 +390,14 @@ impl ClientCredentials {
     pub async fn fetch_token(&self) -> Result<Token, ClientCredentialsError> {
         let inner = &*self.inner;
         let exchange = async {
-            let request = self.request().await?;
+            let (request, issuer) = self.request().await?;
             let (request, secrets) = match &inner.auth {
                 ClientAuth::Assertion(assertion) => {
                     let audience = match &assertion.audience {
                         AssertionAudience::TokenEndpoint => request.url().as_str(),
-                        AssertionAudience::Issuer => self.issuer().map_or("", |u| u.as_str()),
+                        // As the provider names itself: `aud` is compared
+                        // as a string (RFC 7519 section 4.1.3).
+                        AssertionAudience::Issuer => issuer.unwrap_or(""),
                         AssertionAudience::Other(audience) => audience,
                     };
                     let jwt =
@@ -416,10 +428,11 @@ impl ClientCredentials {
 
 impl ClientCredentials {
     /// The token request, to the token endpoint: discovered the first time
-    /// if the source was built from an issuer.
-    async fn request(&self) -> Result<&TokenRequest, ClientCredentialsError> {
+    /// if the source was built from an issuer, then with the issuer as the
+    /// metadata names it.
+    async fn request(&self) -> Result<(&TokenRequest, Option<&str>), ClientCredentialsError> {
         let (discovery, template, resolved) = match &self.inner.endpoint {
-            Endpoint::Fixed(request) => return Ok(request),
+            Endpoint::Fixed(request) => return Ok((request, None)),
             Endpoint::Discovered {
                 discovery,
                 template,
@@ -427,8 +440,8 @@ impl ClientCredentials {
                 ..
             } => (discovery, template, resolved),
         };
-        if let Some(request) = resolved.get() {
-            return Ok(request);
+        if let Some(resolved) = resolved.get() {
+            return Ok((&resolved.request, Some(&resolved.issuer)));
         }
         let metadata = discovery
             .metadata()
@@ -452,7 +465,13 @@ impl ClientCredentials {
         let url = request::token_url(endpoint.as_str(), settings.allows_insecure_http())
             .and_then(|url| template.with_url(url))
             .map_err(|source| ClientCredentialsError::DiscoveredEndpoint { source })?;
-        Ok(resolved.get_or_init(|| Box::new(url)))
+        let resolved = resolved.get_or_init(|| {
+            Box::new(Resolved {
+                request: url,
+                issuer: metadata.issuer().to_owned(),
+            })
+        });
+        Ok((&resolved.request, Some(&resolved.issuer)))
     }
 }
 
