@@ -45,6 +45,9 @@ pub struct ClientCredentialsBuilder {
     root_certificates: Vec<reqwest::Certificate>,
     // Shared by every key's source once built: one discovery for them all.
     discovery: Option<Arc<Discovery>>,
+    // Whether the client is the default one, built to go through the
+    // environment's proxy (for an https issuer off loopback).
+    proxied_default_client: bool,
 }
 
 impl ClientCredentialsBuilder {
@@ -69,6 +72,7 @@ impl ClientCredentialsBuilder {
             #[cfg(feature = "rustls")]
             root_certificates: Vec::new(),
             discovery: None,
+            proxied_default_client: false,
         }
     }
 
@@ -361,6 +365,8 @@ impl ClientCredentialsBuilder {
         // With discovery, a request to the issuer: checked now, sent to the
         // token endpoint once it is known.
         let (request, secrets) = TokenRequest::new(url.clone(), &settings)?;
+        let proxied_default_client = self.proxied_default_client
+            || (self.http_client.is_none() && transport::may_proxy(&url));
         let http_client = match &self.http_client {
             Some(client) => client.clone(),
             None => transport::default_client(&url, |client| self.add_tls(client))?,
@@ -387,6 +393,7 @@ impl ClientCredentialsBuilder {
         let settings = ClientCredentialsBuilder {
             http_client: Some(http_client.clone()),
             discovery: endpoint.discovery().cloned(),
+            proxied_default_client,
             ..self
         };
         Ok(ClientCredentials {
@@ -429,6 +436,11 @@ impl ClientCredentialsBuilder {
     /// How the client would send a secret.
     pub(super) fn secret_style(&self) -> AuthStyle {
         self.auth_style
+    }
+
+    /// Whether the default client, which may go through a proxy, is used.
+    pub(super) fn proxied_default_client(&self) -> bool {
+        self.proxied_default_client
     }
 
     /// Whether `http` is allowed off loopback.

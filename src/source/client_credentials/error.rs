@@ -92,6 +92,14 @@ pub enum BuildError {
     /// [`AssertionAudience::Issuer`](crate::source::client_auth::AssertionAudience::Issuer)
     /// on a source with a token URL rather than an issuer to discover.
     NoIssuer,
+    /// The discovered token endpoint is plain `http` or on loopback, and
+    /// the issuer is neither: the default client, made for the issuer, may
+    /// go through the environment's proxy, which must not see such a
+    /// request. Give the token URL, or a client of your own.
+    ProxiedEndpoint {
+        /// The token endpoint, with any password left out.
+        url: String,
+    },
     /// The issuer URL cannot be discovered from.
     InvalidIssuer {
         /// The issuer, with any password left out.
@@ -155,6 +163,11 @@ impl fmt::Display for BuildError {
             }
             BuildError::NoIssuer => f.write_str(
                 "the assertion audience is the issuer, but the source has a token URL, not an issuer to discover",
+            ),
+            BuildError::ProxiedEndpoint { url } => write!(
+                f,
+                "the token endpoint {url:?} is plain http or on loopback while the issuer is not: \
+                 the client made for the issuer may go through a proxy, which must not see this request"
             ),
             BuildError::InvalidIssuer { issuer, reason } => {
                 write!(f, "the issuer {issuer:?} cannot be used: {reason}")

@@ -463,7 +463,16 @@ impl ClientCredentials {
             _ => metadata.token_endpoint(),
         };
         let url = request::token_url(endpoint.as_str(), settings.allows_insecure_http())
-            .and_then(|url| template.with_url(url))
+            .and_then(|url| {
+                // The client was made for the issuer: a plain-http or
+                // loopback token request must not take its proxy.
+                if settings.proxied_default_client() && !transport::may_proxy(&url) {
+                    return Err(BuildError::ProxiedEndpoint {
+                        url: redact::redact_url(url.as_str()),
+                    });
+                }
+                template.with_url(url)
+            })
             .map_err(|source| ClientCredentialsError::DiscoveredEndpoint { source })?;
         let resolved = resolved.get_or_init(|| {
             Box::new(Resolved {

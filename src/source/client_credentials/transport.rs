@@ -21,12 +21,18 @@ pub(super) fn default_client(
     // of its own; on loopback it would also send them off the machine.
     // Without TLS compiled in, reqwest would send even an https request to a
     // proxy in the clear.
-    if url.scheme() == "http" || is_loopback(url) || cfg!(not(feature = "rustls")) {
+    if !may_proxy(url) {
         client = client.no_proxy();
     }
     client.build().map_err(|e| BuildError::HttpClient {
         reason: e.to_string(),
     })
+}
+
+/// Whether the default client for `url` goes through the environment's
+/// proxy: only for https off loopback, with TLS compiled in.
+pub(super) fn may_proxy(url: &Url) -> bool {
+    url.scheme() == "https" && !is_loopback(url) && cfg!(feature = "rustls")
 }
 
 /// Sends `request` and reads the answer, at most [`MAX_RESPONSE_BYTES`] of
@@ -61,5 +67,28 @@ fn transport_error(error: reqwest::Error) -> ClientCredentialsError {
     ClientCredentialsError::Transport {
         // The URL is in the source's Debug already, and the chain says what failed.
         source: error.without_url(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_https_off_loopback_may_take_the_proxy() {
+        let proxied = |url: &str| may_proxy(&Url::parse(url).unwrap());
+        assert_eq!(
+            proxied("https://idp.example.com/token"),
+            cfg!(feature = "rustls")
+        );
+        for url in [
+            "http://idp.example.com/token",
+            "https://127.0.0.1/token",
+            "https://[::1]:8443/token",
+            "https://localhost/token",
+            "http://127.0.0.1:8080/token",
+        ] {
+            assert!(!proxied(url), "{url}");
+        }
     }
 }
