@@ -352,6 +352,18 @@ fn bad_keys_are_clear_errors_naming_no_key_material() {
                 label: "PRIVATE KEY",
             },
         ),
+        (
+            b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n".to_vec(),
+            KeyError::Malformed {
+                reason: "a section has no END line",
+            },
+        ),
+        (
+            b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n".to_vec(),
+            KeyError::Malformed {
+                reason: "the base64 does not decode",
+            },
+        ),
     ];
     for (pem, expected) in cases {
         let error = PrivateKey::from_pem(&pem).unwrap_err();
@@ -445,6 +457,23 @@ fn client_authentication_settings_that_cannot_work_are_refused_at_build() {
             .build()
             .unwrap_err(),
         BuildError::NoIssuer
+    );
+    /// A shared-key signer passed as a private key.
+    struct Hmac;
+    impl AssertionSigner for Hmac {
+        fn algorithm(&self) -> SigningAlgorithm {
+            SigningAlgorithm::HS256
+        }
+        fn key_id(&self) -> Option<&str> {
+            None
+        }
+        fn sign<'a>(&'a self, _: &'a [u8]) -> SignFuture<'a> {
+            Box::pin(async { Ok(vec![0; 32]) })
+        }
+    }
+    assert_eq!(
+        builder().private_key_jwt(Hmac).build().unwrap_err(),
+        BuildError::SymmetricPrivateKeyJwt
     );
     // A pre-made assertion (a federated workload token) may still be sent
     // as a parameter when the source makes none of its own.

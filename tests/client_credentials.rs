@@ -985,10 +985,10 @@ async fn avionte_preset_sends_what_avionte_expects() {
         preset.token_url().unwrap().as_str(),
         "https://api.avionte.com/authorize/token"
     );
-    assert_eq!(preset.auth_style(), AuthStyle::RequestBody);
+    assert_eq!(preset.auth_style(), Some(AuthStyle::RequestBody));
     let local = ClientCredentials::builder(endpoint.url(), preset.client_id())
         .client_secret("secret-1")
-        .auth_style(preset.auth_style())
+        .auth_style(preset.auth_style().unwrap())
         .scopes(preset.scopes().to_vec())
         .header("x-api-key", "api-key-1")
         .build()

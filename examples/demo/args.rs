@@ -526,7 +526,8 @@ impl Cli {
                 ClientAuth::PrivateKeyJwt(key)
             }
             AuthFlag::ClientSecretJwt => {
-                if self.client_secret.is_none() && std::env::var_os("CLIENT_SECRET").is_none() {
+                // As main reads it: a value that is not UTF-8 is none.
+                if self.client_secret.is_none() && std::env::var("CLIENT_SECRET").is_err() {
                     return Err("--auth client-secret-jwt needs the client secret: \
                                 --client-secret S or env CLIENT_SECRET"
                         .into());

@@ -79,11 +79,7 @@ pub(crate) async fn make(
         URL_SAFE_NO_PAD.encode(claims)
     );
     let signature = signer.sign(jwt.as_bytes()).await?;
-    if signature.is_empty() {
-        return Err(SignError::new(format!(
-            "the signer returned an empty {algorithm} signature"
-        )));
-    }
+    check_length(algorithm, &signature)?;
     jwt.push('.');
     jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));
     Ok(jwt)
@@ -92,6 +88,30 @@ pub(crate) async fn make(
 /// Signs `client_secret_jwt` assertions: HS256 keyed with the client secret.
 struct SecretSigner {
     key: hmac::Key,
+}
+
+/// Refuses a signature of the wrong shape for `algorithm`, rather than send
+/// an assertion the server can only refuse: ES256 and EdDSA signatures are
+/// 64 bytes (ES256's `r || s`; KMS APIs often return DER instead), RSA ones
+/// at least 256 (2048-bit keys), HS256 tags 32.
+fn check_length(algorithm: SigningAlgorithm, signature: &[u8]) -> Result<(), SignError> {
+    let fits = match algorithm {
+        SigningAlgorithm::ES256 | SigningAlgorithm::EdDSA => signature.len() == 64,
+        SigningAlgorithm::RS256 | SigningAlgorithm::PS256 => signature.len() >= 256,
+        SigningAlgorithm::HS256 => signature.len() == 32,
+    };
+    if fits {
+        return Ok(());
+    }
+    let hint = if algorithm == SigningAlgorithm::ES256 && signature.first() == Some(&0x30) {
+        " (it looks DER-encoded: JWS wants the 64 bytes r || s)"
+    } else {
+        ""
+    };
+    Err(SignError::new(format!(
+        "the signer returned a {}-byte {algorithm} signature{hint}",
+        signature.len()
+    )))
 }
 
 /// The signer of `client_secret_jwt` assertions made with `secret`.
@@ -113,5 +133,34 @@ impl AssertionSigner for SecretSigner {
     fn sign<'a>(&'a self, message: &'a [u8]) -> SignFuture<'a> {
         let tag = hmac::sign(&self.key, message).as_ref().to_vec();
         Box::pin(std::future::ready(Ok(tag)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_of_the_wrong_shape_are_refused() {
+        use SigningAlgorithm::*;
+        for (algorithm, length) in [
+            (ES256, 64),
+            (EdDSA, 64),
+            (RS256, 256),
+            (PS256, 512),
+            (HS256, 32),
+        ] {
+            assert!(
+                check_length(algorithm, &vec![1; length]).is_ok(),
+                "{algorithm}"
+            );
+            assert!(
+                check_length(algorithm, &vec![1; length - 1]).is_err(),
+                "{algorithm}"
+            );
+        }
+        assert!(check_length(ES256, &[]).is_err());
+        let der = check_length(ES256, &[0x30; 71]).unwrap_err().to_string();
+        assert!(der.contains("DER"), "{der}");
     }
 }

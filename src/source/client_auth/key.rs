@@ -12,7 +12,7 @@ use aws_lc_rs::signature::{
     self, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair,
 };
 use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::pem::{self, PemObject as _};
 use zeroize::Zeroizing;
 
 use super::signer::{AssertionSigner, SignError, SignFuture, SigningAlgorithm};
@@ -86,6 +86,12 @@ pub enum KeyError {
     /// The PEM holds no private key (it may hold a certificate or a public
     /// key instead).
     NoPrivateKey,
+    /// The PEM is broken: a section without its END line, a malformed
+    /// BEGIN line, or base64 that does not decode.
+    Malformed {
+        /// What is wrong, in words that quote nothing of the file.
+        reason: &'static str,
+    },
     /// The key is encrypted (`ENCRYPTED PRIVATE KEY`, or a `Proc-Type:
     /// 4,ENCRYPTED` header). Encrypted keys are not read: decrypt it first,
     /// for example with `openssl pkcs8 -in key.pem -out plain.pem` (keep
@@ -123,6 +129,7 @@ impl fmt::Display for KeyError {
             KeyError::NoPrivateKey => f.write_str(
                 "no PEM private key found (expected BEGIN PRIVATE KEY, BEGIN RSA PRIVATE KEY or BEGIN EC PRIVATE KEY)",
             ),
+            KeyError::Malformed { reason } => write!(f, "the PEM is malformed: {reason}"),
             KeyError::Encrypted => f.write_str(
                 "the private key is encrypted; encrypted keys are not read: decrypt it first, or sign with a KMS",
             ),
@@ -165,8 +172,22 @@ impl Pair {
             return Err(KeyError::Encrypted);
         }
         // The DER is the key itself: wiped when dropped.
-        let der =
-            Zeroizing::new(PrivateKeyDer::from_pem_slice(pem).map_err(|_| KeyError::NoPrivateKey)?);
+        let der = Zeroizing::new(PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
+            pem::Error::NoItemsFound => KeyError::NoPrivateKey,
+            // The parser's own words may quote a line of the file.
+            pem::Error::MissingSectionEnd { .. } => KeyError::Malformed {
+                reason: "a section has no END line",
+            },
+            pem::Error::IllegalSectionStart { .. } => KeyError::Malformed {
+                reason: "a BEGIN line is malformed",
+            },
+            pem::Error::Base64Decode(_) => KeyError::Malformed {
+                reason: "the base64 does not decode",
+            },
+            _ => KeyError::Malformed {
+                reason: "it cannot be read",
+            },
+        })?);
         match &*der {
             PrivateKeyDer::Pkcs1(key) => RsaKeyPair::from_der(key.secret_pkcs1_der())
                 .map(Pair::Rsa)
@@ -405,16 +426,24 @@ impl AssertionSigner for PrivateKeyFile {
         let path = Arc::clone(&self.path);
         let algorithm = self.algorithm;
         Box::pin(async move {
-            let pem = tokio::task::spawn_blocking(move || read_key_file(&path))
-                .await
-                .map_err(|_| SignError::transient("reading the key file was cancelled"))?
-                .map_err(|e| SignError::transient(e.to_string()))?;
-            let pair = Pair::from_pem(&pem).map_err(|e| match e {
+            // Reading and parsing (an RSA key is checked as it is parsed)
+            // are kept off the async threads.
+            let parsed =
+                tokio::task::spawn_blocking(move || Pair::from_pem(&read_key_file(&path)?))
+                    .await
+                    .map_err(|_| SignError::transient("reading the key file was cancelled"))?;
+            let file = self.path.display();
+            let pair = parsed.map_err(|e| match e {
+                // Missing for a moment, as a rotation replaces it.
+                KeyError::Unreadable { .. } => SignError::transient(e.to_string()),
+                KeyError::TooLarge { .. } => SignError::new(e.to_string()),
                 // Half-written by whoever rotates it.
-                KeyError::NoPrivateKey | KeyError::Unsupported { .. } => {
-                    SignError::transient(format!("the key file {}: {e}", self.path.display()))
+                KeyError::NoPrivateKey
+                | KeyError::Malformed { .. }
+                | KeyError::Unsupported { .. } => {
+                    SignError::transient(format!("the key file {file}: {e}"))
                 }
-                other => SignError::new(format!("the key file {}: {other}", self.path.display())),
+                other => SignError::new(format!("the key file {file}: {other}")),
             })?;
             pair.sign(algorithm, message)
         })
@@ -438,7 +467,8 @@ fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
         reason: e.to_string(),
     };
     let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut pem = Zeroizing::new(Vec::new());
+    // Room for all of it at once: a reallocation would leave a copy behind.
+    let mut pem = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES as usize + 1));
     file.take(MAX_KEY_FILE_BYTES + 1)
         .read_to_end(&mut pem)
         .map_err(unreadable)?;

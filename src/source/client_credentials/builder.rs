@@ -17,7 +17,8 @@ use crate::redact;
 #[cfg(feature = "rustls")]
 use crate::source::client_auth::ClientIdentity;
 use crate::source::client_auth::{
-    Assertion, AssertionAudience, AssertionSigner, AuthMethod, ClientAuth, secret_signer,
+    Assertion, AssertionAudience, AssertionSigner, AuthMethod, ClientAuth, SigningAlgorithm,
+    secret_signer,
 };
 use crate::source::discovery::Discovery;
 
@@ -305,6 +306,14 @@ impl ClientCredentialsBuilder {
         if let [first, second, ..] = named[..] {
             return Err(BuildError::ConflictingClientAuth { first, second });
         }
+        // HS256 is client_secret_jwt's, with the client secret: a signer
+        // of its own with a shared key is a secret the provider cannot
+        // tell from the client secret's.
+        if let Some(signer) = &self.private_key_jwt
+            && signer.algorithm() == SigningAlgorithm::HS256
+        {
+            return Err(BuildError::SymmetricPrivateKeyJwt);
+        }
         if self.assertion_audience == AssertionAudience::Issuer && !self.discover {
             return Err(BuildError::NoIssuer);
         }
@@ -431,11 +440,6 @@ impl ClientCredentialsBuilder {
         return self.identity.is_some();
         #[cfg(not(feature = "rustls"))]
         false
-    }
-
-    /// How the client would send a secret.
-    pub(super) fn secret_style(&self) -> AuthStyle {
-        self.auth_style
     }
 
     /// Whether the default client, which may go through a proxy, is used.

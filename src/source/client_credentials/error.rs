@@ -9,6 +9,7 @@ use http::StatusCode;
 #[cfg(doc)]
 use super::{ClientCredentialsBuilder, MAX_RESPONSE_BYTES, RESERVED_HEADERS};
 use crate::error::ErrorClass;
+use crate::redact;
 use crate::source::client_auth::{AuthMethod, SignError};
 use crate::source::discovery::DiscoveryError;
 
@@ -84,6 +85,9 @@ pub enum BuildError {
         /// The other.
         second: AuthMethod,
     },
+    /// The `private_key_jwt` signer signs HS256, a shared-key algorithm:
+    /// use [`client_secret_jwt`](ClientCredentialsBuilder::client_secret_jwt).
+    SymmetricPrivateKeyJwt,
     /// The method needs a client secret, and none was given.
     MissingClientSecret {
         /// The method.
@@ -157,6 +161,10 @@ impl fmt::Display for BuildError {
             BuildError::ConflictingClientAuth { first, second } => write!(
                 f,
                 "two client authentication methods were given, {first} and {second}; a token request uses one"
+            ),
+            BuildError::SymmetricPrivateKeyJwt => f.write_str(
+                "private_key_jwt needs an asymmetric key (RS256, PS256, ES256, EdDSA); \
+                 for HS256 with the client secret, use client_secret_jwt",
             ),
             BuildError::MissingClientSecret { method } => {
                 write!(f, "{method} needs a client secret, and none was given")
@@ -435,16 +443,32 @@ impl fmt::Display for ClientCredentialsError {
             ClientCredentialsError::DiscoveredEndpoint { .. } => {
                 f.write_str("the discovered token endpoint cannot be used")
             }
-            ClientCredentialsError::AuthMethodNotSupported { method, supported } => write!(
-                f,
-                "the token endpoint does not support {method} client authentication; \
-                 its metadata lists {}",
+            ClientCredentialsError::AuthMethodNotSupported { method, supported } => {
+                write!(
+                    f,
+                    "the token endpoint does not support {method} client authentication; its metadata lists "
+                )?;
                 if supported.is_empty() {
-                    "none".to_owned()
-                } else {
-                    supported.join(", ")
+                    return f.write_str("an empty list");
                 }
-            ),
+                // The provider's words: each on one line and short, and
+                // not too many of them.
+                const SHOWN: usize = 12;
+                for (n, name) in supported.iter().take(SHOWN).enumerate() {
+                    if n > 0 {
+                        f.write_str(", ")?;
+                    }
+                    let name = redact::one_line(name);
+                    match name.char_indices().nth(64) {
+                        Some((cut, _)) => write!(f, "{}…", &name[..cut])?,
+                        None => f.write_str(&name)?,
+                    }
+                }
+                if supported.len() > SHOWN {
+                    write!(f, " and {} more", supported.len() - SHOWN)?;
+                }
+                Ok(())
+            }
             ClientCredentialsError::Assertion { .. } => {
                 f.write_str("the client assertion could not be made")
             }

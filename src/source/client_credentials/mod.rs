@@ -177,7 +177,7 @@ use crate::redact::{self, Secrets};
 use crate::source::client_auth::{
     self, AssertionAudience, AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE,
 };
-use crate::source::discovery::Discovery;
+use crate::source::discovery::{Discovery, ProviderMetadata};
 use crate::source::{KeyedTokenSource, TokenSource};
 use crate::token::Token;
 use request::TokenRequest;
@@ -270,10 +270,10 @@ enum Endpoint {
 struct Resolved {
     /// The request, to the token endpoint.
     request: TokenRequest,
-    /// The issuer as the metadata names it (the configured one, which it
-    /// matched, but without the `/` a [`reqwest::Url`] adds to a bare host):
-    /// the `aud` of [`AssertionAudience::Issuer`].
-    issuer: String,
+    /// The metadata. Its issuer, as it names it (the configured one, which
+    /// it matched, but without the `/` a [`reqwest::Url`] adds to a bare
+    /// host), is the `aud` of [`AssertionAudience::Issuer`].
+    metadata: Arc<ProviderMetadata>,
 }
 
 impl Endpoint {
@@ -347,6 +347,14 @@ impl ClientCredentials {
         }
     }
 
+    /// The issuer's metadata, once the first fetch has discovered it.
+    pub fn provider_metadata(&self) -> Option<&ProviderMetadata> {
+        match &self.inner.endpoint {
+            Endpoint::Fixed(_) => None,
+            Endpoint::Discovered { resolved, .. } => resolved.get().map(|r| &*r.metadata),
+        }
+    }
+
     /// The issuer the token endpoint is discovered from, if it is.
     pub fn issuer(&self) -> Option<&reqwest::Url> {
         match &self.inner.endpoint {
@@ -370,9 +378,13 @@ impl ClientCredentials {
         &self.inner.scopes
     }
 
-    /// How the client sends its secret, when it authenticates with one.
-    pub fn auth_style(&self) -> AuthStyle {
-        self.inner.settings.secret_style()
+    /// How the client sends its secret (`client_secret_basic` or
+    /// `client_secret_post`); `None` when it authenticates otherwise.
+    pub fn auth_style(&self) -> Option<AuthStyle> {
+        match &self.inner.auth {
+            ClientAuth::Secret { style, .. } => Some(*style),
+            _ => None,
+        }
     }
 
     /// The extra form parameters, in order.
@@ -386,11 +398,12 @@ impl ClientCredentials {
     }
 
     /// Asks the token endpoint for a token, once (discovering it first, if
-    /// it has not been).
+    /// it has not been: the discovery has a timeout of its own, the same
+    /// length, so that a silent issuer is named as such).
     pub async fn fetch_token(&self) -> Result<Token, ClientCredentialsError> {
         let inner = &*self.inner;
+        let (request, issuer) = self.request().await?;
         let exchange = async {
-            let (request, issuer) = self.request().await?;
             let (request, secrets) = match &inner.auth {
                 ClientAuth::Assertion(assertion) => {
                     let audience = match &assertion.audience {
@@ -441,14 +454,17 @@ impl ClientCredentials {
             } => (discovery, template, resolved),
         };
         if let Some(resolved) = resolved.get() {
-            return Ok((&resolved.request, Some(&resolved.issuer)));
+            return Ok((&resolved.request, Some(resolved.metadata.issuer())));
         }
         let metadata = discovery
             .metadata()
             .await
             .map_err(|source| ClientCredentialsError::Discovery { source })?;
         let method = self.inner.auth.method();
-        if metadata.lists_auth_method(method.as_str()) == Some(false) {
+        // A public client may still authenticate, with a client assertion
+        // of its own in the parameters: the token endpoint judges it.
+        let public = matches!(self.inner.auth, ClientAuth::Public);
+        if !public && metadata.lists_auth_method(method.as_str()) == Some(false) {
             return Err(ClientCredentialsError::AuthMethodNotSupported {
                 method,
                 supported: metadata
@@ -477,10 +493,10 @@ impl ClientCredentials {
         let resolved = resolved.get_or_init(|| {
             Box::new(Resolved {
                 request: url,
-                issuer: metadata.issuer().to_owned(),
+                metadata,
             })
         });
-        Ok((&resolved.request, Some(&resolved.issuer)))
+        Ok((&resolved.request, Some(resolved.metadata.issuer())))
     }
 }
 

@@ -455,6 +455,39 @@ mod tests {
     }
 
     #[test]
+    fn a_jwt_access_token_without_expires_in_lives_until_its_exp() {
+        use base64::Engine as _;
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let jwt = |exp: u64| {
+            let claims = format!(r#"{{"exp":{exp}}}"#);
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            format!("{}.{}.sig", b64.encode("{}"), b64.encode(claims))
+        };
+        let life = |extra: &str| {
+            let token = jwt(now + 600);
+            ok(&format!(r#"{{"access_token":"{token}"{extra}}}"#))
+                .unwrap()
+                .lifetime()
+        };
+        // From exp, give or take the second that may tick meanwhile.
+        let from_exp = life("").unwrap().as_secs();
+        assert!((598..=600).contains(&from_exp), "{from_exp}");
+        // An unusable expires_in is no expires_in.
+        let from_exp = life(r#","expires_in":0"#).unwrap().as_secs();
+        assert!((598..=600).contains(&from_exp), "{from_exp}");
+        // A usable one wins.
+        assert_eq!(life(r#","expires_in":60"#), Some(Duration::from_secs(60)));
+        // An opaque token, or one past its exp, has no lifetime.
+        assert_eq!(ok(r#"{"access_token":"opaque"}"#).unwrap().lifetime(), None);
+        let past = jwt(now - 10);
+        let body = format!(r#"{{"access_token":"{past}"}}"#);
+        assert_eq!(ok(&body).unwrap().lifetime(), None);
+    }
+
+    #[test]
     fn retry_after_seconds_and_dates() {
         assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
