@@ -388,7 +388,7 @@ fn bad_keys_are_clear_errors_naming_no_key_material() {
         PrivateKeyFile::new(&missing).unwrap_err(),
         KeyError::Unreadable { path, .. } if path == missing
     ));
-    let huge = dir.write("huge.pem", &vec![b'A'; 70 * 1024]);
+    let huge = dir.write("huge.pem", vec![b'A'; 70 * 1024]);
     assert!(matches!(
         PrivateKeyFile::new(&huge).unwrap_err(),
         KeyError::TooLarge { .. }
