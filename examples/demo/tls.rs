@@ -77,7 +77,7 @@ impl TlsFiles {
 
     #[cfg(not(feature = "rustls"))]
     pub fn read(self, _client_certificate: bool) -> Result<Tls, String> {
-        if self.cert.is_some() || self.ca.is_some() {
+        if self.cert.is_some() || self.key.is_some() || self.ca.is_some() {
             return Err("--cert, --key and --ca need the rustls feature (on by default)".into());
         }
         Ok(Tls::default())
