@@ -298,7 +298,8 @@ pub struct PrivateKey {
 }
 
 impl PrivateKey {
-    /// Reads the first private key in `pem`: PKCS#8 (`BEGIN PRIVATE KEY`),
+    /// Reads the first private key in `pem` (other blocks, such as
+    /// certificates or `EC PARAMETERS`, are skipped): PKCS#8 (`BEGIN PRIVATE KEY`),
     /// PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`).
     /// Its algorithm is the type's default ([`KeyType::default_algorithm`]);
     /// it has no key id.
@@ -367,10 +368,12 @@ impl fmt::Debug for PrivateKey {
 /// used from the next fetch on, without a restart.
 ///
 /// [`new`](Self::new) reads the file once, so that a missing or malformed
-/// key is an error when the source is built, and takes the algorithm from
-/// it. Each fetch reads it again, off the async threads; a read that fails
-/// is transient (the file may be mid-replacement), a key that no longer
-/// fits the algorithm is not.
+/// key is an error before anything is sent, and takes the algorithm from
+/// it: the algorithm (and the key id) stay fixed, as the provider
+/// registered them, so a rotation replaces the key with one of the same
+/// type. Each fetch reads the file again, off the async threads; a read
+/// that fails is transient (the file may be mid-replacement), a key that no
+/// longer fits the algorithm is not.
 #[derive(Clone)]
 pub struct PrivateKeyFile {
     path: Arc<Path>,
