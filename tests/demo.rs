@@ -1297,6 +1297,71 @@ mod client_authentication {
         assert_eq!(bound.issued(), 1);
     }
 
+    /// `--auth tls` with a certificate from a CA the token endpoint does not
+    /// trust: the TLS handshake refuses it, which is permanent. One
+    /// handshake for the whole run, and one line saying why.
+    #[tokio::test]
+    async fn tls_client_auth_with_a_certificate_the_endpoint_refuses_fails_once_naming_the_alert() {
+        let pki = TestPki::new();
+        let bound = BoundTokens::start(&pki).await;
+        let dir = TempDir::new("demo-tls-rogue");
+        let (cert, key) = pki.rogue_client("svc");
+        let ca = dir.write("ca.pem", pki.ca_pem());
+        let cert = dir.write("cert.pem", cert);
+        let key_file = dir.write("key.pem", &key);
+        let output = run_demo_with_the_secret(strings(&[
+            "--token-url",
+            &bound.token_url(),
+            "--client-id",
+            "svc",
+            "--auth",
+            "tls",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key_file.to_str().unwrap(),
+            "--ca",
+            ca.to_str().unwrap(),
+            "--url",
+            &bound.api_url("/orders"),
+            "--requests",
+            "20",
+            "--concurrency",
+            "8",
+        ]))
+        .await;
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(
+                "error: no token could be had: the token endpoint refused the client \
+                 certificate during the TLS handshake (UnknownCA): "
+            ),
+            "{stderr}"
+        );
+        let all = format!("{stderr}{}", String::from_utf8_lossy(&output.stdout));
+        assert!(!all.contains("PRIVATE KEY"), "{all}");
+        for slice in support::tls::pem_body_slices(&key) {
+            assert!(!all.contains(&slice), "{all}");
+        }
+        // A permanent refusal: one token request, one handshake, for all.
+        let json = summary(&output);
+        assert_eq!(json["token_fetches"], 1, "{json}");
+        assert_eq!(json["failed"], 20, "{json}");
+        assert_eq!(json["ok"], 0, "{json}");
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while bound.server().handshake_failures() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the server saw no failed handshake");
+        assert_eq!(bound.server().handshake_failures(), 1);
+        assert_eq!((bound.issued(), bound.refused()), (0, 0));
+        assert_eq!((bound.api_ok(), bound.api_refused()), (0, 0));
+    }
+
     #[test]
     fn client_authentication_flags_that_cannot_work_exit_2_naming_the_flag() {
         let dir = TempDir::new("demo-bad-auth");

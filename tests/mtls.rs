@@ -392,13 +392,127 @@ async fn another_clients_certificate_is_a_permanent_invalid_client_fetched_once(
     assert_eq!((server.api_ok(), server.api_refused()), (0, 0));
 }
 
+/// Waits until `server` has counted `n` failed handshakes (it counts one
+/// once its side ends, which can be just after the client gave up), then a
+/// little longer, to see that no more come.
+async fn expect_handshake_failures(server: &BoundTokens, n: usize) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while server.server().handshake_failures() < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{} failed handshakes, not {n}",
+            server.server().handshake_failures()
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.server().handshake_failures(), n);
+}
+
 #[tokio::test]
-async fn a_rogue_ca_certificate_fails_the_handshake_a_transient_transport_error() {
+async fn a_rogue_ca_certificate_refused_in_the_handshake_is_a_permanent_error_fetched_once() {
     let pki = TestPki::new();
     let server = BoundTokens::start(&pki).await;
     let (cert, key) = pki.rogue_client("client-a");
     let rogue = ClientIdentity::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
-    let source = tls_source(&pki, &server, "client-a", rogue);
+    let source = tls_source(&pki, &server, "client-a", rogue.clone());
+
+    let error = source.fetch_token().await.unwrap_err();
+    // The server's alert, named: it does not know the certificate's CA.
+    let ClientCredentialsError::ClientCertificateRefused { alert, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(alert, "UnknownCA");
+    assert_eq!(
+        error.to_string(),
+        "the token endpoint refused the client certificate during the TLS handshake (UnknownCA)"
+    );
+    // The same certificate would be refused again.
+    assert_eq!(error.class(), ErrorClass::Permanent);
+    assert_eq!(source.classify(&error), ErrorClass::Permanent);
+    assert_eq!(error.oauth_error(), None);
+    assert_eq!(error.status(), None);
+    assert_eq!(error.retry_after(), None);
+    // The source is reqwest's error, whose chain ends in the alert.
+    let cause = std::error::Error::source(&error).unwrap();
+    assert!(cause.is::<reqwest::Error>(), "{cause:?}");
+    let text = format!("{error} | {error:?} | {}", chain(&error));
+    assert!(text.contains("received fatal alert: UnknownCA"), "{text}");
+    assert_no_key(&text, &key);
+    // The endpoint never saw a request.
+    assert_eq!((server.issued(), server.refused()), (0, 0));
+    expect_handshake_failures(&server, 1).await;
+
+    // Under the layer: ten calls at once, one handshake between them, and
+    // every call fails at once with the permanent refusal.
+    let server = BoundTokens::start(&pki).await;
+    let layer = BearerAuthLayer::new(tls_source(&pki, &server, "client-a", rogue.clone()));
+    let cache = layer.cache().clone();
+    let api = pki.https_client(Some(rogue.reqwest_identity()));
+    let client = ServiceBuilder::new().layer(layer).service(api.clone());
+    let calls: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(client.clone().oneshot(api_request(&api, &server))))
+        .collect();
+    for call in calls {
+        let error = call.await.unwrap().unwrap_err();
+        let token_error = error.as_token_error().expect("no token, nothing sent");
+        assert!(!token_error.is_transient(), "{error:?}");
+        assert_eq!(token_error.class(), ErrorClass::Permanent);
+        let refused = token_error
+            .source_error()
+            .and_then(|e| e.downcast_ref::<ClientCredentialsError>())
+            .unwrap_or_else(|| panic!("{error:?}"));
+        assert!(
+            matches!(
+                refused,
+                ClientCredentialsError::ClientCertificateRefused { alert, .. } if alert == "UnknownCA"
+            ),
+            "{refused:?}"
+        );
+        let text = chain(&error);
+        assert!(
+            text.starts_with(
+                "no token could be had: the token source failed: \
+                 the token endpoint refused the client certificate during the TLS handshake (UnknownCA): "
+            ),
+            "{text}"
+        );
+    }
+    // One fetch, one handshake; no request reached the endpoint or the API.
+    assert_eq!(cache.stats().fetches_started, 1);
+    expect_handshake_failures(&server, 1).await;
+    assert_eq!((server.issued(), server.refused()), (0, 0));
+    assert_eq!((server.api_ok(), server.api_refused()), (0, 0));
+
+    // A call now, within the backoff: the same refusal, no new handshake.
+    let error = client
+        .clone()
+        .oneshot(api_request(&api, &server))
+        .await
+        .unwrap_err();
+    assert!(chain(&error).contains("(UnknownCA)"), "{error:?}");
+    assert_eq!(cache.stats().fetches_started, 1);
+    assert_eq!(server.server().handshake_failures(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_certificate_on_the_http_client_of_a_source_that_does_not_authenticate_with_it_stays_transient()
+ {
+    // A client secret is the source's credential; the certificate its own
+    // HTTP client presents is not, so the handshake failure is a transport
+    // failure like any other.
+    let pki = TestPki::new();
+    let server = BoundTokens::start(&pki).await;
+    let (cert, key) = pki.rogue_client("client-a");
+    let rogue = ClientIdentity::from_pem(cert.as_bytes(), key.as_bytes()).unwrap();
+    let source = ClientCredentials::builder(server.token_url(), "client-a")
+        .client_secret("s3cret")
+        .http_client(pki.https_client(Some(rogue.reqwest_identity())))
+        .build()
+        .unwrap();
 
     let error = source.fetch_token().await.unwrap_err();
     assert!(
@@ -406,13 +520,8 @@ async fn a_rogue_ca_certificate_fails_the_handshake_a_transient_transport_error(
         "{error:?}"
     );
     assert!(source.classify(&error).is_transient(), "{error:?}");
-    assert_eq!(error.oauth_error(), None);
-    assert_eq!(error.status(), None);
-    let text = format!("{error} | {error:?} | {}", chain(&error));
-    // The alert the server sent says why.
+    let text = chain(&error);
     assert!(text.contains("UnknownCA"), "{text}");
-    assert_no_key(&text, &key);
-    // The endpoint never saw the request.
     assert_eq!((server.issued(), server.refused()), (0, 0));
 }
 
@@ -431,9 +540,17 @@ async fn without_the_added_root_the_endpoints_certificate_is_not_trusted() {
         matches!(error, ClientCredentialsError::Transport { .. }),
         "{error:?}"
     );
+    // Our side refused the endpoint's certificate: no alert about ours, so
+    // not a refused client certificate, and transient.
     assert!(untrusting.classify(&error).is_transient());
+    assert_eq!(untrusting.classify(&error), error.class());
     let text = format!("{error:?}");
     assert!(text.contains("UnknownIssuer"), "{text}");
+    assert_eq!(
+        error.to_string(),
+        "the token endpoint could not be reached",
+        "{error:?}"
+    );
     assert_eq!((server.issued(), server.refused()), (0, 0));
 
     // The same settings with the root added: a token.

@@ -205,6 +205,21 @@ pub enum ClientCredentialsError {
         /// The HTTP client's error.
         source: reqwest::Error,
     },
+    /// The token endpoint refused the client certificate during the TLS
+    /// handshake (RFC 8705 `tls_client_auth`): it answered with a TLS alert
+    /// about the certificate, such as `UnknownCA` (it does not trust the
+    /// issuing CA), `CertificateExpired` or `CertificateRevoked`, and read no token
+    /// request. Permanent: the same certificate would be refused
+    /// again. Only a source that authenticates with a client certificate
+    /// reports this; for any other, the same failure is a
+    /// [`Transport`](Self::Transport) error.
+    ClientCertificateRefused {
+        /// The TLS alert the endpoint sent, by its name in rustls, such as
+        /// `UnknownCA`, `BadCertificate` or `CertificateRequired`.
+        alert: String,
+        /// The HTTP client's error, whose chain ends in the alert.
+        source: reqwest::Error,
+    },
     /// The exchange took longer than the timeout.
     Timeout {
         /// The timeout.
@@ -340,6 +355,7 @@ impl ClientCredentialsError {
             }
             ClientCredentialsError::BodyTooLarge { .. }
             | ClientCredentialsError::InvalidParams { .. }
+            | ClientCredentialsError::ClientCertificateRefused { .. }
             | ClientCredentialsError::DiscoveredEndpoint { .. }
             | ClientCredentialsError::AuthMethodNotSupported { .. } => ErrorClass::Permanent,
         }
@@ -383,6 +399,10 @@ impl fmt::Display for ClientCredentialsError {
             ClientCredentialsError::Transport { .. } => {
                 f.write_str("the token endpoint could not be reached")
             }
+            ClientCredentialsError::ClientCertificateRefused { alert, .. } => write!(
+                f,
+                "the token endpoint refused the client certificate during the TLS handshake ({alert})"
+            ),
             ClientCredentialsError::InvalidParams { source } => {
                 write!(
                     f,
@@ -479,7 +499,8 @@ impl fmt::Display for ClientCredentialsError {
 impl std::error::Error for ClientCredentialsError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ClientCredentialsError::Transport { source } => Some(source),
+            ClientCredentialsError::Transport { source }
+            | ClientCredentialsError::ClientCertificateRefused { source, .. } => Some(source),
             ClientCredentialsError::Discovery { source } => Some(source),
             ClientCredentialsError::DiscoveredEndpoint { source } => Some(source),
             ClientCredentialsError::Assertion { source } => Some(source),

@@ -106,6 +106,18 @@
 //! reqwest's error, whose chain goes on to hyper's and the operating
 //! system's.
 //!
+//! With [`tls_client_auth`](ClientCredentialsBuilder::tls_client_auth), a
+//! token endpoint that refuses the client certificate during the TLS
+//! handshake (a TLS alert such as `UnknownCA`, `BadCertificate`,
+//! `CertificateExpired`, `CertificateRevoked`, `CertificateUnknown`,
+//! `UnsupportedCertificate`, `AccessDenied` or `CertificateRequired`) fails
+//! the fetch with [`ClientCredentialsError::ClientCertificateRefused`],
+//! which names the alert and is permanent: the same certificate would be
+//! refused again, so the cache does not keep asking. Any other TLS failure
+//! (the endpoint's own certificate not trusted, a handshake the endpoint
+//! gave up on for another reason), and any failure of a source that does not
+//! authenticate with a certificate, stays a transient transport failure.
+//!
 //! The client secret and the token never appear in `Debug`, `Display` or
 //! logs, even when the endpoint echoes them back. The source's own secrets
 //! (the client secret, the Basic credentials, extra header values, extra
@@ -427,7 +439,9 @@ impl ClientCredentials {
                 }
                 _ => (request.to_http(), Cow::Borrowed(&inner.secrets)),
             };
-            let answer = transport::send(&inner.http_client, request).await?;
+            let answer = transport::send(&inner.http_client, request)
+                .await
+                .map_err(|error| certificate_refusal(&inner.auth, error))?;
             response::interpret(&answer, &secrets)
         };
         match tokio::time::timeout(inner.timeout, exchange).await {
@@ -561,6 +575,30 @@ impl TokenSource for ClientCredentials {
     fn kind(&self) -> &'static str {
         "client_credentials"
     }
+}
+
+/// A transport failure of a source that authenticates with a client
+/// certificate, when the endpoint refused that certificate with a TLS alert:
+/// [`ClientCredentialsError::ClientCertificateRefused`], permanent. Any other
+/// failure, and any failure of another source (whose certificate, if its
+/// HTTP client presents one, is not its credential), is kept as it is.
+#[cfg(feature = "rustls")]
+fn certificate_refusal(auth: &ClientAuth, error: ClientCredentialsError) -> ClientCredentialsError {
+    match error {
+        ClientCredentialsError::Transport { source } if matches!(auth, ClientAuth::Tls) => {
+            match transport::refused_client_certificate(&source) {
+                Some(alert) => ClientCredentialsError::ClientCertificateRefused { alert, source },
+                None => ClientCredentialsError::Transport { source },
+            }
+        }
+        error => error,
+    }
+}
+
+/// Without TLS there is no client certificate to refuse.
+#[cfg(not(feature = "rustls"))]
+fn certificate_refusal(_: &ClientAuth, error: ClientCredentialsError) -> ClientCredentialsError {
+    error
 }
 
 /// The names of the extra parameters, for `Debug`: a value may be a secret

@@ -70,6 +70,49 @@ fn transport_error(error: reqwest::Error) -> ClientCredentialsError {
     }
 }
 
+/// The TLS alert with which the server refused the client certificate
+/// during the handshake, when that is why `error` happened: its name, such
+/// as `UnknownCA`. `None` for any other failure, a TLS one included.
+///
+/// The alert is a [`rustls::Error`] deep in the chain (reqwest's error,
+/// hyper's, then an [`std::io::Error`] that wraps it). An `io::Error`'s
+/// `source()` is its inner error's source, skipping the inner error itself,
+/// so each one met is also looked into.
+#[cfg(feature = "rustls")]
+pub(super) fn refused_client_certificate(
+    error: &(dyn std::error::Error + 'static),
+) -> Option<String> {
+    use rustls::AlertDescription as Alert;
+
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        let tls = error.downcast_ref::<rustls::Error>().or_else(|| {
+            error
+                .downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(alert)) = tls {
+            // The alerts a server sends about the client's certificate
+            // (RFC 8446 section 6.2): none is answered by asking again.
+            return matches!(
+                alert,
+                Alert::BadCertificate
+                    | Alert::UnsupportedCertificate
+                    | Alert::CertificateRevoked
+                    | Alert::CertificateExpired
+                    | Alert::CertificateUnknown
+                    | Alert::UnknownCA
+                    | Alert::AccessDenied
+                    | Alert::CertificateRequired
+            )
+            .then(|| format!("{alert:?}"));
+        }
+        cause = error.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +133,91 @@ mod tests {
         ] {
             assert!(!proxied(url), "{url}");
         }
+    }
+
+    /// An error that wraps another, as reqwest's and hyper's do.
+    #[cfg(feature = "rustls")]
+    #[derive(Debug)]
+    struct Wrapper(Box<dyn std::error::Error + Send + Sync>);
+
+    #[cfg(feature = "rustls")]
+    impl std::fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connection error")
+        }
+    }
+
+    #[cfg(feature = "rustls")]
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    /// `tls`, as hyper meets it: in an `io::Error`, under two wrappers.
+    #[cfg(feature = "rustls")]
+    fn chain_to(tls: rustls::Error) -> Wrapper {
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        Wrapper(Box::new(Wrapper(Box::new(io))))
+    }
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn alerts_about_the_client_certificate_are_found_through_the_io_error() {
+        use rustls::AlertDescription as Alert;
+
+        for (alert, name) in [
+            (Alert::BadCertificate, "BadCertificate"),
+            (Alert::UnsupportedCertificate, "UnsupportedCertificate"),
+            (Alert::CertificateRevoked, "CertificateRevoked"),
+            (Alert::CertificateExpired, "CertificateExpired"),
+            (Alert::CertificateUnknown, "CertificateUnknown"),
+            (Alert::UnknownCA, "UnknownCA"),
+            (Alert::AccessDenied, "AccessDenied"),
+            (Alert::CertificateRequired, "CertificateRequired"),
+        ] {
+            let error = chain_to(rustls::Error::AlertReceived(alert));
+            // `io::Error::source` skips the rustls error it wraps.
+            let io = std::error::Error::source(&error).unwrap().source().unwrap();
+            assert!(io.is::<std::io::Error>() && io.source().is_none());
+            assert_eq!(
+                refused_client_certificate(&error).as_deref(),
+                Some(name),
+                "{alert:?}"
+            );
+        }
+        // Not wrapped in an io::Error, too.
+        let bare = Wrapper(Box::new(rustls::Error::AlertReceived(Alert::UnknownCA)));
+        assert_eq!(
+            refused_client_certificate(&bare).as_deref(),
+            Some("UnknownCA")
+        );
+    }
+
+    #[cfg(feature = "rustls")]
+    #[test]
+    fn other_tls_failures_are_not_a_refused_client_certificate() {
+        use rustls::AlertDescription as Alert;
+
+        let others = [
+            // Alerts about something else than our certificate.
+            rustls::Error::AlertReceived(Alert::HandshakeFailure),
+            rustls::Error::AlertReceived(Alert::ProtocolVersion),
+            rustls::Error::AlertReceived(Alert::InternalError),
+            rustls::Error::AlertReceived(Alert::DecryptError),
+            rustls::Error::AlertReceived(Alert::UnrecognisedName),
+            // Our side refusing the server's certificate: no alert received.
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        ];
+        for tls in others {
+            let shown = format!("{tls:?}");
+            assert_eq!(refused_client_certificate(&chain_to(tls)), None, "{shown}");
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            refused_client_certificate(&Wrapper(Box::new(refused))),
+            None
+        );
     }
 }
