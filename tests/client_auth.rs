@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::error_chain as chain;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -33,18 +35,6 @@ fn ours(algorithm: Algorithm) -> SigningAlgorithm {
         Algorithm::HS256 => SigningAlgorithm::HS256,
         other => panic!("{other:?}"),
     }
-}
-
-/// An error and its causes, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 #[tokio::test]

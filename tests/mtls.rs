@@ -7,6 +7,8 @@
 
 mod support;
 
+use support::error_chain as chain;
+
 use std::time::Duration;
 
 use http::{StatusCode, header};
@@ -194,18 +196,6 @@ fn tls_source(
 /// A `GET` of the API, to send through the layer.
 fn api_request(http: &reqwest::Client, server: &BoundTokens) -> reqwest::Request {
     http.get(server.api_url("/things")).build().unwrap()
-}
-
-/// An error and its causes, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// Asserts that `text` shows no part of the private key `key_pem`.

@@ -24,5 +24,5 @@ pub mod temp;
 pub mod tls;
 
 pub use server::{TestServer, authorization, respond};
-pub use services::{echo, no_jitter, request, strand_a_fetch, within};
+pub use services::{echo, error_chain, no_jitter, request, strand_a_fetch, within};
 pub use sources::{Counting, counting_source, failing_source};
