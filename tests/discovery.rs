@@ -7,8 +7,9 @@
 //!
 //! Nothing here waits on a clock to synchronise: slow answers wait on a gate
 //! the test opens once every caller is known to wait (their futures polled,
-//! each fetch parked on the discovery). Only the backoff test lets real time
-//! pass, a fraction of a second.
+//! each fetch parked on the discovery). The tests of backoff pause Tokio's
+//! clock and advance it; it runs only while a request is on the wire (see
+//! [`with_clock_running`]).
 #![cfg(feature = "client-credentials")]
 
 mod support;
@@ -28,7 +29,7 @@ use tokio::sync::Semaphore;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::source::client_auth::{AssertionAudience, AuthMethod, PrivateKey};
 use tower_bearer::source::client_credentials::BuildError;
-use tower_bearer::source::discovery::{DiscoveryError, NoDocument};
+use tower_bearer::source::discovery::{DiscoveryError, FIRST_RETRY_DELAY, NoDocument};
 use tower_bearer::{
     AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsError, Error, ErrorClass,
     KeyedTokenSource, Token, TokenCache, TokenError, TokenParams, TokenSource,
@@ -286,6 +287,17 @@ fn api_request(params: Option<TokenParams>) -> Request<String> {
 }
 
 type Call<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Awaits `future` with Tokio's clock running, then pauses it again. Under a
+/// paused clock a runtime that waits on a socket may jump to its next timer
+/// (a fetch's timeout), so requests go out with the clock running; between
+/// them the test advances the paused clock.
+async fn with_clock_running<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::resume();
+    let output = future.await;
+    tokio::time::pause();
+    output
+}
 
 /// What a request through the layer over [`echo`] comes to.
 type Outcome = Result<http::Response<String>, Error<std::convert::Infallible>>;
@@ -561,7 +573,8 @@ async fn a_metadata_outage_is_transient_and_a_later_fetch_discovers() {
     idp.serve(OPENID, 503, "upstream unavailable");
     idp.serve(OAUTH, 200, document(&issuer, &idp.url("/token")));
     let source = secret_source(&issuer);
-    let error = source.fetch_token().await.unwrap_err();
+    tokio::time::pause();
+    let error = with_clock_running(source.fetch_token()).await.unwrap_err();
     assert!(source.classify(&error).is_transient(), "{error:?}");
     match discovery_error(&error) {
         DiscoveryError::HttpStatus { url, status } => {
@@ -575,12 +588,23 @@ async fn a_metadata_outage_is_transient_and_a_later_fetch_discovers() {
     assert_eq!(idp.gets(), [OPENID], "a 5xx does not fall back to RFC 8414");
     assert_eq!(source.token_url(), None);
 
+    // Until discovery's retry time, a fetch gets the same failure without a
+    // request, even though the provider is back.
     idp.serve(OPENID, 200, document(&issuer, &idp.url("/token")));
-    source.fetch_token().await.unwrap();
+    let again = source.fetch_token().await.unwrap_err();
+    assert_eq!(
+        format!("{:?}", discovery_error(&again)),
+        format!("{:?}", discovery_error(&error))
+    );
+    assert_eq!(idp.gets(), [OPENID]);
+    tokio::time::advance(FIRST_RETRY_DELAY).await;
+    with_clock_running(source.fetch_token()).await.unwrap();
     assert_eq!(idp.gets(), [OPENID, OPENID]);
     assert!(source.token_url().is_some());
 
-    // Through the layer: the cache's backoff paces the next discovery.
+    // Through the layer: the cache's backoff (300 ms) ends before
+    // discovery's retry time (1 s), so its next fetch gets the remembered
+    // failure at once; the fetch after the retry time discovers.
     let idp = Idp::start().await;
     let issuer = idp.origin();
     idp.serve(OPENID, 503, "upstream unavailable");
@@ -594,7 +618,7 @@ async fn a_metadata_outage_is_transient_and_a_later_fetch_discovers() {
         .layer(BearerAuthLayer::with_cache(cache.clone()))
         .service(echo());
 
-    let first = token_error(service.clone().oneshot(api_request(None)).await);
+    let first = token_error(with_clock_running(service.clone().oneshot(api_request(None))).await);
     assert!(first.is_transient(), "{first}");
     assert_eq!(first.backoff_remaining(), None, "this request fetched");
     let cause = first
@@ -614,13 +638,111 @@ async fn a_metadata_outage_is_transient_and_a_later_fetch_discovers() {
     assert_eq!(idp.gets(), [OPENID]);
 
     idp.serve(OPENID, 200, document(&issuer, &idp.url("/token")));
-    tokio::time::sleep(remaining + Duration::from_millis(20)).await;
-    let response = service.clone().oneshot(api_request(None)).await.unwrap();
+    // The cache's backoff is over, discovery's is not: the cache fetches,
+    // and the source fails without a request.
+    tokio::time::advance(remaining + Duration::from_millis(1)).await;
+    let third = token_error(service.clone().oneshot(api_request(None)).await);
+    assert_eq!(third.backoff_remaining(), None, "this request fetched");
+    let cause = third
+        .source_error()
+        .and_then(|e| e.downcast_ref::<ClientCredentialsError>())
+        .expect("the source's error");
+    assert!(matches!(
+        discovery_error(cause),
+        DiscoveryError::HttpStatus { .. }
+    ));
+    assert_eq!(idp.gets(), [OPENID]);
+
+    // Past both: the next request discovers.
+    tokio::time::advance(FIRST_RETRY_DELAY).await;
+    let response = with_clock_running(service.clone().oneshot(api_request(None)))
+        .await
+        .unwrap();
     assert_eq!(response.into_body(), "Bearer tok..1");
     assert_eq!(idp.gets(), [OPENID, OPENID], "two metadata requests in all");
     let stats = cache.stats();
-    assert_eq!((stats.fetches_started, stats.fetches_failed), (2, 1));
+    assert_eq!((stats.fetches_started, stats.fetches_failed), (3, 2));
     assert_eq!(stats.failed_fast, 1);
+}
+
+// 4b.
+#[tokio::test]
+async fn an_outage_costs_one_metadata_request_per_retry_time_whatever_the_keys() {
+    // The case discovery's own backoff is for: a keyed cache whose keys
+    // each back off on their own (here 150 ms), far sooner than discovery.
+    const KEYS: usize = 10;
+    let idp = Idp::start().await;
+    let issuer = idp.origin();
+    idp.serve(OPENID, 503, "upstream unavailable");
+    let step = Duration::from_millis(150);
+    let cache = TokenCache::keyed_builder(secret_source(&issuer))
+        .backoff(support::no_jitter().initial(step).max(step))
+        .build();
+    let service = ServiceBuilder::new()
+        .layer(BearerAuthLayer::with_cache(cache.clone()))
+        .service(echo());
+    let resource = |k: usize| format!("https://api-{k}.test/");
+    let request = |k: usize| api_request(Some(TokenParams::for_resource(resource(k))));
+    let fetches = |cache: &TokenCache| -> u64 {
+        cache
+            .keys()
+            .iter()
+            .map(|(_, key)| key.stats().fetches_started)
+            .sum()
+    };
+    tokio::time::pause();
+
+    // The first key's fetch discovers, and fails; every other key's fetch
+    // gets that failure without a request.
+    let error = token_error(with_clock_running(service.clone().oneshot(request(0))).await);
+    assert!(error.is_transient(), "{error}");
+    for k in 1..KEYS {
+        let error = token_error(service.clone().oneshot(request(k)).await);
+        assert_eq!(error.backoff_remaining(), None, "key {k} fetched");
+    }
+    assert_eq!(idp.gets(), [OPENID]);
+    assert_eq!(fetches(&cache), KEYS as u64);
+
+    // Each key's backoff ends, again and again, within discovery's retry
+    // delay: every key fetches again, and still no request goes out.
+    for _ in 0..3 {
+        tokio::time::advance(step + Duration::from_millis(1)).await;
+        for k in 0..KEYS {
+            token_error(service.clone().oneshot(request(k)).await);
+        }
+    }
+    assert_eq!(fetches(&cache), 4 * KEYS as u64);
+    assert_eq!(idp.gets(), [OPENID]);
+
+    // After the retry time, one fetch asks again (and fails: now 2 s).
+    tokio::time::advance(FIRST_RETRY_DELAY).await;
+    token_error(with_clock_running(service.clone().oneshot(request(0))).await);
+    for k in 1..KEYS {
+        token_error(service.clone().oneshot(request(k)).await);
+    }
+    assert_eq!(idp.gets(), [OPENID, OPENID]);
+
+    // The provider is back; within the 2 s nothing is asked, after them one
+    // discovery serves every key.
+    idp.serve(OPENID, 200, document(&issuer, &idp.url("/token")));
+    tokio::time::advance(FIRST_RETRY_DELAY).await;
+    for k in 0..KEYS {
+        token_error(service.clone().oneshot(request(k)).await);
+    }
+    assert_eq!(idp.gets(), [OPENID, OPENID]);
+    tokio::time::advance(FIRST_RETRY_DELAY).await;
+    for k in 0..KEYS {
+        let response = with_clock_running(service.clone().oneshot(request(k)))
+            .await
+            .unwrap();
+        let seen = response.into_body();
+        assert!(
+            seen.starts_with(&format!("Bearer tok.{}.", resource(k))),
+            "{seen}"
+        );
+    }
+    assert_eq!(idp.gets(), [OPENID, OPENID, OPENID]);
+    assert_eq!(idp.token_requests().len(), KEYS);
 }
 
 // 5.
@@ -865,7 +987,8 @@ async fn documents_that_are_no_metadata_fail_clearly() {
             idp.serve(OAUTH, status, fill(body));
         }
         let source = secret_source(&issuer);
-        let error = source.fetch_token().await.unwrap_err();
+        tokio::time::pause();
+        let error = with_clock_running(source.fetch_token()).await.unwrap_err();
         let discovery = discovery_error(&error);
         assert!(expected(discovery), "{what}: {discovery:?}");
         assert_eq!(discovery.is_transient(), transient, "{what}: {discovery}");
@@ -878,10 +1001,21 @@ async fn documents_that_are_no_metadata_fail_clearly() {
         assert!(text.contains(OPENID), "{what}: the URL is named: {text}");
         assert!(!text.contains("Wi-Fi"), "{what}: no body is shown: {text}");
         assert!(idp.token_requests().is_empty(), "{what}");
-        // A failure is not kept: the next fetch asks again.
+        // A failure is remembered, transient or not: until discovery's
+        // retry time a fetch gets it without a request; after it, the next
+        // fetch asks again.
         let asked = idp.gets().len();
-        source.fetch_token().await.unwrap_err();
+        let again = source.fetch_token().await.unwrap_err();
+        assert_eq!(
+            format!("{:?}", discovery_error(&again)),
+            format!("{discovery:?}"),
+            "{what}"
+        );
+        assert_eq!(idp.gets().len(), asked, "{what}");
+        tokio::time::advance(FIRST_RETRY_DELAY).await;
+        with_clock_running(source.fetch_token()).await.unwrap_err();
         assert_eq!(idp.gets().len(), 2 * asked, "{what}");
+        tokio::time::resume();
     }
 }
 

@@ -32,7 +32,26 @@
 //!   another issuer, or is longer than [`MAX_DOCUMENT_BYTES`] is permanent:
 //!   the provider would send the same again.
 //!
-//! Errors show URLs through [`redact_url`], and never the body.
+//! Errors show URLs through [`redact_url`], and never the body. The one
+//! text from the document an error shows, the issuer it names, is put on one
+//! line and cut to at most 256 characters.
+//!
+//! # Once, and retried after a delay
+//!
+//! One discovery serves the source and every key's source made from it. It
+//! runs once for any number of concurrent calls, on a task of its own (a
+//! caller that gives up stops nothing), and what it finds is kept for good.
+//!
+//! A failed attempt is remembered: until its retry time, every call gets
+//! the same error at once, and no request is sent, however many callers
+//! (such as the keys of a keyed token cache, each on its own backoff) ask.
+//! The first call after the retry time starts a new attempt. The delay is
+//! [`FIRST_RETRY_DELAY`] (1 s) after a first failure and doubles with each
+//! failure in a row (2 s, 4 s, ...) up to [`MAX_RETRY_DELAY`] (60 s); it
+//! has no jitter, as there is one discovery per source, not one per key. A
+//! permanent error waits out the delay too: the provider's configuration
+//! may be fixed meanwhile. The delay is counted on Tokio's clock
+//! ([`tokio::time::Instant`]), which tests can pause and advance.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,12 +61,25 @@ use http::StatusCode;
 use reqwest::Url;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::redact::{one_line, redact_url};
 
 /// The most of a metadata document that is read: 64 KiB. Real documents
 /// are a few KiB; a longer one is refused rather than buffered.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+
+/// How long a failed discovery is remembered after a first failure: 1 s.
+/// Until then every call gets its error without a request; the delay
+/// doubles with each failure in a row, up to [`MAX_RETRY_DELAY`].
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// The longest a failed discovery is remembered before it is tried again:
+/// 60 s, reached after seven failures in a row.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// The most characters of text from a document an error shows.
+const MAX_SHOWN_CHARS: usize = 256;
 
 /// The OpenID Connect Discovery document, after the issuer's path.
 const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
@@ -254,7 +286,8 @@ pub enum DiscoveryError {
         url: String,
         /// The configured issuer, as shown.
         expected: String,
-        /// The issuer the document names, as shown.
+        /// The issuer the document names, as shown: through [`redact_url`],
+        /// on one line, and at most 256 characters (cut with `…`).
         found: String,
     },
     /// The discovery task stopped before it finished: there is no Tokio
@@ -360,8 +393,9 @@ impl std::error::Error for DiscoveryError {
 ///
 /// Concurrent callers share one attempt, which runs on a task of its own:
 /// each gets its outcome, success or error, and a caller that gives up
-/// (its future dropped) stops nothing. After a failure the next call starts
-/// a new attempt; the token cache's backoff paces them.
+/// (its future dropped) stops nothing. A failure is remembered until its
+/// retry time ([`retry_delay`]): calls until then get its error without a
+/// request, and the first call after it starts a new attempt.
 #[derive(Clone)]
 pub(crate) struct Discovery {
     shared: Arc<Shared>,
@@ -383,11 +417,23 @@ struct WellKnown {
 
 type Outcome = Result<Arc<ProviderMetadata>, DiscoveryError>;
 
-enum State {
+struct State {
+    phase: Phase,
+    /// Failed attempts in a row: 0 at first and after a success.
+    failures: u32,
+}
+
+enum Phase {
     /// Nothing found yet, and no attempt running.
     Idle,
     /// An attempt runs; its outcome comes on this channel.
     Running(watch::Receiver<Option<Outcome>>),
+    /// The last attempt failed: its error is every call's answer until
+    /// `retry_at`.
+    Failed {
+        error: DiscoveryError,
+        retry_at: Instant,
+    },
     /// Found, for good.
     Found(Arc<ProviderMetadata>),
 }
@@ -409,13 +455,17 @@ impl Discovery {
                 urls,
                 client,
                 timeout,
-                state: Mutex::new(State::Idle),
+                state: Mutex::new(State {
+                    phase: Phase::Idle,
+                    failures: 0,
+                }),
             }),
         }
     }
 
     /// The issuer's metadata: found before, or found now by the one attempt
-    /// that all concurrent callers share.
+    /// that all concurrent callers share; or the last attempt's error, until
+    /// its retry time.
     ///
     /// Needs a Tokio runtime ([`DiscoveryError::Interrupted`] otherwise).
     pub(crate) async fn metadata(&self) -> Outcome {
@@ -424,14 +474,17 @@ impl Discovery {
         }
         let (mut receiver, start) = {
             let mut state = self.shared.lock();
-            match &*state {
-                State::Found(metadata) => return Ok(Arc::clone(metadata)),
-                State::Running(receiver) => (receiver.clone(), None),
-                State::Idle => {
+            match &state.phase {
+                Phase::Found(metadata) => return Ok(Arc::clone(metadata)),
+                Phase::Running(receiver) => (receiver.clone(), None),
+                Phase::Failed { error, retry_at } if Instant::now() < *retry_at => {
+                    return Err(error.clone());
+                }
+                Phase::Idle | Phase::Failed { .. } => {
                     let runtime = tokio::runtime::Handle::try_current()
                         .map_err(|_| DiscoveryError::Interrupted)?;
                     let (sender, receiver) = watch::channel(None);
-                    *state = State::Running(receiver.clone());
+                    state.phase = Phase::Running(receiver.clone());
                     let attempt = Attempt {
                         shared: Arc::clone(&self.shared),
                         sender: Some(sender),
@@ -452,6 +505,28 @@ impl Discovery {
             Err(_) => Err(DiscoveryError::Interrupted),
         }
     }
+
+    /// How long the remembered failure still answers calls; `None` when
+    /// none does.
+    #[cfg(test)]
+    fn retry_in(&self) -> Option<Duration> {
+        match &self.shared.lock().phase {
+            Phase::Failed { retry_at, .. } => {
+                Some(retry_at.saturating_duration_since(Instant::now()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How long a failure is remembered when it is the `failures`-th in a row
+/// (from 1): [`FIRST_RETRY_DELAY`], doubled for each failure before it, at
+/// most [`MAX_RETRY_DELAY`].
+fn retry_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    FIRST_RETRY_DELAY
+        .saturating_mul(1 << doublings)
+        .min(MAX_RETRY_DELAY)
 }
 
 impl fmt::Debug for Discovery {
@@ -496,13 +571,6 @@ impl Attempt {
             }
             Err(error) => Err(error.clone()),
         };
-        match &outcome {
-            Ok(metadata) => tracing::debug!(
-                document = %redact_url(metadata.document_url.as_str()),
-                "authorization server metadata found"
-            ),
-            Err(error) => tracing::debug!(%error, "authorization server metadata not found"),
-        }
         self.finish(outcome);
     }
 
@@ -511,11 +579,34 @@ impl Attempt {
             return;
         };
         // The state first: a caller that comes after the waiters are told
-        // must find the metadata, or start afresh.
-        *self.shared.lock() = match &outcome {
-            Ok(metadata) => State::Found(Arc::clone(metadata)),
-            Err(_) => State::Idle,
-        };
+        // must find the metadata, or the error until its retry time.
+        {
+            let mut state = self.shared.lock();
+            match &outcome {
+                Ok(metadata) => {
+                    tracing::debug!(
+                        document = %redact_url(metadata.document_url.as_str()),
+                        "authorization server metadata found"
+                    );
+                    state.failures = 0;
+                    state.phase = Phase::Found(Arc::clone(metadata));
+                }
+                Err(error) => {
+                    state.failures = state.failures.saturating_add(1);
+                    let delay = retry_delay(state.failures);
+                    tracing::debug!(
+                        %error,
+                        failures = state.failures,
+                        retry_in = ?delay,
+                        "authorization server metadata not found"
+                    );
+                    state.phase = Phase::Failed {
+                        error: error.clone(),
+                        retry_at: Instant::now() + delay,
+                    };
+                }
+            }
+        }
         // `send_replace` stores the outcome even when no caller waits.
         sender.send_replace(Some(outcome));
     }
@@ -524,8 +615,9 @@ impl Attempt {
 impl Drop for Attempt {
     fn drop(&mut self) {
         if self.sender.is_some() {
-            // Unfinished: the waiters see the channel close.
-            *self.shared.lock() = State::Idle;
+            // Unfinished, so no failure to remember: the waiters see the
+            // channel close, and the next call starts afresh.
+            self.shared.lock().phase = Phase::Idle;
         }
     }
 }
@@ -665,7 +757,7 @@ fn read_metadata(
         return Err(DiscoveryError::IssuerMismatch {
             url: shown(),
             expected: redact_url(issuer.as_str()),
-            found: redact_url(&one_line(&found)),
+            found: at_most(&redact_url(&one_line(&found)), MAX_SHOWN_CHARS),
         });
     }
 
@@ -726,6 +818,16 @@ fn endpoint(value: &Value) -> Result<Url, String> {
 fn issuer_matches(issuer: &Url, found: &str) -> bool {
     let expected = issuer.as_str();
     found == expected || (issuer.path() == "/" && expected.strip_suffix('/') == Some(found))
+}
+
+/// `text`, cut to `max` characters (at least 1), the last of them a `…`,
+/// when longer.
+fn at_most(text: &str, max: usize) -> String {
+    if text.chars().nth(max).is_none() {
+        return text.to_owned();
+    }
+    let end = text.char_indices().nth(max - 1).map_or(0, |(at, _)| at);
+    format!("{}…", &text[..end])
 }
 
 /// Statuses that mean "later": 408, 429 and 5xx.
@@ -1136,6 +1238,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_issuer_a_document_names_is_shown_on_one_line_and_bounded() {
+        let long_path = format!("https://evil.example/{}", "a".repeat(10_000));
+        let lines = "evil\r\nissuer\u{2028}\u{85}\t\u{b}\u{c}x ".repeat(2_000);
+        let wide = "é✓🦀".repeat(1_000);
+        for named in [long_path, lines, wide] {
+            let idp = Idp::start().await;
+            idp.route(
+                OPENID,
+                200,
+                serde_json::json!({"issuer": named, "token_endpoint": "https://t/"}).to_string(),
+            );
+            let error = idp.metadata("").await.unwrap_err();
+            let DiscoveryError::IssuerMismatch { found, .. } = &error else {
+                panic!("{error:?}");
+            };
+            assert!(found.chars().count() <= MAX_SHOWN_CHARS, "{found}");
+            assert!(found.ends_with('…'), "{found}");
+            let shown = error.to_string();
+            assert!(shown.chars().count() < 2 * MAX_SHOWN_CHARS, "{shown}");
+            assert!(
+                !shown
+                    .chars()
+                    .any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')),
+                "{shown:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn at_most_cuts_on_a_char_boundary_and_marks_the_cut() {
+        assert_eq!(at_most("", 3), "");
+        assert_eq!(at_most("abc", 3), "abc");
+        assert_eq!(at_most("abcd", 3), "ab…");
+        assert_eq!(at_most("ééé", 3), "ééé");
+        assert_eq!(at_most("éééé", 3), "éé…");
+        assert_eq!(at_most("🦀🦀", 1), "…");
+        let long = "✓".repeat(MAX_SHOWN_CHARS + 1);
+        assert_eq!(
+            at_most(&long, MAX_SHOWN_CHARS).chars().count(),
+            MAX_SHOWN_CHARS
+        );
+    }
+
+    #[tokio::test]
     async fn an_issuer_without_a_path_matches_with_or_without_its_slash() {
         for slash in ["", "/"] {
             let idp = Idp::start().await;
@@ -1528,7 +1674,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_callers_share_one_failure_then_a_later_call_retries() {
+    async fn concurrent_callers_share_one_failure_which_is_remembered() {
         let idp = Gated::start().await;
         let discovery = discovery(idp.server.url(""), GUARD);
         let calls = in_flight(&discovery, 20).await;
@@ -1542,12 +1688,174 @@ mod tests {
         }
         assert_eq!(idp.requests(), 1);
 
+        // Until the retry time (tested below, on a paused clock), callers,
+        // concurrent or not, get the failure without a request, even if the
+        // provider is back.
         idp.answer(200, document(&idp.server.text("")));
-        let metadata = discovery.metadata().await.unwrap();
-        assert_eq!(idp.requests(), 2);
+        let callers: Vec<_> = (0..20)
+            .map(|_| {
+                let discovery = discovery.clone();
+                tokio::spawn(async move { discovery.metadata().await })
+            })
+            .collect();
+        for caller in callers {
+            let outcome = tokio::time::timeout(GUARD, caller)
+                .await
+                .expect("a caller hangs");
+            let error = outcome.unwrap().unwrap_err();
+            assert!(
+                matches!(error, DiscoveryError::HttpStatus { status, .. } if status == 503),
+                "{error:?}"
+            );
+        }
+        assert_eq!(idp.requests(), 1);
+    }
+
+    /// Awaits `future` with the clock running, then pauses it again: real
+    /// network IO under a paused clock would let it jump to the next timer
+    /// (the attempt's timeout) whenever the runtime waits on a socket.
+    async fn with_clock_running<T>(future: impl Future<Output = T>) -> T {
+        tokio::time::resume();
+        let output = future.await;
+        tokio::time::pause();
+        output
+    }
+
+    /// The Debug of `outcome`'s error: the same value shows the same.
+    fn shown(outcome: Outcome) -> String {
+        format!("{:?}", outcome.unwrap_err())
+    }
+
+    /// Checks that `discovery` remembers its last failure for about
+    /// `delay` (the clock ran from the failure until it was paused), answers
+    /// it without a request until then, and lets the next call ask after.
+    async fn remembered_for(discovery: &Discovery, requests: impl Fn() -> usize, delay: Duration) {
+        let asked = requests();
+        let left = discovery.retry_in().expect("a failure is remembered");
+        assert!(left <= delay && left > delay / 2, "{left:?}, not {delay:?}");
+        let error = shown(discovery.metadata().await);
+        tokio::time::advance(left - Duration::from_millis(1)).await;
+        for _ in 0..5 {
+            assert_eq!(shown(discovery.metadata().await), error);
+        }
+        assert_eq!(requests(), asked, "no request until the retry time");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(discovery.retry_in(), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn the_retry_delay_doubles_up_to_its_cap() {
+        let secs: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_delay(0), FIRST_RETRY_DELAY);
+        assert_eq!(retry_delay(u32::MAX), MAX_RETRY_DELAY);
+    }
+
+    #[tokio::test]
+    async fn a_failure_is_the_answer_without_a_request_until_its_retry_time() {
+        let idp = Idp::start().await;
+        let issuer = idp.server.text("");
+        idp.route(OPENID, 503, "down");
+        let discovery = idp.discovery("");
+        tokio::time::pause();
+        let error = with_clock_running(discovery.metadata()).await.unwrap_err();
+        assert!(
+            matches!(error, DiscoveryError::HttpStatus { status, .. } if status == 503),
+            "{error:?}"
+        );
+        assert_eq!(idp.seen(), [OPENID]);
+        // The provider is back, but the failure is remembered.
+        idp.route(OPENID, 200, document(&issuer));
+        assert_eq!(shown(discovery.metadata().await), format!("{error:?}"));
+        let seen = || idp.seen().len();
+        remembered_for(&discovery, seen, FIRST_RETRY_DELAY).await;
+        assert_eq!(idp.seen(), [OPENID]);
+
+        // After it, the next call asks again.
+        let metadata = with_clock_running(discovery.metadata()).await.unwrap();
+        assert_eq!(idp.seen(), [OPENID, OPENID]);
+        assert_eq!(discovery.retry_in(), None);
         let again = discovery.metadata().await.unwrap();
         assert!(Arc::ptr_eq(&metadata, &again));
-        assert_eq!(idp.requests(), 2);
+        assert_eq!(idp.seen(), [OPENID, OPENID]);
+    }
+
+    #[tokio::test]
+    async fn failures_in_a_row_double_the_delay_and_a_success_resets_it() {
+        let idp = Idp::start().await;
+        let issuer = idp.server.text("");
+        let discovery = idp.discovery("");
+        let seen = || idp.seen().len();
+        // Whatever the failure, transient or permanent, it counts; the one
+        // remembered is the last.
+        tokio::time::pause();
+        idp.route(OPENID, 503, "down");
+        with_clock_running(discovery.metadata()).await.unwrap_err();
+        remembered_for(&discovery, seen, Duration::from_secs(1)).await;
+        idp.route(OPENID, 200, document(&idp.server.text("/other")));
+        let error = with_clock_running(discovery.metadata()).await.unwrap_err();
+        assert!(
+            matches!(error, DiscoveryError::IssuerMismatch { .. }),
+            "{error:?}"
+        );
+        remembered_for(&discovery, seen, Duration::from_secs(2)).await;
+        idp.route(OPENID, 429, "slow down");
+        with_clock_running(discovery.metadata()).await.unwrap_err();
+        remembered_for(&discovery, seen, Duration::from_secs(4)).await;
+        assert_eq!(discovery.shared.lock().failures, 3);
+        assert_eq!(seen(), 3, "one request per attempt");
+
+        idp.route(OPENID, 200, document(&issuer));
+        with_clock_running(discovery.metadata()).await.unwrap();
+        assert_eq!(discovery.shared.lock().failures, 0);
+        assert_eq!(discovery.retry_in(), None);
+        assert_eq!(seen(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_delay_stops_growing_at_its_cap() {
+        let idp = Idp::start().await;
+        idp.route(OPENID, 500, "down");
+        let discovery = idp.discovery("");
+        tokio::time::pause();
+        let seen = || idp.seen().len();
+        for failures in 1..=8 {
+            with_clock_running(discovery.metadata()).await.unwrap_err();
+            remembered_for(&discovery, seen, retry_delay(failures)).await;
+        }
+        assert_eq!(retry_delay(8), MAX_RETRY_DELAY);
+        assert_eq!(seen(), 8);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_transport_failure_is_the_same_error() {
+        // A server that hangs up on every connection, holding its port.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let hang_up = tokio::spawn({
+            let connections = Arc::clone(&connections);
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    connections.fetch_add(1, Ordering::SeqCst);
+                    drop(stream);
+                }
+            }
+        });
+        let issuer = Url::parse(&format!("http://{addr}/")).unwrap();
+        let discovery = discovery(issuer, GUARD);
+        let first = discovery.metadata().await.unwrap_err();
+        let again = discovery.metadata().await.unwrap_err();
+        hang_up.abort();
+        let (
+            DiscoveryError::Transport { source: first, .. },
+            DiscoveryError::Transport { source: again, .. },
+        ) = (&first, &again)
+        else {
+            panic!("{first:?} {again:?}");
+        };
+        assert!(Arc::ptr_eq(first, again), "the one error, remembered");
+        assert!(connections.load(Ordering::SeqCst) <= 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

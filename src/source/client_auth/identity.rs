@@ -3,6 +3,7 @@
 //! is private).
 
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,6 +15,12 @@ use rustls::{Error as TlsError, InconsistentKeys};
 use rustls_pki_types::pem::{self, PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::{Zeroize, Zeroizing};
+
+/// The most of a certificate chain or key file that
+/// [`ClientIdentity::from_files`] reads: 1 MiB. A PEM chain is a few
+/// kilobytes, a key less; a longer file (or a device such as `/dev/zero`)
+/// is refused with [`IdentityError::TooLarge`] rather than read to the end.
+pub const MAX_IDENTITY_FILE_BYTES: u64 = 1024 * 1024;
 
 /// A client certificate chain and its private key, for mutual TLS
 /// (RFC 8705).
@@ -113,7 +120,8 @@ impl ClientIdentity {
     /// # Errors
     ///
     /// [`IdentityError::Unreadable`], naming the file, when a file cannot be
-    /// read; otherwise as [`from_pem`](Self::from_pem).
+    /// read, [`IdentityError::TooLarge`] when it is longer than
+    /// [`MAX_IDENTITY_FILE_BYTES`]; otherwise as [`from_pem`](Self::from_pem).
     pub fn from_files(
         certificate_chain_path: impl AsRef<Path>,
         private_key_path: impl AsRef<Path>,
@@ -162,6 +170,12 @@ pub enum IdentityError {
         /// `No such file or directory (os error 2)`.
         reason: String,
     },
+    /// A file is longer than [`MAX_IDENTITY_FILE_BYTES`]: reading stopped
+    /// there.
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
     /// The certificate chain holds no `CERTIFICATE` section.
     NoCertificate,
     /// The private key input holds no `PRIVATE KEY`, `RSA PRIVATE KEY` or
@@ -194,6 +208,11 @@ impl fmt::Display for IdentityError {
             IdentityError::Unreadable { path, reason } => {
                 write!(f, "cannot read {}: {reason}", path.display())
             }
+            IdentityError::TooLarge { path } => write!(
+                f,
+                "{} is longer than {MAX_IDENTITY_FILE_BYTES} bytes: not a PEM certificate chain or key",
+                path.display()
+            ),
             IdentityError::NoCertificate => {
                 f.write_str("the certificate chain holds no PEM CERTIFICATE section")
             }
@@ -220,14 +239,28 @@ impl fmt::Display for IdentityError {
 
 impl std::error::Error for IdentityError {}
 
+/// The file's bytes, at most [`MAX_IDENTITY_FILE_BYTES`], wiped when
+/// dropped (either file may hold the key).
 fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
-    // Zeroizing for both files: either may hold the key.
-    std::fs::read(path)
-        .map(Zeroizing::new)
-        .map_err(|err| IdentityError::Unreadable {
+    let unreadable = |err: std::io::Error| IdentityError::Unreadable {
+        path: path.to_owned(),
+        reason: err.to_string(),
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    // Room for one byte past the limit, allocated once: the buffer is never
+    // reallocated, so no copy of the key is left behind unwiped, and a file
+    // that fills it is too long.
+    const CAPACITY: usize = MAX_IDENTITY_FILE_BYTES as usize + 1;
+    let mut pem = Zeroizing::new(Vec::with_capacity(CAPACITY));
+    file.take(CAPACITY as u64)
+        .read_to_end(&mut pem)
+        .map_err(unreadable)?;
+    if pem.len() as u64 > MAX_IDENTITY_FILE_BYTES {
+        return Err(IdentityError::TooLarge {
             path: path.to_owned(),
-            reason: err.to_string(),
-        })
+        });
+    }
+    Ok(pem)
 }
 
 fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
@@ -627,6 +660,88 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains("missing.key"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn from_files_refuses_a_file_longer_than_the_limit() {
+        let g = generate("large");
+        let dir = std::env::temp_dir().join(format!(
+            "tower-bearer-identity-large-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert_path = dir.join("client.crt");
+        let key_path = dir.join("client.key");
+        std::fs::write(&cert_path, &g.cert_pem).unwrap();
+
+        // The key, padded past the limit with text PEM parsers skip.
+        let key_pem = g.key.serialize_pem();
+        let limit = MAX_IDENTITY_FILE_BYTES as usize;
+        let mut padded = key_pem.clone().into_bytes();
+        padded.resize(limit + 1, b'\n');
+        std::fs::write(&key_path, &padded).unwrap();
+        let err = ClientIdentity::from_files(&cert_path, &key_path).unwrap_err();
+        assert!(
+            matches!(&err, IdentityError::TooLarge { path } if *path == key_path),
+            "{err:?}"
+        );
+        let shown = err.to_string();
+        assert!(shown.contains("client.key"), "{shown}");
+        assert!(
+            shown.contains(&MAX_IDENTITY_FILE_BYTES.to_string()),
+            "{shown}"
+        );
+
+        // A certificate chain too, and exactly at the limit is read.
+        std::fs::write(&cert_path, &padded).unwrap();
+        let err = ClientIdentity::from_files(&cert_path, &key_path).unwrap_err();
+        assert!(
+            matches!(&err, IdentityError::TooLarge { path } if *path == cert_path),
+            "{err:?}"
+        );
+        let mut cert = g.cert_pem.clone().into_bytes();
+        cert.resize(limit, b'\n');
+        std::fs::write(&cert_path, &cert).unwrap();
+        padded.truncate(limit);
+        std::fs::write(&key_path, &padded).unwrap();
+        let identity = ClientIdentity::from_files(&cert_path, &key_path).unwrap();
+        assert_eq!(identity.certificate_thumbprint(), thumbprint(&g.cert_der));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn from_files_stops_reading_an_endless_file() {
+        let err = ClientIdentity::from_files("/dev/zero", "/dev/zero").unwrap_err();
+        assert!(
+            matches!(&err, IdentityError::TooLarge { path } if path == Path::new("/dev/zero")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn the_read_buffer_is_allocated_once() {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-bearer-identity-buffer-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("file.pem");
+        let limit = MAX_IDENTITY_FILE_BYTES as usize;
+        for len in [0, 1, 4096, limit, limit + 1, limit + 4096] {
+            std::fs::write(&path, vec![b'-'; len]).unwrap();
+            match read(&path) {
+                Ok(pem) => {
+                    assert_eq!(pem.len(), len);
+                    assert_eq!(pem.capacity(), limit + 1, "{len}");
+                }
+                Err(err) => {
+                    assert!(len > limit, "{len}: {err:?}");
+                    assert!(matches!(err, IdentityError::TooLarge { .. }), "{err:?}");
+                }
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

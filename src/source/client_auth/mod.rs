@@ -35,7 +35,7 @@ use crate::source::client_credentials::{AuthStyle, ClientSecret};
 pub use assertion::{ASSERTION_LIFETIME, JWT_BEARER_ASSERTION_TYPE};
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-pub use identity::{ClientIdentity, IdentityError};
+pub use identity::{ClientIdentity, IdentityError, MAX_IDENTITY_FILE_BYTES};
 pub use key::{KeyError, KeyType, MAX_KEY_FILE_BYTES, PrivateKey, PrivateKeyFile};
 pub use signer::{AssertionSigner, SignError, SignFuture, SigningAlgorithm, UnknownAlgorithm};
 

@@ -323,8 +323,13 @@ impl ClientCredentials {
     ///
     /// Nothing is sent when the source is built. The first fetch discovers
     /// the endpoint, once for any number of concurrent fetches and for every
-    /// key's source; a failed discovery is tried again on the next fetch,
-    /// which the token cache's backoff paces. The metadata's `issuer` must
+    /// key's source. A failed discovery is remembered: until its retry time
+    /// every fetch, of any key, fails with its error without a request, and
+    /// the first fetch after it tries again. The delay is 1 s after a first
+    /// failure, doubling with each failure in a row up to 60 s
+    /// ([`FIRST_RETRY_DELAY`](crate::source::discovery::FIRST_RETRY_DELAY),
+    /// [`MAX_RETRY_DELAY`](crate::source::discovery::MAX_RETRY_DELAY)),
+    /// whatever the token cache's backoff. The metadata's `issuer` must
     /// be `issuer` exactly; with [`tls_client_auth`](ClientCredentialsBuilder::tls_client_auth),
     /// its `mtls_endpoint_aliases.token_endpoint` is used when present; and
     /// when it lists `token_endpoint_auth_methods_supported` without the
