@@ -14,6 +14,8 @@
 
 mod support;
 
+use support::error_chain as chain;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -239,18 +241,6 @@ fn document(issuer: &str, token_endpoint: &str) -> Value {
         "jwks_uri": format!("{issuer}/jwks"),
         "grant_types_supported": ["client_credentials"],
     })
-}
-
-/// An error and its causes, as one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// The discovery error inside a fetch's error.
