@@ -143,19 +143,21 @@ mod tests {
     #[test]
     fn signatures_of_the_wrong_shape_are_refused() {
         use SigningAlgorithm::*;
-        for (algorithm, length) in [
-            (ES256, 64),
-            (EdDSA, 64),
-            (RS256, 256),
-            (PS256, 512),
-            (HS256, 32),
-        ] {
+        // (algorithm, a length that fits, one that does not)
+        let cases = [
+            (ES256, 64, 63),
+            (EdDSA, 64, 65),
+            (RS256, 256, 255),
+            (PS256, 512, 128),
+            (HS256, 32, 31),
+        ];
+        for (algorithm, fits, does_not) in cases {
             assert!(
-                check_length(algorithm, &vec![1; length]).is_ok(),
+                check_length(algorithm, &vec![1; fits]).is_ok(),
                 "{algorithm}"
             );
             assert!(
-                check_length(algorithm, &vec![1; length - 1]).is_err(),
+                check_length(algorithm, &vec![1; does_not]).is_err(),
                 "{algorithm}"
             );
         }
