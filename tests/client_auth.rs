@@ -349,6 +349,12 @@ fn bad_keys_are_clear_errors_naming_no_key_material() {
             },
         ),
         (
+            format!("{}{}", rsa.pkcs8_pem(), ed.pkcs8_pem()).into_bytes(),
+            KeyError::Malformed {
+                reason: "it holds more than one private key",
+            },
+        ),
+        (
             b"-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n".to_vec(),
             KeyError::Malformed {
                 reason: "the base64 does not decode",

@@ -246,7 +246,7 @@ fn document(issuer: &str, token_endpoint: &str) -> Value {
 /// The discovery error inside a fetch's error.
 fn discovery_error(error: &ClientCredentialsError) -> &DiscoveryError {
     match error {
-        ClientCredentialsError::Discovery { source } => source,
+        ClientCredentialsError::Discovery { source, .. } => source,
         other => panic!("not a discovery error: {other:?}"),
     }
 }
@@ -544,8 +544,11 @@ async fn concurrent_first_requests_for_many_keys_share_one_discovery() {
     }
     assert_eq!(cache.stats().fetches_started, 0, "no default token");
     // The base source never fetched, so it has not resolved its own request;
-    // a fetch now resolves it from the shared discovery, with no request.
+    // the metadata the keys' fetches found is its own already, and a fetch
+    // now resolves the request from it, with no request for metadata.
     assert_eq!(base.token_url(), None);
+    let metadata = base.provider_metadata().expect("found through the keys");
+    assert_eq!(metadata.token_endpoint().as_str(), idp.url("/token"));
     base.fetch_token().await.unwrap();
     assert_eq!(
         base.token_url().map(|u| u.as_str()),
@@ -619,39 +622,30 @@ async fn a_metadata_outage_is_transient_and_a_later_fetch_discovers() {
         discovery_error(cause),
         DiscoveryError::HttpStatus { .. }
     ));
-    // At once: the cache is backing off, and no discovery is attempted.
+    // At once: the cache is backing off, for as long as discovery
+    // remembers its failure (the error's retry_after), not its own 300 ms.
     let second = token_error(service.clone().oneshot(api_request(None)).await);
     assert!(second.same_failure(&first));
     let remaining = second
         .backoff_remaining()
         .expect("failed fast while backing off");
+    assert!(
+        remaining > Duration::from_millis(300) && remaining <= FIRST_RETRY_DELAY,
+        "{remaining:?}"
+    );
     assert_eq!(idp.gets(), [OPENID]);
 
+    // Past it, the next request discovers: no fetch was spent on the
+    // remembered failure.
     idp.serve(OPENID, 200, document(&issuer, &idp.url("/token")));
-    // The cache's backoff is over, discovery's is not: the cache fetches,
-    // and the source fails without a request.
     tokio::time::advance(remaining + Duration::from_millis(1)).await;
-    let third = token_error(service.clone().oneshot(api_request(None)).await);
-    assert_eq!(third.backoff_remaining(), None, "this request fetched");
-    let cause = third
-        .source_error()
-        .and_then(|e| e.downcast_ref::<ClientCredentialsError>())
-        .expect("the source's error");
-    assert!(matches!(
-        discovery_error(cause),
-        DiscoveryError::HttpStatus { .. }
-    ));
-    assert_eq!(idp.gets(), [OPENID]);
-
-    // Past both: the next request discovers.
-    tokio::time::advance(FIRST_RETRY_DELAY).await;
     let response = with_clock_running(service.clone().oneshot(api_request(None)))
         .await
         .unwrap();
     assert_eq!(response.into_body(), "Bearer tok..1");
     assert_eq!(idp.gets(), [OPENID, OPENID], "two metadata requests in all");
     let stats = cache.stats();
-    assert_eq!((stats.fetches_started, stats.fetches_failed), (3, 2));
+    assert_eq!((stats.fetches_started, stats.fetches_failed), (2, 1));
     assert_eq!(stats.failed_fast, 1);
 }
 
@@ -693,34 +687,31 @@ async fn an_outage_costs_one_metadata_request_per_retry_time_whatever_the_keys()
     assert_eq!(idp.gets(), [OPENID]);
     assert_eq!(fetches(&cache), KEYS as u64);
 
-    // Each key's backoff ends, again and again, within discovery's retry
-    // delay: every key fetches again, and still no request goes out.
+    // Each key backs off until discovery's retry time, not for its own
+    // 150 ms: no key fetches meanwhile, and no request goes out.
     for _ in 0..3 {
         tokio::time::advance(step + Duration::from_millis(1)).await;
         for k in 0..KEYS {
-            token_error(service.clone().oneshot(request(k)).await);
+            let error = token_error(service.clone().oneshot(request(k)).await);
+            assert!(error.backoff_remaining().is_some(), "key {k} fetched");
         }
     }
-    assert_eq!(fetches(&cache), 4 * KEYS as u64);
+    assert_eq!(fetches(&cache), KEYS as u64);
     assert_eq!(idp.gets(), [OPENID]);
 
-    // After the retry time, one fetch asks again (and fails: now 2 s).
+    // After the retry time, one fetch asks again (and fails: now 2 s), and
+    // the other keys' fetches get that failure without a request.
     tokio::time::advance(FIRST_RETRY_DELAY).await;
     token_error(with_clock_running(service.clone().oneshot(request(0))).await);
     for k in 1..KEYS {
         token_error(service.clone().oneshot(request(k)).await);
     }
     assert_eq!(idp.gets(), [OPENID, OPENID]);
+    assert_eq!(fetches(&cache), 2 * KEYS as u64);
 
-    // The provider is back; within the 2 s nothing is asked, after them one
-    // discovery serves every key.
+    // The provider is back; after the 2 s one discovery serves every key.
     idp.serve(OPENID, 200, document(&issuer, &idp.url("/token")));
-    tokio::time::advance(FIRST_RETRY_DELAY).await;
-    for k in 0..KEYS {
-        token_error(service.clone().oneshot(request(k)).await);
-    }
-    assert_eq!(idp.gets(), [OPENID, OPENID]);
-    tokio::time::advance(FIRST_RETRY_DELAY).await;
+    tokio::time::advance(2 * FIRST_RETRY_DELAY + Duration::from_millis(1)).await;
     for k in 0..KEYS {
         let response = with_clock_running(service.clone().oneshot(request(k)))
             .await
@@ -1032,7 +1023,9 @@ async fn a_method_the_metadata_does_not_list_is_refused_before_anything_is_sent(
             ClientCredentialsError::AuthMethodNotSupported {
                 method: got,
                 supported,
+                more,
             } => {
+                assert_eq!(*more, 0);
                 assert_eq!(*got, method);
                 assert_eq!(supported, &["private_key_jwt".to_owned()]);
             }

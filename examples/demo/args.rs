@@ -91,7 +91,8 @@ certificate-bound tokens work). --ca adds a trusted root (PEM) for both.
 --issuer discovers the token endpoint from the issuer's metadata (OpenID
 Connect, then RFC 8414), and with --auth tls its mTLS alias when it has one.
 A key or certificate the provider refuses fails the run (exit 1) with one
-line on stderr naming the provider's error, after one token request.
+line on stderr naming the provider's error (or the TLS alert refusing the
+certificate), after one token fetch.
 
 A fleet: --redis URL, or --redis-cluster URL once per seed node of a Redis
 Cluster (built with --features redis), shares tokens with the other demo

@@ -102,7 +102,9 @@ pub struct ProviderMetadata {
 }
 
 impl ProviderMetadata {
-    /// The `issuer` the document names: the configured issuer.
+    /// The `issuer` the document names, as it names it (it matched the
+    /// configured one; for an issuer without a path, with or without the
+    /// trailing `/`).
     pub fn issuer(&self) -> &str {
         &self.issuer
     }
@@ -286,8 +288,9 @@ pub enum DiscoveryError {
         url: String,
         /// The configured issuer, as shown.
         expected: String,
-        /// The issuer the document names, as shown: through [`redact_url`],
-        /// on one line, and at most 256 characters (cut with `…`).
+        /// The issuer the document names, as it names it (through
+        /// [`redact_url`] if it holds a user name or password), on one line
+        /// and at most 256 characters (cut with `…`).
         found: String,
     },
     /// The discovery task stopped before it finished: there is no Tokio
@@ -498,18 +501,39 @@ impl Discovery {
             // task inside `spawn`, and the attempt's guard takes the lock.
             runtime.spawn(attempt.run());
         }
-        match receiver.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone().unwrap_or(Err(DiscoveryError::Interrupted)),
+        // Bounded here too: the attempt's own timeout runs only while its
+        // runtime is driven, and this caller may be on another.
+        let deadline = self.shared.timeout + Duration::from_secs(1);
+        match tokio::time::timeout(deadline, receiver.wait_for(Option::is_some)).await {
+            Ok(Ok(outcome)) => outcome.clone().unwrap_or(Err(DiscoveryError::Interrupted)),
             // The attempt was dropped unfinished (its guard made the state
             // idle again).
-            Err(_) => Err(DiscoveryError::Interrupted),
+            Ok(Err(_)) => Err(DiscoveryError::Interrupted),
+            Err(_) => Err(DiscoveryError::Timeout {
+                after: self.shared.timeout,
+            }),
+        }
+    }
+
+    /// Puts a remembered failure's retry time an hour off.
+    #[cfg(test)]
+    fn put_off_retry(&self) {
+        if let Phase::Failed { retry_at, .. } = &mut self.shared.lock().phase {
+            *retry_at = Instant::now() + Duration::from_secs(3600);
+        }
+    }
+
+    /// The metadata, if found.
+    pub(crate) fn found(&self) -> Option<Arc<ProviderMetadata>> {
+        match &self.shared.lock().phase {
+            Phase::Found(metadata) => Some(Arc::clone(metadata)),
+            _ => None,
         }
     }
 
     /// How long the remembered failure still answers calls; `None` when
     /// none does.
-    #[cfg(test)]
-    fn retry_in(&self) -> Option<Duration> {
+    pub(crate) fn retry_in(&self) -> Option<Duration> {
         match &self.shared.lock().phase {
             Phase::Failed { retry_at, .. } => {
                 Some(retry_at.saturating_duration_since(Instant::now()))
@@ -517,6 +541,21 @@ impl Discovery {
             _ => None,
         }
     }
+}
+
+/// The issuer a document names, for an error: the provider's public
+/// string as it is (through [`redact_url`] it could read like the
+/// configured one, a query or a trailing blank dropped), unless it holds a
+/// user name or password; on one line and bounded.
+fn shown_issuer(found: &str) -> String {
+    let credentials = Url::parse(found.trim())
+        .is_ok_and(|url| !url.username().is_empty() || url.password().is_some());
+    let shown = if credentials {
+        redact_url(found)
+    } else {
+        one_line(found)
+    };
+    at_most(&shown, MAX_SHOWN_CHARS)
 }
 
 /// How long a failure is remembered when it is the `failures`-th in a row
@@ -575,40 +614,44 @@ impl Attempt {
     }
 
     fn finish(&mut self, outcome: Outcome) {
-        let Some(sender) = self.sender.take() else {
-            return;
-        };
-        // The state first: a caller that comes after the waiters are told
-        // must find the metadata, or the error until its retry time.
-        {
+        // The state first, and nothing but the state under the lock: a
+        // caller that comes after the waiters are told must find the
+        // metadata, or the error until its retry time.
+        let failures = {
             let mut state = self.shared.lock();
             match &outcome {
                 Ok(metadata) => {
-                    tracing::debug!(
-                        document = %redact_url(metadata.document_url.as_str()),
-                        "authorization server metadata found"
-                    );
                     state.failures = 0;
                     state.phase = Phase::Found(Arc::clone(metadata));
                 }
                 Err(error) => {
                     state.failures = state.failures.saturating_add(1);
-                    let delay = retry_delay(state.failures);
-                    tracing::debug!(
-                        %error,
-                        failures = state.failures,
-                        retry_in = ?delay,
-                        "authorization server metadata not found"
-                    );
                     state.phase = Phase::Failed {
                         error: error.clone(),
-                        retry_at: Instant::now() + delay,
+                        retry_at: Instant::now() + retry_delay(state.failures),
                     };
                 }
             }
+            state.failures
+        };
+        // Then the waiters; `send_replace` stores the outcome even when no
+        // caller waits. The sender is taken only now, so a guard dropped
+        // before this point still finds it and sets the state idle.
+        if let Some(sender) = self.sender.take() {
+            sender.send_replace(Some(outcome.clone()));
         }
-        // `send_replace` stores the outcome even when no caller waits.
-        sender.send_replace(Some(outcome));
+        match &outcome {
+            Ok(metadata) => tracing::debug!(
+                document = %redact_url(metadata.document_url.as_str()),
+                "authorization server metadata found"
+            ),
+            Err(error) => tracing::debug!(
+                %error,
+                failures,
+                retry_in = ?retry_delay(failures),
+                "authorization server metadata not found"
+            ),
+        }
     }
 }
 
@@ -757,7 +800,7 @@ fn read_metadata(
         return Err(DiscoveryError::IssuerMismatch {
             url: shown(),
             expected: redact_url(issuer.as_str()),
-            found: at_most(&redact_url(&one_line(&found)), MAX_SHOWN_CHARS),
+            found: shown_issuer(&found),
         });
     }
 
@@ -1690,7 +1733,9 @@ mod tests {
 
         // Until the retry time (tested below, on a paused clock), callers,
         // concurrent or not, get the failure without a request, even if the
-        // provider is back.
+        // provider is back. The retry time is put off here, so that a slow
+        // machine cannot reach it.
+        discovery.put_off_retry();
         idp.answer(200, document(&idp.server.text("")));
         let callers: Vec<_> = (0..20)
             .map(|_| {
@@ -1845,6 +1890,8 @@ mod tests {
         let issuer = Url::parse(&format!("http://{addr}/")).unwrap();
         let discovery = discovery(issuer, GUARD);
         let first = discovery.metadata().await.unwrap_err();
+        // However slow the machine, the retry time is not reached.
+        discovery.put_off_retry();
         let again = discovery.metadata().await.unwrap_err();
         hang_up.abort();
         let (
@@ -1855,7 +1902,7 @@ mod tests {
             panic!("{first:?} {again:?}");
         };
         assert!(Arc::ptr_eq(first, again), "the one error, remembered");
-        assert!(connections.load(Ordering::SeqCst) <= 1);
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -103,10 +103,15 @@ fn check_length(algorithm: SigningAlgorithm, signature: &[u8]) -> Result<(), Sig
     if fits {
         return Ok(());
     }
-    let hint = if algorithm == SigningAlgorithm::ES256 && signature.first() == Some(&0x30) {
-        " (it looks DER-encoded: JWS wants the 64 bytes r || s)"
-    } else {
-        ""
+    let hint = match algorithm {
+        SigningAlgorithm::ES256 if signature.first() == Some(&0x30) => {
+            " (it looks DER-encoded: JWS wants the 64 bytes r || s)"
+        }
+        SigningAlgorithm::RS256 | SigningAlgorithm::PS256 => {
+            " (an RSA signature is as long as the modulus, 2048 bits at least; \
+             a leading zero byte may have been dropped)"
+        }
+        _ => "",
     };
     Err(SignError::new(format!(
         "the signer returned a {}-byte {algorithm} signature{hint}",

@@ -86,8 +86,9 @@ pub enum KeyError {
     /// The PEM holds no private key (it may hold a certificate or a public
     /// key instead).
     NoPrivateKey,
-    /// The PEM is broken: a section without its END line, a malformed
-    /// BEGIN line, or base64 that does not decode.
+    /// The PEM is broken (a section without its END line, a malformed
+    /// BEGIN line, base64 that does not decode), or holds more than one
+    /// private key.
     Malformed {
         /// What is wrong, in words that quote nothing of the file.
         reason: &'static str,
@@ -162,7 +163,7 @@ impl Pair {
         }
     }
 
-    /// Reads the first private key in `pem`.
+    /// Reads the one private key in `pem`.
     fn from_pem(pem: &[u8]) -> Result<Pair, KeyError> {
         // rustls-pki-types skips blocks it does not know, encrypted ones
         // among them: say so rather than "no key".
@@ -171,23 +172,32 @@ impl Pair {
         if encrypted {
             return Err(KeyError::Encrypted);
         }
-        // The DER is the key itself: wiped when dropped.
-        let der = Zeroizing::new(PrivateKeyDer::from_pem_slice(pem).map_err(|e| match e {
-            pem::Error::NoItemsFound => KeyError::NoPrivateKey,
+        let malformed = |e: pem::Error| KeyError::Malformed {
             // The parser's own words may quote a line of the file.
-            pem::Error::MissingSectionEnd { .. } => KeyError::Malformed {
-                reason: "a section has no END line",
+            reason: match e {
+                pem::Error::MissingSectionEnd { .. } => "a section has no END line",
+                pem::Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
+                pem::Error::Base64Decode(_) => "the base64 does not decode",
+                _ => "it cannot be read",
             },
-            pem::Error::IllegalSectionStart { .. } => KeyError::Malformed {
-                reason: "a BEGIN line is malformed",
-            },
-            pem::Error::Base64Decode(_) => KeyError::Malformed {
-                reason: "the base64 does not decode",
-            },
-            _ => KeyError::Malformed {
-                reason: "it cannot be read",
-            },
-        })?);
+        };
+        let mut keys = PrivateKeyDer::pem_slice_iter(pem);
+        // The DER is the key itself: wiped when dropped.
+        let der = match keys.next() {
+            None => return Err(KeyError::NoPrivateKey),
+            Some(key) => Zeroizing::new(key.map_err(malformed)?),
+        };
+        match keys.next() {
+            None => {}
+            Some(Ok(other)) => {
+                drop(Zeroizing::new(other));
+                // Taking either could sign with the wrong one, silently.
+                return Err(KeyError::Malformed {
+                    reason: "it holds more than one private key",
+                });
+            }
+            Some(Err(e)) => return Err(malformed(e)),
+        }
         match &*der {
             PrivateKeyDer::Pkcs1(key) => RsaKeyPair::from_der(key.secret_pkcs1_der())
                 .map(Pair::Rsa)
@@ -298,8 +308,8 @@ pub struct PrivateKey {
 }
 
 impl PrivateKey {
-    /// Reads the first private key in `pem` (other blocks, such as
-    /// certificates or `EC PARAMETERS`, are skipped): PKCS#8 (`BEGIN PRIVATE KEY`),
+    /// Reads the private key in `pem` (other blocks, such as certificates
+    /// or `EC PARAMETERS`, are skipped; a second key is an error): PKCS#8 (`BEGIN PRIVATE KEY`),
     /// PKCS#1 (`BEGIN RSA PRIVATE KEY`) or SEC1 (`BEGIN EC PRIVATE KEY`).
     /// Its algorithm is the type's default ([`KeyType::default_algorithm`]);
     /// it has no key id.

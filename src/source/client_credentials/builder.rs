@@ -204,7 +204,9 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// How long the whole exchange with the token endpoint may take.
+    /// How long the whole exchange with the token endpoint may take
+    /// (signing an assertion included). A discovery, before a discovering
+    /// source's first fetch, may take as long again.
     ///
     /// Defaults to [`DEFAULT_TIMEOUT`] (10 seconds).
     pub fn timeout(mut self, timeout: Duration) -> Self {

@@ -9,7 +9,6 @@ use http::StatusCode;
 #[cfg(doc)]
 use super::{ClientCredentialsBuilder, MAX_RESPONSE_BYTES, RESERVED_HEADERS};
 use crate::error::ErrorClass;
-use crate::redact;
 use crate::source::client_auth::{AuthMethod, SignError};
 use crate::source::discovery::DiscoveryError;
 
@@ -273,9 +272,14 @@ pub enum ClientCredentialsError {
     Discovery {
         /// Why.
         source: DiscoveryError,
+        /// How long the failure is remembered: discovery is not tried
+        /// again before then (see [`crate::source::discovery`]).
+        retry_after: Option<Duration>,
     },
-    /// The discovered token endpoint cannot be used (plain `http` off
-    /// loopback, a user name in it). Permanent.
+    /// The discovered token endpoint cannot be used: plain `http` off
+    /// loopback, a user name in it, or plain `http` or loopback while the
+    /// issuer is neither and the default client (which may go through a
+    /// proxy) is used ([`BuildError::ProxiedEndpoint`]). Permanent.
     DiscoveredEndpoint {
         /// Why.
         source: BuildError,
@@ -286,8 +290,11 @@ pub enum ClientCredentialsError {
     AuthMethodNotSupported {
         /// The source's method.
         method: AuthMethod,
-        /// The methods the metadata lists.
+        /// The methods the metadata lists: the first 12, each on one line
+        /// and cut to 64 characters.
         supported: Vec<String>,
+        /// How many more it lists.
+        more: usize,
     },
     /// The client assertion could not be made: the signer failed. Transient
     /// when the signer says so.
@@ -297,7 +304,35 @@ pub enum ClientCredentialsError {
     },
 }
 
+/// How many of the methods a provider's metadata lists an error keeps.
+const SHOWN_METHODS: usize = 12;
+
+/// The longest method name an error keeps, in characters.
+const SHOWN_METHOD_CHARS: usize = 64;
+
 impl ClientCredentialsError {
+    /// [`ClientCredentialsError::AuthMethodNotSupported`], with the
+    /// provider's list bounded: each name on one line and cut, and not too
+    /// many of them.
+    pub(super) fn auth_method_not_supported(method: AuthMethod, listed: &[String]) -> Self {
+        let supported = listed
+            .iter()
+            .take(SHOWN_METHODS)
+            .map(|name| {
+                let name = crate::redact::one_line(name);
+                match name.char_indices().nth(SHOWN_METHOD_CHARS) {
+                    Some((cut, _)) => format!("{}…", &name[..cut]),
+                    None => name,
+                }
+            })
+            .collect();
+        ClientCredentialsError::AuthMethodNotSupported {
+            method,
+            supported,
+            more: listed.len().saturating_sub(SHOWN_METHODS),
+        }
+    }
+
     /// How the cache should retry: see the [module docs](super#errors).
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -339,9 +374,15 @@ impl ClientCredentialsError {
                     ErrorClass::Permanent
                 }
             }
-            ClientCredentialsError::Discovery { source } => {
+            ClientCredentialsError::Discovery {
+                source,
+                retry_after,
+            } => {
                 if source.is_transient() {
-                    ErrorClass::TRANSIENT
+                    // The cache retries no sooner than discovery would.
+                    ErrorClass::Transient {
+                        retry_after: *retry_after,
+                    }
                 } else {
                     ErrorClass::Permanent
                 }
@@ -385,7 +426,8 @@ impl ClientCredentialsError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ClientCredentialsError::ErrorResponse { retry_after, .. }
-            | ClientCredentialsError::HttpStatus { retry_after, .. } => *retry_after,
+            | ClientCredentialsError::HttpStatus { retry_after, .. }
+            | ClientCredentialsError::Discovery { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -463,7 +505,11 @@ impl fmt::Display for ClientCredentialsError {
             ClientCredentialsError::DiscoveredEndpoint { .. } => {
                 f.write_str("the discovered token endpoint cannot be used")
             }
-            ClientCredentialsError::AuthMethodNotSupported { method, supported } => {
+            ClientCredentialsError::AuthMethodNotSupported {
+                method,
+                supported,
+                more,
+            } => {
                 write!(
                     f,
                     "the token endpoint does not support {method} client authentication; its metadata lists "
@@ -471,21 +517,9 @@ impl fmt::Display for ClientCredentialsError {
                 if supported.is_empty() {
                     return f.write_str("an empty list");
                 }
-                // The provider's words: each on one line and short, and
-                // not too many of them.
-                const SHOWN: usize = 12;
-                for (n, name) in supported.iter().take(SHOWN).enumerate() {
-                    if n > 0 {
-                        f.write_str(", ")?;
-                    }
-                    let name = redact::one_line(name);
-                    match name.char_indices().nth(64) {
-                        Some((cut, _)) => write!(f, "{}…", &name[..cut])?,
-                        None => f.write_str(&name)?,
-                    }
-                }
-                if supported.len() > SHOWN {
-                    write!(f, " and {} more", supported.len() - SHOWN)?;
+                f.write_str(&supported.join(", "))?;
+                if *more > 0 {
+                    write!(f, " and {more} more")?;
                 }
                 Ok(())
             }
@@ -501,7 +535,7 @@ impl std::error::Error for ClientCredentialsError {
         match self {
             ClientCredentialsError::Transport { source }
             | ClientCredentialsError::ClientCertificateRefused { source, .. } => Some(source),
-            ClientCredentialsError::Discovery { source } => Some(source),
+            ClientCredentialsError::Discovery { source, .. } => Some(source),
             ClientCredentialsError::DiscoveredEndpoint { source } => Some(source),
             ClientCredentialsError::Assertion { source } => Some(source),
             _ => None,

@@ -31,14 +31,31 @@
 //! and the form
 //! `grant_type=client_credentials`, `scope` (the scopes joined by spaces,
 //! left out when there are none), and the extra parameters. The client
-//! authenticates with HTTP Basic ([`AuthStyle::Basic`], the default; id and
-//! secret are form-urlencoded before base64, RFC 6749 section 2.3.1) or with
-//! `client_id` and `client_secret` in the form ([`AuthStyle::RequestBody`]).
+//! authenticates one way (see [`client_auth`](crate::source::client_auth)):
+//!
+//! - with its secret, by HTTP Basic ([`AuthStyle::Basic`], the default; id
+//!   and secret are form-urlencoded before base64, RFC 6749 section 2.3.1) or
+//!   as `client_id` and `client_secret` in the form ([`AuthStyle::RequestBody`]);
+//! - with a client assertion made for this request
+//!   ([`private_key_jwt`](ClientCredentialsBuilder::private_key_jwt),
+//!   [`client_secret_jwt`](ClientCredentialsBuilder::client_secret_jwt)):
+//!   `client_id`, `client_assertion_type` and `client_assertion` in the form;
+//! - with a client certificate on the connection
+//!   ([`tls_client_auth`](ClientCredentialsBuilder::tls_client_auth)):
+//!   `client_id` in the form;
+//! - or not at all (a public client): `client_id` in the form, and whatever
+//!   the extra parameters carry (a pre-made `client_assertion`, say).
 //!
 //! The token URL must be `https`, except on a loopback host (`127.0.0.0/8`,
 //! `::1`, `localhost`); [`allow_insecure_http`](ClientCredentialsBuilder::allow_insecure_http)
 //! lifts the rule. A user name or password in the URL is refused
 //! ([`BuildError::CredentialsInUrl`]): the client authenticates one way only.
+//!
+//! With [`ClientCredentials::discover`], the token URL is the one the
+//! issuer's metadata names, checked by the same rules; and when the default
+//! client is made for an `https` issuer off loopback (so that it may go
+//! through a proxy), a plain-http or loopback token endpoint is refused
+//! ([`BuildError::ProxiedEndpoint`]).
 //!
 //! The credentials go to that URL and nowhere else. The default HTTP client
 //! follows no redirects, and a plain-http or loopback token request never
@@ -120,8 +137,8 @@
 //!
 //! The client secret and the token never appear in `Debug`, `Display` or
 //! logs, even when the endpoint echoes them back. The source's own secrets
-//! (the client secret, the Basic credentials, extra header values, extra
-//! parameters named like secrets) become `[redacted]` in kept bodies and in
+//! (the client secret, the Basic credentials, each request's client
+//! assertion, extra header values, extra parameters named like secrets) become `[redacted]` in kept bodies and in
 //! the provider's `error`, `error_description` and `error_uri`, in every
 //! encoding a server could echo them in: raw, form-encoded, percent-encoded
 //! as RFC 3986, `encodeURIComponent` or Python's `quote` do, in upper- or
@@ -200,7 +217,9 @@ pub use error::{BuildError, ClientCredentialsError, ResponseProblem};
 pub use request::{AuthStyle, RESERVED_HEADERS, RESERVED_PARAMS};
 
 /// Default for [`ClientCredentialsBuilder::timeout`]: 10 seconds, for the
-/// whole exchange (connect, send, read the answer).
+/// whole exchange (sign an assertion, connect, send, read the answer); a
+/// discovery before a first fetch has a timeout of the same length of its
+/// own.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most of a response body that is read: 64 KiB. A token response is a
@@ -334,7 +353,9 @@ impl ClientCredentials {
     /// its `mtls_endpoint_aliases.token_endpoint` is used when present; and
     /// when it lists `token_endpoint_auth_methods_supported` without the
     /// source's method, fetches fail with
-    /// [`ClientCredentialsError::AuthMethodNotSupported`].
+    /// [`ClientCredentialsError::AuthMethodNotSupported`] (a public client,
+    /// which may carry an assertion of its own in its parameters, is left
+    /// to the token endpoint to judge).
     ///
     /// ```
     /// use tower_bearer::{BearerAuthLayer, ClientCredentials};
@@ -364,12 +385,10 @@ impl ClientCredentials {
         }
     }
 
-    /// The issuer's metadata, once the first fetch has discovered it.
-    pub fn provider_metadata(&self) -> Option<&ProviderMetadata> {
-        match &self.inner.endpoint {
-            Endpoint::Fixed(_) => None,
-            Endpoint::Discovered { resolved, .. } => resolved.get().map(|r| &*r.metadata),
-        }
+    /// The issuer's metadata, once a fetch (this source's, or a key's of
+    /// the same keyed cache) has discovered it.
+    pub fn provider_metadata(&self) -> Option<Arc<ProviderMetadata>> {
+        self.inner.endpoint.discovery()?.found()
     }
 
     /// The issuer the token endpoint is discovered from, if it is.
@@ -475,39 +494,33 @@ impl ClientCredentials {
         if let Some(resolved) = resolved.get() {
             return Ok((&resolved.request, Some(resolved.metadata.issuer())));
         }
-        let metadata = discovery
-            .metadata()
-            .await
-            .map_err(|source| ClientCredentialsError::Discovery { source })?;
+        let metadata =
+            discovery
+                .metadata()
+                .await
+                .map_err(|source| ClientCredentialsError::Discovery {
+                    source,
+                    retry_after: discovery.retry_in(),
+                })?;
         let method = self.inner.auth.method();
         // A public client may still authenticate, with a client assertion
         // of its own in the parameters: the token endpoint judges it.
         let public = matches!(self.inner.auth, ClientAuth::Public);
         if !public && metadata.lists_auth_method(method.as_str()) == Some(false) {
-            return Err(ClientCredentialsError::AuthMethodNotSupported {
+            return Err(ClientCredentialsError::auth_method_not_supported(
                 method,
-                supported: metadata
+                metadata
                     .token_endpoint_auth_methods_supported()
-                    .unwrap_or_default()
-                    .to_vec(),
-            });
+                    .unwrap_or_default(),
+            ));
         }
         let settings = &self.inner.settings;
         let endpoint = match metadata.mtls_token_endpoint() {
             Some(alias) if settings.uses_tls_client_auth() => alias,
             _ => metadata.token_endpoint(),
         };
-        let url = request::token_url(endpoint.as_str(), settings.allows_insecure_http())
-            .and_then(|url| {
-                // The client was made for the issuer: a plain-http or
-                // loopback token request must not take its proxy.
-                if settings.proxied_default_client() && !transport::may_proxy(&url) {
-                    return Err(BuildError::ProxiedEndpoint {
-                        url: redact::redact_url(url.as_str()),
-                    });
-                }
-                template.with_url(url)
-            })
+        let url = discovered_endpoint(endpoint, settings)
+            .and_then(|url| template.with_url(url))
             .map_err(|source| ClientCredentialsError::DiscoveredEndpoint { source })?;
         let resolved = resolved.get_or_init(|| {
             Box::new(Resolved {
@@ -517,6 +530,23 @@ impl ClientCredentials {
         });
         Ok((&resolved.request, Some(resolved.metadata.issuer())))
     }
+}
+
+/// The token endpoint the metadata names, checked as a token URL is; and,
+/// when the default client was made for an https issuer off loopback (so
+/// that it may take the environment's proxy), neither plain `http` nor
+/// loopback: such a request must not take the proxy.
+fn discovered_endpoint(
+    endpoint: &reqwest::Url,
+    settings: &ClientCredentialsBuilder,
+) -> Result<reqwest::Url, BuildError> {
+    let url = request::token_url(endpoint.as_str(), settings.allows_insecure_http())?;
+    if settings.proxied_default_client() && !transport::may_proxy(&url) {
+        return Err(BuildError::ProxiedEndpoint {
+            url: redact::redact_url(url.as_str()),
+        });
+    }
+    Ok(url)
 }
 
 impl fmt::Debug for ClientCredentials {
@@ -610,4 +640,78 @@ fn certificate_refusal(_: &ClientAuth, error: ClientCredentialsError) -> ClientC
 /// such as a `client_assertion`.
 fn param_names(params: &[(String, String)]) -> Vec<&str> {
     params.iter().map(|(name, _)| name.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> reqwest::Url {
+        reqwest::Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_discovered_endpoint_the_proxy_must_not_see_is_refused() {
+        let discovering =
+            |issuer: &str| ClientCredentials::discover(issuer, "c").client_secret("s");
+        // The default client, made for an https issuer off loopback.
+        let proxied = discovering("https://idp.example.com").build().unwrap();
+        let settings = &proxied.inner.settings;
+        assert_eq!(settings.proxied_default_client(), cfg!(feature = "rustls"));
+        for endpoint in ["http://127.0.0.1:8080/token", "https://localhost/token"] {
+            let refused = discovered_endpoint(&url(endpoint), settings);
+            assert_eq!(
+                refused.is_err(),
+                cfg!(feature = "rustls"),
+                "{endpoint}: {refused:?}"
+            );
+            if let Err(error) = refused {
+                assert!(
+                    matches!(error, BuildError::ProxiedEndpoint { .. }),
+                    "{error:?}"
+                );
+            }
+        }
+        assert!(discovered_endpoint(&url("https://token.example.com/t"), settings).is_ok());
+        // A key's source keeps the rule.
+        let keyed = proxied
+            .for_params(&TokenParams::for_resource("https://api.example.com/"))
+            .unwrap();
+        assert_eq!(
+            keyed.inner.settings.proxied_default_client(),
+            cfg!(feature = "rustls")
+        );
+        // A client of the caller's, or a loopback issuer: no such client.
+        let own = discovering("https://idp.example.com")
+            .http_client(reqwest::Client::new())
+            .build()
+            .unwrap();
+        assert!(discovered_endpoint(&url("http://127.0.0.1/token"), &own.inner.settings).is_ok());
+        let local = discovering("http://127.0.0.1:9").build().unwrap();
+        assert!(discovered_endpoint(&url("https://localhost/t"), &local.inner.settings).is_ok());
+    }
+
+    #[test]
+    fn the_methods_a_provider_lists_are_bounded_in_the_error() {
+        let mut listed: Vec<String> = (0..20).map(|n| format!("method_{n}")).collect();
+        listed[0] = format!("evil\nline{}", "x".repeat(100));
+        let error = ClientCredentialsError::auth_method_not_supported(
+            AuthMethod::ClientSecretBasic,
+            &listed,
+        );
+        let text = error.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.ends_with("and 8 more"), "{text}");
+        assert!(text.contains('…'), "{text}");
+        let ClientCredentialsError::AuthMethodNotSupported { supported, .. } = &error else {
+            unreachable!()
+        };
+        assert_eq!(supported.len(), 12);
+        assert!(supported.iter().all(|s| s.chars().count() <= 65));
+        let empty = ClientCredentialsError::auth_method_not_supported(AuthMethod::None, &[]);
+        assert!(
+            empty.to_string().ends_with("lists an empty list"),
+            "{empty}"
+        );
+    }
 }
