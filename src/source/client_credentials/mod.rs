@@ -31,7 +31,7 @@
 //! and the form
 //! `grant_type=client_credentials`, `scope` (the scopes joined by spaces,
 //! left out when there are none), and the extra parameters. The client
-//! authenticates one way (see [`client_auth`](crate::source::client_auth)):
+//! authenticates one way (see [`client_auth`]):
 //!
 //! - with its secret, by HTTP Basic ([`AuthStyle::Basic`], the default; id
 //!   and secret are form-urlencoded before base64, RFC 6749 section 2.3.1) or
