@@ -55,7 +55,10 @@ pub fn redact_url(url: &str) -> String {
         if url.contains('@') {
             NOT_SHOWN.to_owned()
         } else {
-            at_most(&url[..url.find(['?', '#']).unwrap_or(url.len())])
+            at_most(
+                &url[..url.find(['?', '#']).unwrap_or(url.len())],
+                MAX_URL_CHARS + 1,
+            )
         }
     };
     let Some((scheme, rest)) = split_scheme(&url) else {
@@ -83,7 +86,10 @@ pub fn redact_url(url: &str) -> String {
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
     let path = &tail[..tail.find(['?', '#']).unwrap_or(tail.len())];
-    at_most(&format!("{scheme}:{slashes}{host}{path}"))
+    at_most(
+        &format!("{scheme}:{slashes}{host}{path}"),
+        MAX_URL_CHARS + 1,
+    )
 }
 
 /// The scheme of `url` and what follows its `:`, if it starts with one.
@@ -95,12 +101,14 @@ fn split_scheme(url: &str) -> Option<(&str, &str)> {
     valid.then_some((scheme, rest))
 }
 
-/// `text`, cut to [`MAX_URL_CHARS`] characters with a `…` when longer.
-fn at_most(text: &str) -> String {
-    match text.char_indices().nth(MAX_URL_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+/// `text`, cut to `max` characters (at least 1), the last of them a `…`,
+/// when longer.
+pub(crate) fn at_most(text: &str, max: usize) -> String {
+    if text.chars().nth(max).is_none() {
+        return text.to_owned();
     }
+    let end = text.char_indices().nth(max - 1).map_or(0, |(at, _)| at);
+    format!("{}…", &text[..end])
 }
 
 /// Words that say a secret is near: in a key or parameter name, or in text

@@ -258,3 +258,12 @@ impl std::error::Error for FnSourceError {
         self.0.source()
     }
 }
+
+/// Whether an HTTP status means "later" (408, 429 and 5xx), for a token
+/// endpoint and a metadata document alike.
+#[cfg(feature = "client-credentials")]
+pub(crate) fn transient_status(status: http::StatusCode) -> bool {
+    status == http::StatusCode::TOO_MANY_REQUESTS
+        || status == http::StatusCode::REQUEST_TIMEOUT
+        || status.is_server_error()
+}

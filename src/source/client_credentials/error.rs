@@ -9,8 +9,10 @@ use http::StatusCode;
 #[cfg(doc)]
 use super::{ClientCredentialsBuilder, MAX_RESPONSE_BYTES, RESERVED_HEADERS};
 use crate::error::ErrorClass;
+use crate::redact;
 use crate::source::client_auth::{AuthMethod, SignError};
 use crate::source::discovery::DiscoveryError;
+use crate::source::transient_status;
 
 /// Why a [`ClientCredentialsBuilder`] could not build its source.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -318,13 +320,7 @@ impl ClientCredentialsError {
         let supported = listed
             .iter()
             .take(SHOWN_METHODS)
-            .map(|name| {
-                let name = crate::redact::one_line(name);
-                match name.char_indices().nth(SHOWN_METHOD_CHARS) {
-                    Some((cut, _)) => format!("{}…", &name[..cut]),
-                    None => name,
-                }
-            })
+            .map(|name| redact::at_most(&redact::one_line(name), SHOWN_METHOD_CHARS + 1))
             .collect();
         ClientCredentialsError::AuthMethodNotSupported {
             method,
@@ -605,10 +601,3 @@ impl fmt::Display for ResponseProblem {
 /// providers also send from the token endpoint, and the device flow's
 /// `slow_down`.
 const TRANSIENT_ERROR_CODES: [&str; 3] = ["temporarily_unavailable", "server_error", "slow_down"];
-
-/// Statuses that mean "later": 408, 429 and 5xx.
-fn transient_status(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
-}

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use http::StatusCode;
 use reqwest::Url;
 use serde_json::{Map, Value};
 
@@ -11,7 +10,8 @@ use super::{
     DiscoveryError, MAX_DOCUMENT_BYTES, MAX_SHOWN_CHARS, NoDocument, OAUTH_AUTHORIZATION_SERVER,
     OPENID_CONFIGURATION, ProviderMetadata,
 };
-use crate::redact::{one_line, redact_url};
+use crate::redact::{at_most, one_line, redact_url};
+use crate::source::transient_status;
 
 /// The two well-known URLs of an issuer.
 pub(super) struct WellKnown {
@@ -215,23 +215,6 @@ pub(super) fn endpoint(value: &Value) -> Result<Url, String> {
 pub(super) fn issuer_matches(issuer: &Url, found: &str) -> bool {
     let expected = issuer.as_str();
     found == expected || (issuer.path() == "/" && expected.strip_suffix('/') == Some(found))
-}
-
-/// `text`, cut to `max` characters (at least 1), the last of them a `…`,
-/// when longer.
-pub(super) fn at_most(text: &str, max: usize) -> String {
-    if text.chars().nth(max).is_none() {
-        return text.to_owned();
-    }
-    let end = text.char_indices().nth(max - 1).map_or(0, |(at, _)| at);
-    format!("{}…", &text[..end])
-}
-
-/// Statuses that mean "later": 408, 429 and 5xx.
-pub(super) fn transient_status(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status.is_server_error()
 }
 
 /// The issuer a document names, for an error: the provider's public

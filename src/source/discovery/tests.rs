@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use super::document::*;
 use super::flight::*;
 use super::*;
+use crate::redact::at_most;
 
 // The same loopback server the integration tests use.
 #[path = "../../../tests/support/server.rs"]
