@@ -3,7 +3,6 @@
 //! is private).
 
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,9 +11,12 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls::sign::CertifiedKey;
 use rustls::{Error as TlsError, InconsistentKeys};
-use rustls_pki_types::pem::{self, PemObject, SectionKind};
+use rustls_pki_types::pem::{PemObject, SectionKind};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use zeroize::{Zeroize, Zeroizing};
+
+use super::pem::{self, KeyProblem, ReadError};
+use crate::error::Chain;
 
 /// The most of a certificate chain or key file that
 /// [`ClientIdentity::from_files`] reads: 1 MiB. A PEM chain is a few
@@ -99,7 +101,8 @@ impl ClientIdentity {
         // what was parsed, so it holds exactly the chain and the one key.
         let pem = identity_pem(&chain, &key);
         let identity = reqwest::Identity::from_pem(&pem).map_err(|err| IdentityError::Tls {
-            reason: error_chain(&err),
+            // reqwest's own `Display` says only "builder error".
+            reason: Chain(&err).to_string(),
         })?;
 
         Ok(Self {
@@ -242,25 +245,15 @@ impl std::error::Error for IdentityError {}
 /// The file's bytes, at most [`MAX_IDENTITY_FILE_BYTES`], wiped when
 /// dropped (either file may hold the key).
 fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
-    let unreadable = |err: std::io::Error| IdentityError::Unreadable {
-        path: path.to_owned(),
-        reason: err.to_string(),
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    // Room for one byte past the limit, allocated once: the buffer is never
-    // reallocated, so no copy of the key is left behind unwiped, and a file
-    // that fills it is too long.
-    const CAPACITY: usize = MAX_IDENTITY_FILE_BYTES as usize + 1;
-    let mut pem = Zeroizing::new(Vec::with_capacity(CAPACITY));
-    file.take(CAPACITY as u64)
-        .read_to_end(&mut pem)
-        .map_err(unreadable)?;
-    if pem.len() as u64 > MAX_IDENTITY_FILE_BYTES {
-        return Err(IdentityError::TooLarge {
+    pem::read_file(path, MAX_IDENTITY_FILE_BYTES).map_err(|e| match e {
+        ReadError::Io(e) => IdentityError::Unreadable {
             path: path.to_owned(),
-        });
-    }
-    Ok(pem)
+            reason: e.to_string(),
+        },
+        ReadError::TooLarge => IdentityError::TooLarge {
+            path: path.to_owned(),
+        },
+    })
 }
 
 fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
@@ -281,29 +274,16 @@ fn parse_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, IdentityError
 }
 
 fn parse_key(pem: &[u8]) -> Result<Zeroizing<PrivateKeyDer<'static>>, IdentityError> {
-    // The PEM parser skips labels it does not know, so an encrypted key
-    // would read as "no key"; a legacy encrypted one as broken base64.
-    if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || contains(pem, b"Proc-Type: 4,ENCRYPTED")
-    {
-        return Err(IdentityError::EncryptedKey);
-    }
-    let mut keys = PrivateKeyDer::pem_slice_iter(pem);
-    let key = match keys.next() {
-        None => return Err(IdentityError::NoPrivateKey),
-        Some(key) => Zeroizing::new(key.map_err(|err| malformed_pem("private key", &err))?),
-    };
-    match keys.next() {
-        None => Ok(key),
-        Some(Ok(mut other)) => {
-            other.zeroize();
-            // Taking either could sign with the wrong one, silently.
-            Err(IdentityError::Malformed {
-                reason: "the private key input holds more than one private key".into(),
-            })
-        }
-        Some(Err(err)) => Err(malformed_pem("private key", &err)),
-    }
+    pem::one_private_key(pem).map_err(|problem| match problem {
+        KeyProblem::Encrypted => IdentityError::EncryptedKey,
+        KeyProblem::None => IdentityError::NoPrivateKey,
+        KeyProblem::Several => IdentityError::Malformed {
+            reason: "the private key input holds more than one private key".into(),
+        },
+        KeyProblem::Malformed(problem) => IdentityError::Malformed {
+            reason: format!("the private key PEM is malformed: {problem}"),
+        },
+    })
 }
 
 fn check_key_matches(
@@ -381,36 +361,11 @@ fn push_pem(out: &mut Vec<u8>, label: &str, der: &[u8]) {
     out.extend_from_slice(b"-----\n");
 }
 
-/// What is wrong with a PEM input, in words of our own: the parser's
-/// messages can quote a line of the input, which may be the key.
-fn malformed_pem(input: &str, err: &pem::Error) -> IdentityError {
-    let problem = match err {
-        pem::Error::MissingSectionEnd { .. } => "a section has no END line",
-        pem::Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
-        pem::Error::Base64Decode(_) => "a section is not valid base64",
-        pem::Error::SectionTooLarge => "a section is too large",
-        _ => "it does not parse",
-    };
+/// What is wrong with a PEM input, in words that never quote it.
+fn malformed_pem(input: &str, err: &rustls_pki_types::pem::Error) -> IdentityError {
     IdentityError::Malformed {
-        reason: format!("the {input} PEM is malformed: {problem}"),
+        reason: format!("the {input} PEM is malformed: {}", pem::malformed(err)),
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// An error and its sources on one line: reqwest's own `Display` says only
-/// "builder error".
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(err) = source {
-        text.push_str(": ");
-        text.push_str(&err.to_string());
-        source = err.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! ([`PrivateKeyFile`]), for keys that are rotated on disk.
 
 use std::fmt;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,9 +11,9 @@ use aws_lc_rs::signature::{
     self, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RsaKeyPair,
 };
 use rustls_pki_types::PrivateKeyDer;
-use rustls_pki_types::pem::{self, PemObject as _};
 use zeroize::Zeroizing;
 
+use super::pem::{self, KeyProblem, ReadError};
 use super::signer::{AssertionSigner, SignError, SignFuture, SigningAlgorithm};
 
 /// The most of a key file that is read: 64 KiB. A PEM private key is a few
@@ -165,39 +164,15 @@ impl Pair {
 
     /// Reads the one private key in `pem`.
     fn from_pem(pem: &[u8]) -> Result<Pair, KeyError> {
-        // rustls-pki-types skips blocks it does not know, encrypted ones
-        // among them: say so rather than "no key".
-        let encrypted = contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
-            || contains(pem, b"Proc-Type: 4,ENCRYPTED");
-        if encrypted {
-            return Err(KeyError::Encrypted);
-        }
-        let malformed = |e: pem::Error| KeyError::Malformed {
-            // The parser's own words may quote a line of the file.
-            reason: match e {
-                pem::Error::MissingSectionEnd { .. } => "a section has no END line",
-                pem::Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
-                pem::Error::Base64Decode(_) => "the base64 does not decode",
-                _ => "it cannot be read",
-            },
-        };
-        let mut keys = PrivateKeyDer::pem_slice_iter(pem);
         // The DER is the key itself: wiped when dropped.
-        let der = match keys.next() {
-            None => return Err(KeyError::NoPrivateKey),
-            Some(key) => Zeroizing::new(key.map_err(malformed)?),
-        };
-        match keys.next() {
-            None => {}
-            Some(Ok(other)) => {
-                drop(Zeroizing::new(other));
-                // Taking either could sign with the wrong one, silently.
-                return Err(KeyError::Malformed {
-                    reason: "it holds more than one private key",
-                });
-            }
-            Some(Err(e)) => return Err(malformed(e)),
-        }
+        let der = pem::one_private_key(pem).map_err(|problem| match problem {
+            KeyProblem::Encrypted => KeyError::Encrypted,
+            KeyProblem::None => KeyError::NoPrivateKey,
+            KeyProblem::Several => KeyError::Malformed {
+                reason: "it holds more than one private key",
+            },
+            KeyProblem::Malformed(reason) => KeyError::Malformed { reason },
+        })?;
         match &*der {
             PrivateKeyDer::Pkcs1(key) => RsaKeyPair::from_der(key.secret_pkcs1_der())
                 .map(Pair::Rsa)
@@ -263,10 +238,6 @@ impl Pair {
             )),
         }
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The algorithm asked for, or the key type's default; an error when the
@@ -475,20 +446,13 @@ impl fmt::Debug for PrivateKeyFile {
 
 /// The file's bytes, at most [`MAX_KEY_FILE_BYTES`], wiped when dropped.
 fn read_key_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    let unreadable = |e: std::io::Error| KeyError::Unreadable {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    // Room for all of it at once: a reallocation would leave a copy behind.
-    let mut pem = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE_BYTES as usize + 1));
-    file.take(MAX_KEY_FILE_BYTES + 1)
-        .read_to_end(&mut pem)
-        .map_err(unreadable)?;
-    if pem.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(KeyError::TooLarge {
+    pem::read_file(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+        ReadError::Io(e) => KeyError::Unreadable {
             path: path.to_owned(),
-        });
-    }
-    Ok(pem)
+            reason: e.to_string(),
+        },
+        ReadError::TooLarge => KeyError::TooLarge {
+            path: path.to_owned(),
+        },
+    })
 }

@@ -25,6 +25,7 @@ mod assertion;
 #[cfg(feature = "rustls")]
 mod identity;
 mod key;
+mod pem;
 mod signer;
 
 use std::fmt;
