@@ -2,7 +2,7 @@
 //! once by [`build`](ClientCredentialsBuilder::build).
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::request::{self, Settings, TokenRequest};
@@ -390,12 +390,7 @@ impl ClientCredentialsBuilder {
                     self.timeout,
                 ))
             });
-            Endpoint::Discovered {
-                issuer: url,
-                discovery,
-                template: Box::new(request),
-                resolved: OnceLock::new(),
-            }
+            Endpoint::discovered(url, discovery, request)
         } else {
             Endpoint::Fixed(request)
         };
