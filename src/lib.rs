@@ -127,6 +127,9 @@
 
 pub mod cache;
 pub mod challenge;
+#[cfg(feature = "client-credentials")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
+pub mod dpop;
 pub mod error;
 pub mod layer;
 pub mod opt_out;

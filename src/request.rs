@@ -58,6 +58,13 @@ impl<'a> Target<'a> {
         self.host
     }
 
+    /// The port the URI names, if it names one (a DPoP proof's `htu` keeps
+    /// it only when it is not the scheme's default).
+    #[cfg_attr(not(feature = "client-credentials"), allow(dead_code))]
+    pub(crate) fn explicit_port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// The port: the explicit one, else 80 for `http` and 443 for `https`.
     pub fn port(&self) -> Option<u16> {
         self.port.or(match self.scheme {

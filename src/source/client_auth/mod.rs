@@ -25,7 +25,7 @@ mod assertion;
 #[cfg(feature = "rustls")]
 mod identity;
 mod key;
-mod pem;
+pub(crate) mod pem;
 mod signer;
 
 use std::fmt;
