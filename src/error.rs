@@ -206,6 +206,11 @@ pub enum TokenErrorKind {
     /// The request's [`TokenParams`](crate::TokenParams) name a parameter
     /// that carries a credential: a token's key never holds one. Permanent.
     CredentialInParams,
+    /// The token is bound to a DPoP key, and no proof of possession could
+    /// be made for the request (its URI names no origin, its type does not
+    /// say its method, or signing failed): it is not sent, since the API
+    /// would refuse it. Permanent.
+    ProofFailed,
 }
 
 /// Why no token could be had.
@@ -311,6 +316,15 @@ impl TokenError {
         )
     }
 
+    pub(crate) fn proof_failed(why: impl fmt::Display) -> Self {
+        Self::from_parts(
+            TokenErrorKind::ProofFailed,
+            Detail::Message(format!(
+                "the token is bound to a DPoP key and no proof could be made for the request: {why}"
+            )),
+        )
+    }
+
     pub(crate) fn no_runtime() -> Self {
         Self::from_parts(
             TokenErrorKind::NoRuntime,
@@ -340,6 +354,7 @@ impl TokenError {
                     | TokenErrorKind::UnknownOrigin
                     | TokenErrorKind::NotKeyed
                     | TokenErrorKind::CredentialInParams
+                    | TokenErrorKind::ProofFailed
             ) =>
             {
                 ErrorClass::Permanent

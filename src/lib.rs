@@ -125,6 +125,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod binding;
 pub mod cache;
 pub mod challenge;
 #[cfg(feature = "client-credentials")]

@@ -98,6 +98,16 @@ impl std::fmt::Debug for RejectionStatuses {
 #[non_exhaustive]
 pub struct TokenRejected;
 
+/// A response extension the layer adds when the API asked for a DPoP
+/// nonce (RFC 9449 section 9: a `401` whose `WWW-Authenticate: DPoP`
+/// challenge says `use_dpop_nonce`, with a `DPoP-Nonce` header). The token
+/// is fine and kept; the nonce is stored for the API's origin, so the same
+/// request sent again carries it.
+/// [`RetryOnUnauthorized`](crate::RetryOnUnauthorized) re-sends it once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DpopNonceRequired;
+
 /// What a response says of the token its request carried.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -107,9 +117,14 @@ pub(crate) enum Verdict {
     Rejected,
     /// The token is fine; the request needs more scope.
     NeedsMoreScope,
+    /// The token is fine; the DPoP proof must carry the server's nonce.
+    NonceRequired,
+    /// The token is fine; the server refused the DPoP proof. A new token
+    /// would not help, nor would the same request again.
+    ProofRejected,
 }
 
-/// Reads `response` by `statuses` and its Bearer challenge.
+/// Reads `response` by `statuses` and its Bearer or DPoP challenge.
 pub(crate) fn judge<R: AuthResponse>(response: &R, statuses: RejectionStatuses) -> Verdict {
     let Some(status) = response.auth_status() else {
         return Verdict::Accepted;
@@ -117,8 +132,18 @@ pub(crate) fn judge<R: AuthResponse>(response: &R, statuses: RejectionStatuses) 
     if !statuses.contains(status) {
         return Verdict::Accepted;
     }
-    let challenge = response.headers().and_then(Challenge::bearer);
-    match challenge {
+    let Some(headers) = response.headers() else {
+        return Verdict::Rejected;
+    };
+    if let Some(challenge) = Challenge::find(headers, "DPoP") {
+        match challenge.error() {
+            Some("use_dpop_nonce") => return Verdict::NonceRequired,
+            Some("invalid_dpop_proof") => return Verdict::ProofRejected,
+            _ if challenge.is_insufficient_scope() => return Verdict::NeedsMoreScope,
+            _ => {}
+        }
+    }
+    match Challenge::bearer(headers) {
         Some(challenge) if challenge.is_insufficient_scope() => Verdict::NeedsMoreScope,
         _ => Verdict::Rejected,
     }
@@ -180,6 +205,37 @@ mod tests {
                 Some(r#"Basic realm="x", error="insufficient_scope""#),
                 only_401,
                 Verdict::Rejected,
+            ),
+            // DPoP's challenges (RFC 9449 sections 7.1 and 9).
+            (
+                401,
+                Some(r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#),
+                only_401,
+                Verdict::NonceRequired,
+            ),
+            (
+                401,
+                Some(r#"Bearer realm="x", DPoP algs="ES256", error="invalid_dpop_proof""#),
+                only_401,
+                Verdict::ProofRejected,
+            ),
+            (
+                401,
+                Some(r#"DPoP algs="ES256 EdDSA", error="invalid_token""#),
+                only_401,
+                Verdict::Rejected,
+            ),
+            (
+                403,
+                Some(r#"DPoP error="insufficient_scope", scope="orders.write""#),
+                both,
+                Verdict::NeedsMoreScope,
+            ),
+            (
+                200,
+                Some(r#"DPoP error="use_dpop_nonce""#),
+                only_401,
+                Verdict::Accepted,
             ),
         ];
         for (status, challenge, statuses, expected) in cases {

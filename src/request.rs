@@ -13,7 +13,7 @@
 //! assert!(res.is_unauthorized());
 //! ```
 
-use http::{Extensions, HeaderMap, StatusCode};
+use http::{Extensions, HeaderMap, Method, StatusCode};
 
 /// Where a request goes: its scheme, host, port and path, as far as its URI
 /// says.
@@ -93,6 +93,16 @@ pub trait AuthRequest {
     fn extensions(&self) -> Option<&Extensions> {
         None
     }
+
+    /// The request's method, which a DPoP proof names
+    /// ([`dpop`](crate::dpop)).
+    ///
+    /// Defaults to none, and then a token bound to a DPoP key cannot be
+    /// sent: the request fails with
+    /// [`TokenErrorKind::ProofFailed`](crate::TokenErrorKind::ProofFailed).
+    fn method(&self) -> Option<&Method> {
+        None
+    }
 }
 
 impl<B> AuthRequest for http::Request<B> {
@@ -111,6 +121,10 @@ impl<B> AuthRequest for http::Request<B> {
 
     fn extensions(&self) -> Option<&Extensions> {
         Some(http::Request::extensions(self))
+    }
+
+    fn method(&self) -> Option<&Method> {
+        Some(http::Request::method(self))
     }
 }
 
@@ -197,6 +211,10 @@ impl AuthRequest for reqwest::Request {
     fn target(&self) -> Target<'_> {
         let url = self.url();
         Target::new(Some(url.scheme()), url.host_str(), url.port()).with_path(url.path())
+    }
+
+    fn method(&self) -> Option<&Method> {
+        Some(reqwest::Request::method(self))
     }
 }
 

@@ -3,7 +3,9 @@
 //! When the API rejects a token (a 401, or another of the layer's
 //! [rejection statuses](crate::rejection)), [`BearerAuth`](crate::BearerAuth)
 //! invalidates the token that request carried, starts fetching a new one,
-//! and marks the response [`TokenRejected`]. Put [`RetryOnUnauthorized`] in a
+//! and marks the response [`TokenRejected`]; when the API asks for a DPoP
+//! nonce, it stores the nonce and marks the response
+//! [`DpopNonceRequired`](crate::rejection::DpopNonceRequired). Put [`RetryOnUnauthorized`] in a
 //! `tower::retry::RetryLayer` **outside** the bearer layer and a marked
 //! request is sent once more, carrying the new token. Not retried: a request
 //! whose body cannot be replayed (a stream; its answer is returned as it
@@ -30,7 +32,7 @@
 use bytes::Bytes;
 use tower::retry::Policy;
 
-use crate::rejection::TokenRejected;
+use crate::rejection::{DpopNonceRequired, TokenRejected};
 use crate::request::AuthResponse;
 
 /// A [`Policy`] that retries a request once when the bearer layer says the
@@ -66,11 +68,15 @@ where
     }
 }
 
-/// Whether the layer marked `response`, or for a response that cannot be
-/// marked, whether it is a 401.
+/// Whether the layer marked `response` (its token rejected, or a DPoP
+/// nonce asked for), or for a response that cannot be marked, whether it is
+/// a 401.
 fn token_rejected<Res: AuthResponse>(response: &Res) -> bool {
     match response.extensions() {
-        Some(extensions) => extensions.get::<TokenRejected>().is_some(),
+        Some(extensions) => {
+            extensions.get::<TokenRejected>().is_some()
+                || extensions.get::<DpopNonceRequired>().is_some()
+        }
         None => response.is_unauthorized(),
     }
 }

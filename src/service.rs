@@ -32,11 +32,12 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use crate::cache::{Acquire, Outcome, Reader, TokenCache, TokenId};
+use crate::binding::ProofWatch;
+use crate::cache::{Acquire, Lease, Outcome, Reader, TokenCache, TokenId};
 use crate::error::{Error, TokenError};
 use crate::opt_out::OptOut;
 use crate::params::TokenParams;
-use crate::rejection::{self, RejectionStatuses, TokenRejected};
+use crate::rejection::{self, DpopNonceRequired, RejectionStatuses, TokenRejected};
 use crate::request::{AuthRequest, AuthResponse, Target};
 use crate::scope::{Scope, Verdict};
 
@@ -65,13 +66,14 @@ impl fmt::Debug for Selector {
 }
 
 /// What to do when the response comes: which token the request carried,
-/// and what a rejection of it may set off.
-#[derive(Clone, Copy)]
+/// what a rejection of it may set off, and where a nonce the answer gives
+/// for the token's proofs goes.
 struct Watch {
     token: TokenId,
     invalidate: bool,
     retry: bool,
     statuses: RejectionStatuses,
+    proof: Option<ProofWatch>,
 }
 
 /// Attaches `Authorization: <Type> <token>` to every request, with the token
@@ -178,11 +180,11 @@ where
         };
         match acquired {
             Acquire::Ready(lease) => {
-                request
-                    .headers_mut()
-                    .insert(settings.header_name.clone(), lease.header);
-                let watch = on_rejection.watch(lease.id);
-                ResponseFuture::calling(self.inner.call(request), Some(watch))
+                let header_name = settings.header_name.clone();
+                match on_rejection.attach(lease, header_name, &mut request) {
+                    Ok(watch) => ResponseFuture::calling(self.inner.call(request), Some(watch)),
+                    Err(error) => self.fail(error),
+                }
             }
             Acquire::Wait(token, deadline) => {
                 let header_name = settings.header_name.clone();
@@ -244,35 +246,90 @@ struct OnRejection {
 }
 
 impl OnRejection {
-    fn watch(self, token: TokenId) -> Watch {
-        Watch {
-            token,
+    /// Puts the leased token on `request` under `header_name`, with its
+    /// proof of possession when it is bound to a key, and says what to
+    /// watch for in the answer.
+    fn attach<R: AuthRequest>(
+        self,
+        lease: Lease,
+        header_name: HeaderName,
+        request: &mut R,
+    ) -> Result<Watch, TokenError> {
+        // The proof first: a request that cannot be proven is not sent.
+        let proof = match &lease.bound {
+            Some(bound) => Some(bound.attach(request)?),
+            None => None,
+        };
+        request.headers_mut().insert(header_name, lease.header);
+        Ok(Watch {
+            token: lease.id,
             invalidate: self.invalidate,
             retry: self.retry,
             statuses: self.statuses,
-        }
+            proof,
+        })
     }
 }
 
 impl Watch {
-    /// Reads the response: a rejected token is thrown away (if still
-    /// current) and the response marked for a retry.
+    /// Reads the response: a nonce it gives is kept for the next proofs; a
+    /// rejected token is thrown away (if still current) and the response
+    /// marked for a retry, as is a request whose proof lacked the nonce.
     fn judge<T: AuthResponse>(self, response: &mut T) {
-        match rejection::judge(response, self.statuses) {
+        let nonce_given = self
+            .proof
+            .as_ref()
+            .is_some_and(|proof| proof.observe(response));
+        let verdict = match rejection::judge(response, self.statuses) {
+            // Without a proof, or without a nonce to put in the next one,
+            // the challenge cannot be met: the token is what failed.
+            rejection::Verdict::NonceRequired if self.proof.is_none() => {
+                rejection::Verdict::Rejected
+            }
+            verdict => verdict,
+        };
+        match verdict {
             rejection::Verdict::Accepted => {}
             rejection::Verdict::Rejected => {
                 if self.invalidate {
                     self.token.reject("the API rejected the token");
                 }
-                if self.retry
-                    && let Some(extensions) = response.extensions_mut()
-                {
-                    extensions.insert(TokenRejected);
-                }
+                self.mark(response, TokenRejected);
             }
             rejection::Verdict::NeedsMoreScope => {
                 tracing::debug!("the API wants more scope than the token has; token kept");
             }
+            rejection::Verdict::NonceRequired if nonce_given => {
+                if self.mark(response, DpopNonceRequired)
+                    && let Some(proof) = &self.proof
+                {
+                    proof.count_retry();
+                }
+            }
+            rejection::Verdict::NonceRequired => {
+                tracing::warn!(
+                    "the API asked for a DPoP nonce without giving one (no valid DPoP-Nonce header); token kept"
+                );
+            }
+            rejection::Verdict::ProofRejected => {
+                tracing::warn!("the API refused the request's DPoP proof; token kept, not retried");
+            }
+        }
+    }
+
+    /// Marks `response` for a retry, if this request may be retried and the
+    /// response can carry a mark. Returns whether it was marked.
+    fn mark<T: AuthResponse, M: Clone + Send + Sync + 'static>(
+        &self,
+        response: &mut T,
+        mark: M,
+    ) -> bool {
+        match response.extensions_mut() {
+            Some(extensions) if self.retry => {
+                extensions.insert(mark);
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -391,8 +448,12 @@ where
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    request.headers_mut().insert(header_name, lease.header);
-                    *this.watch = Some(on_rejection.watch(lease.id));
+                    // Dropping `inner` releases what its readiness reserved.
+                    let watch = match on_rejection.attach(lease, header_name, &mut request) {
+                        Ok(watch) => watch,
+                        Err(error) => return Poll::Ready(Err(Error::Token(error))),
+                    };
+                    *this.watch = Some(watch);
                     let future = inner.call(request);
                     this.state.set(State::Calling { future });
                 }

@@ -17,6 +17,10 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
+use crate::binding::Bound;
+#[cfg(feature = "client-credentials")]
+use crate::dpop::Dpop;
+
 /// An access token value: a secret.
 ///
 /// Its `Debug` prints `[redacted]`; it has no `Display`. Read the value with
@@ -42,21 +46,27 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-/// A token as a source yields it: the value, its type and how long it lives.
+/// A token as a source yields it: the value, its type, how long it lives,
+/// and the DPoP key it is bound to, if any.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Token {
     access_token: AccessToken,
     token_type: Arc<str>,
     lifetime: Option<Duration>,
+    #[cfg(feature = "client-credentials")]
+    dpop: Option<Dpop>,
 }
 
 impl Token {
-    /// A token of the given type. `bearer`, in any letter case, becomes
-    /// `Bearer` (RFC 6750 spells it so, and some servers compare it
-    /// case-sensitively); any other type passes through unchanged.
+    /// A token of the given type. `bearer` and `dpop`, in any letter case,
+    /// become `Bearer` and `DPoP` (RFC 6750 and RFC 9449 spell them so, and
+    /// some servers compare the scheme case-sensitively); any other type
+    /// passes through unchanged.
     pub fn new(access_token: impl Into<Arc<str>>, token_type: &str) -> Self {
         let token_type: Arc<str> = if token_type.eq_ignore_ascii_case("bearer") {
             Arc::from("Bearer")
+        } else if token_type.eq_ignore_ascii_case("dpop") {
+            Arc::from("DPoP")
         } else {
             Arc::from(token_type)
         };
@@ -64,6 +74,8 @@ impl Token {
             access_token: AccessToken::new(access_token),
             token_type,
             lifetime: None,
+            #[cfg(feature = "client-credentials")]
+            dpop: None,
         }
     }
 
@@ -79,6 +91,43 @@ impl Token {
     pub fn with_lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = Some(lifetime);
         self
+    }
+
+    /// Binds the token to `dpop`'s key (RFC 9449): the layer sends it as
+    /// `Authorization: DPoP <token>` with a fresh proof of possession of
+    /// the key on every request. The token's type becomes `DPoP`.
+    ///
+    /// The client-credentials and token-exchange sources do this themselves
+    /// when given a [`Dpop`]; a source of your own does it for the tokens
+    /// its provider bound to the key.
+    #[cfg(feature = "client-credentials")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
+    pub fn with_dpop(mut self, dpop: Dpop) -> Self {
+        self.token_type = Arc::from("DPoP");
+        self.dpop = Some(dpop);
+        self
+    }
+
+    /// The DPoP key the token is bound to, if it is.
+    #[cfg(feature = "client-credentials")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
+    pub fn dpop(&self) -> Option<&Dpop> {
+        self.dpop.as_ref()
+    }
+
+    /// What the layer adds to each request for this token: a proof of
+    /// possession of its key, when it is bound to one.
+    pub(crate) fn binding(&self) -> Option<Arc<Bound>> {
+        #[cfg(feature = "client-credentials")]
+        {
+            self.dpop
+                .as_ref()
+                .map(|dpop| Arc::new(Bound::new(dpop, &self.access_token)))
+        }
+        #[cfg(not(feature = "client-credentials"))]
+        {
+            None
+        }
     }
 
     /// The token value.
@@ -131,6 +180,7 @@ mod tests {
     #[test]
     fn other_types_pass_through() {
         assert_eq!(Token::new("t", "DPoP").token_type(), "DPoP");
+        assert_eq!(Token::new("t", "dpop").token_type(), "DPoP");
         assert_eq!(Token::new("t", "mac").token_type(), "mac");
     }
 

@@ -26,6 +26,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::policy::{Schedule, later};
+use crate::binding::Bound;
 
 /// `next_refresh` while a refresh runs: no offset reaches it.
 const REFRESHING: u64 = u64::MAX;
@@ -38,16 +39,19 @@ pub(crate) struct TokenId {
     pub(crate) token: u64,
 }
 
-/// A usable token's header value and identity.
+/// A usable token's header value and identity, and what a token bound to a
+/// key adds to each request.
 pub(crate) struct Lease {
     pub(crate) header: HeaderValue,
     pub(crate) id: TokenId,
+    pub(crate) bound: Option<Arc<Bound>>,
 }
 
 /// A cached token, ready to attach.
 pub(crate) struct Entry {
     pub(crate) id: TokenId,
     header: HeaderValue,
+    bound: Option<Arc<Bound>>,
     obtained_at: Instant,
     pub(crate) usable_until: Instant,
     fresh_until: Instant,
@@ -63,12 +67,14 @@ impl Entry {
     pub(crate) fn new(
         id: TokenId,
         header: HeaderValue,
+        bound: Option<Arc<Bound>>,
         obtained_at: Instant,
         schedule: &Schedule,
     ) -> Self {
         Self {
             id,
             header,
+            bound,
             obtained_at,
             usable_until: later(obtained_at, schedule.usable),
             fresh_until: later(obtained_at, schedule.fresh),
@@ -81,6 +87,7 @@ impl Entry {
         Lease {
             header: self.header.clone(),
             id: self.id,
+            bound: self.bound.clone(),
         }
     }
 
@@ -181,6 +188,7 @@ mod tests {
         Arc::new(Entry::new(
             TokenId { cache: 0, token: 1 },
             HeaderValue::from_static("Bearer t"),
+            None,
             Instant::now(),
             &schedule,
         ))

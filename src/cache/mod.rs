@@ -577,7 +577,7 @@ impl Shared {
             cache: self.id,
             token: self.next_token.fetch_add(1, Ordering::Relaxed),
         };
-        let entry = Entry::new(id, header, started, &schedule);
+        let entry = Entry::new(id, header, token.binding(), started, &schedule);
         if !entry.is_usable(now) {
             return Err(TokenError::expired_on_arrival(
                 lifetime,

@@ -39,6 +39,7 @@
 //! Each proof costs one signature (ES256 or Ed25519) and one allocation,
 //! the header value's own buffer.
 
+pub(crate) mod bound;
 mod key;
 mod nonce;
 mod proof;
@@ -125,16 +126,8 @@ impl Dpop {
         self.inner.nonce_retries.load(Ordering::Relaxed)
     }
 
-    // Used by the token source and the layer.
-    #[allow(dead_code)]
     pub(crate) fn count_nonce_retry(&self) {
         self.inner.nonce_retries.fetch_add(1, Ordering::Relaxed);
-    }
-
-    // Used by the token source and the layer.
-    #[allow(dead_code)]
-    pub(crate) fn nonces(&self) -> &Nonces {
-        &self.inner.nonces
     }
 
     /// A proof for a request: `htm` its method, `target` where it goes
@@ -143,8 +136,6 @@ impl Dpop {
     /// Returns the `DPoP` header value (marked sensitive) and that origin's
     /// slot, so that the response's `DPoP-Nonce` can be offered to it
     /// without another lookup.
-    // Used by the token source and the layer.
-    #[allow(dead_code)]
     pub(crate) fn proof(
         &self,
         htm: &Method,
@@ -164,6 +155,15 @@ impl Dpop {
         Ok((value, slot))
     }
 }
+
+/// The same `Dpop`: one key and its nonces, shared.
+impl PartialEq for Dpop {
+    fn eq(&self, other: &Dpop) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Dpop {}
 
 impl fmt::Debug for Dpop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -29,13 +29,6 @@ impl HeldNonce {
 }
 
 impl NonceSlot {
-    /// The nonce held, if any. Lock-free.
-    // Used by the token source and the layer.
-    #[allow(dead_code)]
-    pub(crate) fn get(&self) -> Option<Arc<str>> {
-        self.held.load().as_deref().cloned()
-    }
-
     /// The nonce held, for the moment a proof is written. Lock-free.
     pub(crate) fn read(&self) -> HeldNonce {
         HeldNonce(self.held.load())
@@ -46,8 +39,6 @@ impl NonceSlot {
     /// the held nonce changed: of two responses bringing the same new
     /// nonce at once, only one sees a change, so a nonce is counted (and
     /// answered with a retry) once.
-    // Used by the token source and the layer.
-    #[allow(dead_code)]
     pub(crate) fn offer(&self, value: &HeaderValue) -> bool {
         let bytes = value.as_bytes();
         if !is_valid_nonce(bytes) {

@@ -54,8 +54,6 @@ pub(crate) struct Ath([u8; ATH_LEN]);
 
 const ATH_LEN: usize = 43;
 
-// Used by the layer.
-#[allow(dead_code)]
 impl Ath {
     pub(crate) fn of(access_token: &str) -> Ath {
         let mut ath = [0; ATH_LEN];
@@ -65,6 +63,7 @@ impl Ath {
         Ath(ath)
     }
 
+    #[cfg(test)]
     pub(crate) fn as_str(&self) -> &str {
         // base64url is ASCII.
         std::str::from_utf8(&self.0).unwrap_or_default()

@@ -217,6 +217,13 @@ impl<S: TokenSource> SharedSource<S> {
         replaceable: Vec<String>,
     ) -> Token {
         let key = self.token_key.as_str();
+        #[cfg(feature = "client-credentials")]
+        if token.dpop().is_some() {
+            // Bound to this process's DPoP key: useless to any other.
+            tracing::debug!(key, "token bound to a DPoP key; not shared");
+            guard.release().await;
+            return token;
+        }
         let Some(encoded) = self.store.format(key).encode(&token, started.elapsed()) else {
             tracing::debug!(key, "token too short-lived to share");
             guard.release().await;

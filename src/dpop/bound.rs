@@ -1,0 +1,72 @@
+//! A token bound to a DPoP key, as the cache keeps it: the key, and the
+//! token's `ath` computed once, so that each request costs one proof.
+
+use std::sync::Arc;
+
+use http::HeaderName;
+
+use super::{Ath, Dpop, NonceSlot};
+use crate::error::TokenError;
+use crate::request::{AuthRequest, AuthResponse};
+use crate::token::AccessToken;
+
+/// The `DPoP` request header: the proof.
+pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
+
+/// The `DPoP-Nonce` response header: the nonce the next proofs carry.
+pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+
+/// A cached token's binding to its key.
+pub(crate) struct Bound {
+    dpop: Dpop,
+    ath: Ath,
+}
+
+impl Bound {
+    pub(crate) fn new(dpop: &Dpop, token: &AccessToken) -> Bound {
+        Bound {
+            dpop: dpop.clone(),
+            ath: Ath::of(token.secret()),
+        }
+    }
+
+    /// Puts a fresh proof for `request` in its `DPoP` header, and says
+    /// where the nonce its answer may give goes.
+    pub(crate) fn attach<R: AuthRequest>(&self, request: &mut R) -> Result<ProofWatch, TokenError> {
+        let method = request.method().ok_or_else(|| {
+            TokenError::proof_failed("the request type does not say its method (AuthRequest::method)")
+        })?;
+        let (proof, slot) = self
+            .dpop
+            .proof(method, &request.target(), Some(&self.ath))
+            .map_err(TokenError::proof_failed)?;
+        request.headers_mut().insert(DPOP, proof);
+        Ok(ProofWatch {
+            slot,
+            dpop: self.dpop.clone(),
+        })
+    }
+}
+
+/// What a proven request's answer is read for: a new nonce for its origin.
+pub(crate) struct ProofWatch {
+    slot: Arc<NonceSlot>,
+    dpop: Dpop,
+}
+
+impl ProofWatch {
+    /// Keeps the nonce `response` gives, if any. Returns whether it gave a
+    /// valid one (new or not): a `use_dpop_nonce` challenge is met by it.
+    pub(crate) fn observe<T: AuthResponse>(&self, response: &T) -> bool {
+        let Some(value) = response.headers().and_then(|headers| headers.get(DPOP_NONCE)) else {
+            return false;
+        };
+        self.slot.offer(value);
+        self.slot.read().as_str().map(str::as_bytes) == Some(value.as_bytes())
+    }
+
+    /// Counts a request marked for a retry with the new nonce.
+    pub(crate) fn count_retry(&self) {
+        self.dpop.count_nonce_retry();
+    }
+}
