@@ -3,14 +3,18 @@
 //! runtimes the cache tests share, the processes some tests run (the
 //! compiled examples, `redis-server`), what the Redis store's tests
 //! share, test keys and a token endpoint that verifies JWT client
-//! assertions, and mutual TLS (a test PKI, an HTTPS server,
-//! certificate-bound tokens).
+//! assertions, a token endpoint and an API that verify DPoP proofs, and
+//! mutual TLS (a test PKI, an HTTPS server, certificate-bound tokens).
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
 
 #[cfg(feature = "client-credentials")]
 pub mod assertion;
+#[cfg(feature = "client-credentials")]
+pub mod dpop;
+#[cfg(feature = "client-credentials")]
+pub mod dpop_verify;
 #[cfg(feature = "client-credentials")]
 pub mod keys;
 pub mod processes;
