@@ -316,6 +316,7 @@ impl TokenError {
         )
     }
 
+    #[cfg(feature = "client-credentials")]
     pub(crate) fn proof_failed(why: impl fmt::Display) -> Self {
         Self::from_parts(
             TokenErrorKind::ProofFailed,

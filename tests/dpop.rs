@@ -1,0 +1,334 @@
+//! DPoP (RFC 9449) through the layer, against a resource server that
+//! verifies every proof independently (tests/support/dpop.rs): signature
+//! against the proof's own key, `htm`, `htu`, `ath`, `iat`, `jti` replay,
+//! nonces, and the token's binding to the key's thumbprint.
+#![cfg(feature = "client-credentials")]
+
+mod support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::StatusCode;
+use support::dpop::{DpopResourceServer, IssuedTokens, NoncePolicy, ResourceServerConfig};
+use tower::retry::RetryLayer;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bearer::dpop::{Dpop, DpopAlgorithm, DpopKey};
+use tower_bearer::rejection::DpopNonceRequired;
+use tower_bearer::source::FnSource;
+use tower_bearer::{BearerAuthLayer, RetryOnUnauthorized, Token, TokenErrorKind};
+
+fn http_client() -> reqwest::Client {
+    // Loopback only: no proxy from the environment.
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A source that mints a token bound to `dpop`'s key on every fetch, and
+/// counts its fetches.
+fn minting_source(
+    tokens: &IssuedTokens,
+    dpop: &Dpop,
+) -> (
+    impl tower_bearer::TokenSource + use<>,
+    Arc<AtomicUsize>,
+) {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let (tokens, dpop, count) = (tokens.clone(), dpop.clone(), fetches.clone());
+    let source = FnSource::new(move || {
+        count.fetch_add(1, Ordering::SeqCst);
+        let token = tokens.mint(Some(dpop.thumbprint()), Duration::from_secs(3600));
+        let token = Token::new(token, "DPoP")
+            .with_lifetime(Duration::from_secs(3600))
+            .with_dpop(dpop.clone());
+        async move { Ok::<_, std::io::Error>(token) }
+    });
+    (source, fetches)
+}
+
+async fn api(nonce: NoncePolicy) -> DpopResourceServer {
+    let config = ResourceServerConfig {
+        nonce,
+        ..ResourceServerConfig::default()
+    };
+    DpopResourceServer::start(IssuedTokens::default(), config).await
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_requests_each_carry_a_unique_accepted_proof() {
+    for algorithm in [DpopAlgorithm::Es256, DpopAlgorithm::EdDsa] {
+        let api = api(NoncePolicy::default()).await;
+        let dpop = Dpop::new(DpopKey::generate_with(algorithm).unwrap());
+        let (source, fetches) = minting_source(&api.tokens(), &dpop);
+        let http = http_client();
+        let client = ServiceBuilder::new()
+            .layer(BearerAuthLayer::new(source))
+            .service(http.clone());
+
+        let mut calls = tokio::task::JoinSet::new();
+        for n in 0..1000 {
+            // Different paths and methods, a query the proof leaves out.
+            let method = if n % 2 == 0 {
+                reqwest::Method::GET
+            } else {
+                reqwest::Method::POST
+            };
+            let url = format!("{}?page={n}", api.url(&format!("/v1/items/{}", n % 7)));
+            let request = http.request(method, url).body("x").build().unwrap();
+            let client = client.clone();
+            calls.spawn(async move { client.oneshot(request).await.unwrap().status() });
+        }
+        while let Some(status) = calls.join_next().await {
+            assert_eq!(status.unwrap(), StatusCode::OK, "{:?}", api.refusal_details());
+        }
+        assert_eq!(api.accepted(), 1000, "{algorithm:?}");
+        assert!(api.refusals().is_empty(), "{:?}", api.refusal_details());
+        let jtis: HashSet<String> = api.seen_jtis().into_iter().collect();
+        assert_eq!(jtis.len(), 1000);
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert_eq!(api.last_header().unwrap()["alg"], algorithm.as_str());
+    }
+}
+
+#[tokio::test]
+async fn a_nonce_challenge_costs_one_retry_and_the_nonce_is_kept() {
+    let api = api(NoncePolicy::required()).await;
+    let dpop = Dpop::generate().unwrap();
+    let (source, fetches) = minting_source(&api.tokens(), &dpop);
+    let http = http_client();
+    let mut client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+        .layer(BearerAuthLayer::new(source))
+        .service(http.clone());
+
+    for _ in 0..10 {
+        let request = http.get(api.url("/v1/me")).build().unwrap();
+        let response = client.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // The first request was challenged once; the nine after it carried the
+    // nonce from the start.
+    assert_eq!(api.nonce_challenges(), 1);
+    assert_eq!(api.requests(), 11);
+    assert_eq!(dpop.nonce_retries(), 1);
+    // The token was fine all along.
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(api.last_claims().unwrap()["nonce"], api.nonce().as_str());
+}
+
+#[tokio::test]
+async fn nonce_rotation_costs_one_retry_per_rotation_not_one_per_request() {
+    // A hard cut: the old nonce is refused from the rotation on, and the
+    // response that rotates it still names the old one.
+    let policy = NoncePolicy {
+        announce_rotation: false,
+        ..NoncePolicy::rotating_every(25)
+    };
+    let api = api(policy).await;
+    let dpop = Dpop::generate().unwrap();
+    let (source, _) = minting_source(&api.tokens(), &dpop);
+    let http = http_client();
+    let mut client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+        .layer(BearerAuthLayer::new(source))
+        .service(http.clone());
+
+    for _ in 0..200 {
+        let request = http.get(api.url("/v1/orders")).build().unwrap();
+        let response = client.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // 200 accepted requests rotate the nonce 8 times; the last rotation
+    // comes with the last request. One challenge for the first request,
+    // one per rotation that a later request met.
+    assert_eq!(api.accepted(), 200);
+    assert_eq!(api.nonce_challenges(), 8);
+    assert_eq!(dpop.nonce_retries(), 8);
+    assert!(api.refusals().is_empty(), "{:?}", api.refusal_details());
+}
+
+#[tokio::test]
+async fn an_announced_rotation_costs_no_retry_even_under_concurrency() {
+    // The server names the next nonce in the answer that rotates it, and
+    // accepts the one before for a while.
+    let policy = NoncePolicy {
+        keep_previous: true,
+        ..NoncePolicy::rotating_every(50)
+    };
+    let api = api(policy).await;
+    let dpop = Dpop::generate().unwrap();
+    let (source, _) = minting_source(&api.tokens(), &dpop);
+    let http = http_client();
+    let client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+        .layer(BearerAuthLayer::new(source))
+        .service(http.clone());
+    // The first request learns the nonce.
+    let first = http.get(api.url("/v1/a")).build().unwrap();
+    assert_eq!(
+        client.clone().oneshot(first).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(api.nonce_challenges(), 1);
+
+    for _round in 0..10 {
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let request = http.get(api.url("/v1/a")).build().unwrap();
+            let client = client.clone();
+            calls.spawn(async move { client.oneshot(request).await.unwrap().status() });
+        }
+        while let Some(status) = calls.join_next().await {
+            assert_eq!(status.unwrap(), StatusCode::OK);
+        }
+    }
+    assert_eq!(api.accepted(), 201);
+    assert_eq!(api.nonce_challenges(), 1, "{:?}", api.refusal_details());
+    assert_eq!(dpop.nonce_retries(), 1);
+}
+
+#[tokio::test]
+async fn a_streaming_request_gets_the_challenge_back_with_the_nonce_stored() {
+    let api = api(NoncePolicy::required()).await;
+    let dpop = Dpop::generate().unwrap();
+    let (source, _) = minting_source(&api.tokens(), &dpop);
+    let http = http_client();
+    let mut client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+        .layer(BearerAuthLayer::new(source))
+        .service(http.clone());
+
+    // A body that cannot be sent twice.
+    let body = reqwest::Body::wrap(http_body_util::Full::new(bytes::Bytes::from("stream")));
+    let streaming = http.post(api.url("/v1/upload")).body(body).build().unwrap();
+    assert!(streaming.try_clone().is_none());
+    let response = client.ready().await.unwrap().call(streaming).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.extensions().get::<DpopNonceRequired>().is_some());
+    assert_eq!(api.requests(), 1);
+
+    // The nonce is already stored: the next request is not challenged.
+    let request = http.post(api.url("/v1/upload")).body("again").build().unwrap();
+    let response = client.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(api.nonce_challenges(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_proof_is_not_retried_and_keeps_the_token() {
+    let api = api(NoncePolicy::default()).await;
+    let dpop = Dpop::generate().unwrap();
+    let (source, fetches) = minting_source(&api.tokens(), &dpop);
+    let http = http_client();
+    let mut client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+        .layer(BearerAuthLayer::new(source))
+        .service(http.clone());
+    // A server whose clock says every proof is from the future or the past.
+    api.set_iat_window(Duration::ZERO);
+
+    for _ in 0..3 {
+        let request = http.get(api.url("/v1/me")).build().unwrap();
+        let response = client.ready().await.unwrap().call(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let challenge = tower_bearer::Challenge::find(response.headers(), "DPoP").unwrap();
+        assert_eq!(challenge.error(), Some("invalid_dpop_proof"));
+    }
+    // One request each: no retry loop, and the token was not thrown away.
+    assert_eq!(api.requests(), 3);
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(dpop.nonce_retries(), 0);
+}
+
+#[tokio::test]
+async fn a_token_the_api_rejects_is_replaced_and_the_request_sent_again() {
+    let api = api(NoncePolicy::default()).await;
+    let dpop = Dpop::generate().unwrap();
+    let (source, fetches) = minting_source(&api.tokens(), &dpop);
+    let http = http_client();
+    let mut client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+        .layer(BearerAuthLayer::new(source))
+        .service(http.clone());
+    let request = http.get(api.url("/v1/me")).build().unwrap();
+    assert_eq!(
+        client.ready().await.unwrap().call(request).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    api.tokens().revoke_all();
+    let request = http.get(api.url("/v1/me")).build().unwrap();
+    let response = client.ready().await.unwrap().call(request).await.unwrap();
+    // `invalid_token` in a DPoP challenge: a new token, sent once more.
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(api.refusals(), ["unknown token"]);
+}
+
+#[tokio::test]
+async fn a_request_without_an_origin_is_not_sent() {
+    let dpop = Dpop::generate().unwrap();
+    let token = Token::bearer("bound").with_dpop(dpop);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let count = sent.clone();
+    let mut client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(tower_bearer::source::StaticSource::new(token)))
+        .service_fn(move |_req: http::Request<()>| {
+            count.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }
+        });
+
+    // A relative URI, as tonic's before its channel adds the origin.
+    let request = http::Request::get("/pkg.Service/Method").body(()).unwrap();
+    let error = client
+        .ready()
+        .await
+        .unwrap()
+        .call(request)
+        .await
+        .unwrap_err();
+    let token_error = error.as_token_error().unwrap();
+    assert_eq!(token_error.kind(), TokenErrorKind::ProofFailed);
+    assert!(!token_error.is_transient());
+    assert!(error.to_string().contains("DPoP"), "{error}");
+    assert_eq!(sent.load(Ordering::SeqCst), 0);
+
+    // With an origin it goes, as `DPoP <token>` with its proof.
+    let request = http::Request::get("https://api.example.com/v1").body(()).unwrap();
+    client.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(sent.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_proof_names_the_request_and_the_token() {
+    let dpop = Dpop::generate().unwrap();
+    let token = Token::new("t0k3n", "DPoP").with_dpop(dpop.clone());
+    let mut client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(tower_bearer::source::StaticSource::new(token)))
+        .service_fn(|req: http::Request<()>| async move {
+            Ok::<_, std::convert::Infallible>(http::Response::new(req.headers().clone()))
+        });
+    let request = http::Request::put("https://API.example.com:443/v1/a?b=c#d")
+        .body(())
+        .unwrap();
+    let response = client.ready().await.unwrap().call(request).await.unwrap();
+    let headers = response.body();
+    assert_eq!(headers["authorization"], "DPoP t0k3n");
+    assert!(headers["authorization"].is_sensitive());
+    let proof = headers["dpop"].to_str().unwrap();
+    let checked = support::dpop::verify_proof(
+        proof,
+        &support::dpop::Expected {
+            method: "PUT",
+            url: "https://api.example.com/v1/a",
+            iat_window: Duration::from_secs(60),
+            access_token: Some("t0k3n"),
+        },
+    )
+    .unwrap();
+    assert_eq!(checked.jkt, dpop.thumbprint());
+    assert_eq!(checked.claims["htu"], "https://api.example.com/v1/a");
+    assert_eq!(checked.claims["ath"], support::dpop::ath("t0k3n"));
+    assert!(checked.claims.get("nonce").is_none());
+}
