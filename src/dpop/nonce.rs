@@ -29,6 +29,12 @@ impl HeldNonce {
 }
 
 impl NonceSlot {
+    /// The nonce held, if any.
+    #[cfg(test)]
+    pub(crate) fn get(&self) -> Option<Arc<str>> {
+        self.held.load().as_deref().cloned()
+    }
+
     /// The nonce held, for the moment a proof is written. Lock-free.
     pub(crate) fn read(&self) -> HeldNonce {
         HeldNonce(self.held.load())
