@@ -216,7 +216,7 @@ mod tests {
         let (proof, _) = copy.proof(&Method::POST, &token, None).unwrap();
         assert_eq!(claims_of(&proof).get("nonce"), None);
         assert_eq!(copy.nonce_retries(), 1);
-        assert!(Arc::ptr_eq(&copy.nonces().slot(&api).unwrap(), &slot));
+        assert!(Arc::ptr_eq(&copy.inner.nonces.slot(&api).unwrap(), &slot));
     }
 
     #[test]
