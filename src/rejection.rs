@@ -209,7 +209,9 @@ mod tests {
             // DPoP's challenges (RFC 9449 sections 7.1 and 9).
             (
                 401,
-                Some(r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#),
+                Some(
+                    r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+                ),
                 only_401,
                 Verdict::NonceRequired,
             ),

@@ -30,10 +30,7 @@ fn http_client() -> reqwest::Client {
 fn minting_source(
     tokens: &IssuedTokens,
     dpop: &Dpop,
-) -> (
-    impl tower_bearer::TokenSource + use<>,
-    Arc<AtomicUsize>,
-) {
+) -> (impl tower_bearer::TokenSource + use<>, Arc<AtomicUsize>) {
     let fetches = Arc::new(AtomicUsize::new(0));
     let (tokens, dpop, count) = (tokens.clone(), dpop.clone(), fetches.clone());
     let source = FnSource::new(move || {
@@ -80,7 +77,12 @@ async fn a_thousand_concurrent_requests_each_carry_a_unique_accepted_proof() {
             calls.spawn(async move { client.oneshot(request).await.unwrap().status() });
         }
         while let Some(status) = calls.join_next().await {
-            assert_eq!(status.unwrap(), StatusCode::OK, "{:?}", api.refusal_details());
+            assert_eq!(
+                status.unwrap(),
+                StatusCode::OK,
+                "{:?}",
+                api.refusal_details()
+            );
         }
         assert_eq!(api.accepted(), 1000, "{algorithm:?}");
         assert!(api.refusals().is_empty(), "{:?}", api.refusal_details());
@@ -209,7 +211,11 @@ async fn a_streaming_request_gets_the_challenge_back_with_the_nonce_stored() {
     assert_eq!(api.requests(), 1);
 
     // The nonce is already stored: the next request is not challenged.
-    let request = http.post(api.url("/v1/upload")).body("again").build().unwrap();
+    let request = http
+        .post(api.url("/v1/upload"))
+        .body("again")
+        .build()
+        .unwrap();
     let response = client.ready().await.unwrap().call(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(api.nonce_challenges(), 1);
@@ -253,7 +259,14 @@ async fn a_token_the_api_rejects_is_replaced_and_the_request_sent_again() {
         .service(http.clone());
     let request = http.get(api.url("/v1/me")).build().unwrap();
     assert_eq!(
-        client.ready().await.unwrap().call(request).await.unwrap().status(),
+        client
+            .ready()
+            .await
+            .unwrap()
+            .call(request)
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
 
@@ -273,7 +286,9 @@ async fn a_request_without_an_origin_is_not_sent() {
     let sent = Arc::new(AtomicUsize::new(0));
     let count = sent.clone();
     let mut client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(tower_bearer::source::StaticSource::new(token)))
+        .layer(BearerAuthLayer::new(
+            tower_bearer::source::StaticSource::new(token),
+        ))
         .service_fn(move |_req: http::Request<()>| {
             count.fetch_add(1, Ordering::SeqCst);
             async { Ok::<_, std::convert::Infallible>(http::Response::new(())) }
@@ -295,7 +310,9 @@ async fn a_request_without_an_origin_is_not_sent() {
     assert_eq!(sent.load(Ordering::SeqCst), 0);
 
     // With an origin it goes, as `DPoP <token>` with its proof.
-    let request = http::Request::get("https://api.example.com/v1").body(()).unwrap();
+    let request = http::Request::get("https://api.example.com/v1")
+        .body(())
+        .unwrap();
     client.ready().await.unwrap().call(request).await.unwrap();
     assert_eq!(sent.load(Ordering::SeqCst), 1);
 }
@@ -305,7 +322,9 @@ async fn the_proof_names_the_request_and_the_token() {
     let dpop = Dpop::generate().unwrap();
     let token = Token::new("t0k3n", "DPoP").with_dpop(dpop.clone());
     let mut client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(tower_bearer::source::StaticSource::new(token)))
+        .layer(BearerAuthLayer::new(
+            tower_bearer::source::StaticSource::new(token),
+        ))
         .service_fn(|req: http::Request<()>| async move {
             Ok::<_, std::convert::Infallible>(http::Response::new(req.headers().clone()))
         });

@@ -3,7 +3,7 @@
 //! Run: `cargo bench --bench overhead` (a few minutes), or
 //! `cargo bench --bench overhead -- --quick` (or `TOWER_BEARER_BENCH_QUICK=1`)
 //! for a short run. Name sections to run only those: `hot`, `contention`,
-//! `size`, `storm`, `refresh`, `outage`, `economy` (e.g. `-- --quick hot`).
+//! `size`, `storm`, `refresh`, `outage`, `economy`, `dpop` (e.g. `-- --quick hot`).
 //!
 //! Variants compared:
 //!
@@ -14,6 +14,8 @@
 //! - `naive`: a `tokio::sync::Mutex<Option<token>>` locked on every request,
 //!   with the fetch under the lock (the design of Go's x/oauth2
 //!   `ReuseTokenSource`), written here as a tiny tower service.
+//! - `dpop_es256`, `dpop_eddsa`: `BearerAuth` over a warm cache whose token
+//!   is bound to a DPoP key: a fresh proof (one signature) per request.
 //!
 //! Wall-time figures (hot path, contention, clone) interleave the variants in
 //! rounds and take medians, and ratios are medians of per-round ratios, so
@@ -26,6 +28,7 @@
 
 use std::time::Duration;
 
+mod dpop;
 mod paused_clock;
 mod services;
 mod stats;
@@ -48,6 +51,8 @@ struct Plan {
     contention_span: Duration,
     contention_tasks: usize,
     clone_iters: u64,
+    dpop_rounds: usize,
+    dpop_iters: u64,
 }
 
 impl Plan {
@@ -69,6 +74,8 @@ impl Plan {
                 contention_span: Duration::from_millis(100),
                 contention_tasks: 64,
                 clone_iters: 100_000,
+                dpop_rounds: 9,
+                dpop_iters: 500,
             }
         } else {
             Self {
@@ -80,6 +87,8 @@ impl Plan {
                 contention_span: Duration::from_millis(500),
                 contention_tasks: 64,
                 clone_iters: 1_000_000,
+                dpop_rounds: 31,
+                dpop_iters: 5_000,
             }
         }
     }
@@ -126,6 +135,9 @@ fn main() {
     }
     if plan.runs("size") {
         size_and_clone(&plan, &mut summary);
+    }
+    if plan.runs("dpop") {
+        dpop::dpop_hot_path(&plan, &mut summary);
     }
     if plan.runs("storm") {
         cold_storm(&mut summary);

@@ -34,7 +34,9 @@ impl Bound {
     /// where the nonce its answer may give goes.
     pub(crate) fn attach<R: AuthRequest>(&self, request: &mut R) -> Result<ProofWatch, TokenError> {
         let method = request.method().ok_or_else(|| {
-            TokenError::proof_failed("the request type does not say its method (AuthRequest::method)")
+            TokenError::proof_failed(
+                "the request type does not say its method (AuthRequest::method)",
+            )
         })?;
         let (proof, slot) = self
             .dpop
@@ -58,7 +60,10 @@ impl ProofWatch {
     /// Keeps the nonce `response` gives, if any. Returns whether it gave a
     /// valid one (new or not): a `use_dpop_nonce` challenge is met by it.
     pub(crate) fn observe<T: AuthResponse>(&self, response: &T) -> bool {
-        let Some(value) = response.headers().and_then(|headers| headers.get(DPOP_NONCE)) else {
+        let Some(value) = response
+            .headers()
+            .and_then(|headers| headers.get(DPOP_NONCE))
+        else {
             return false;
         };
         self.slot.offer(value);
