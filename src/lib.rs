@@ -16,7 +16,8 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower::BoxError> {
 //! let source = FnSource::new(|| async {
-//!     // Ask your identity provider here; see `source::client_credentials`.
+//!     // Ask your identity provider here; see `source::client_credentials`,
+//!     // or `source::token_exchange` for workload identity.
 //!     Ok::<_, std::io::Error>(Token::bearer("eyJhbGciOi").with_lifetime(std::time::Duration::from_secs(3600)))
 //! });
 //!
@@ -101,7 +102,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `client-credentials` | yes | the OAuth2 client-credentials source (reqwest, serde) |
+//! | `client-credentials` | yes | the OAuth2 client-credentials source and the token-exchange source (RFC 8693, workload identity) (reqwest, serde) |
 //! | `rustls` | yes | TLS for the default reqwest client |
 //! | `reqwest` | with `client-credentials` | the layer over `reqwest::Client` |
 //! | `tonic` | no | token failures as `tonic::Status` with code `UNAVAILABLE` (transient) or `UNAUTHENTICATED` (permanent); without it gRPC callers get `UNKNOWN` with the same message |
@@ -161,6 +162,11 @@ pub use service::BearerAuth;
 #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub use source::client_credentials::{
     AuthStyle, ClientCredentials, ClientCredentialsBuilder, ClientCredentialsError, ClientSecret,
+};
+#[cfg(feature = "client-credentials")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
+pub use source::token_exchange::{
+    SecurityToken, TokenExchange, TokenExchangeBuilder, TokenExchangeError,
 };
 pub use source::{KeyedTokenSource, TokenSource};
 pub use token::{AccessToken, Token};

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use provider::{Counts, Credentials, Embedded, MAX_TARGETS};
 use support::processes::demo_binary;
+use support::temp::TempDir;
 use support::{TestServer, authorization, respond};
 
 fn run_demo(args: &[&str]) -> Output {
@@ -185,6 +186,10 @@ fn bad_arguments_exit_2_with_a_usage_line() {
             "redis://127.0.0.1:2/",
         ],
         &["--redis-cluster", "not a url"],
+        // Token-exchange flags without the grant, the grant without them.
+        &["--subject-token-file", "/run/token"],
+        &["--grant", "token-exchange"],
+        &["--grant", "password"],
         // Several --url, and not one --resource (or --audience) for each.
         &[
             "--token-url",
@@ -283,7 +288,9 @@ async fn remote_mode_sends_the_given_credentials_and_headers() {
         provider.counts(),
         Counts {
             tokens_issued: 1,
+            tokens_exchanged: 0,
             credentials_refused: 0,
+            exchanges_refused: 0,
             targets_refused: 0,
             api_accepted: 10,
             api_rejected: 0,
@@ -1099,6 +1106,57 @@ mod client_authentication {
         args.iter().map(|a| a.to_string()).collect()
     }
 
+    /// `--grant token-exchange` with `--auth private-key-jwt`: the subject
+    /// token from its file, the client's assertion beside it.
+    #[tokio::test]
+    async fn a_token_exchange_authenticates_by_private_key_jwt() {
+        let dir = TempDir::new("demo-exchange-key");
+        let api = assertion_api().await;
+        let ec = TestKey::shared(KeyKind::EcP256);
+        let endpoint =
+            AssertionEndpoint::start("svc", Verifier::for_key(ec, Algorithm::ES256)).await;
+        endpoint.set_grant_type(provider::TOKEN_EXCHANGE);
+        let key = dir.write("key.pem", ec.pkcs8_pem());
+        let subject = dir.write("subject", format!("{SUBJECT_JWT}\n"));
+        let output = run_demo_with_the_secret(strings(&[
+            "--token-url",
+            &endpoint.token_url(),
+            "--client-id",
+            "svc",
+            "--auth",
+            "private-key-jwt",
+            "--private-key",
+            key.to_str().unwrap(),
+            "--grant",
+            "token-exchange",
+            "--subject-token-file",
+            subject.to_str().unwrap(),
+            "--subject-token-type",
+            "urn:ietf:params:oauth:token-type:id_token",
+            "--url",
+            &api.url("/v1/orders"),
+            "--requests",
+            "10",
+        ]))
+        .await;
+        succeeded(&output);
+        assert_eq!(summary(&output)["token_fetches"], 1);
+        assert_eq!(endpoint.issued(), 1, "{:?}", endpoint.refusals());
+        let form = endpoint.last_form();
+        let field = |name: &str| {
+            form.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(field("subject_token"), Some(SUBJECT_JWT));
+        assert_eq!(
+            field("subject_token_type"),
+            Some("urn:ietf:params:oauth:token-type:id_token")
+        );
+        assert!(field("client_assertion").is_some());
+        assert_eq!(field("client_secret"), None);
+    }
+
     #[tokio::test]
     async fn private_key_jwt_signs_with_the_key_file_in_each_form_and_algorithm() {
         let dir = TempDir::new("demo-keys");
@@ -1465,5 +1523,193 @@ mod client_authentication {
             .output()
             .unwrap();
         assert_eq!(output.status.code(), Some(2));
+    }
+}
+
+/// A subject token shaped like a JWT, as the embedded provider wants one.
+const SUBJECT_JWT: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2EifQ.c2lnbmVk";
+/// An actor token, as opaque as an access token may be.
+const ACTOR_TOKEN: &str = "opaque-actor-t0ken";
+
+/// `--grant token-exchange` against the embedded provider started here:
+/// the subject token read from its file (trimmed), the actor token beside
+/// it, the client authenticated as `--auth post` says, and a token the API
+/// accepts.
+#[tokio::test]
+async fn a_token_exchange_sends_the_token_files_and_its_token_is_accepted() {
+    let provider = start_provider().await;
+    let dir = TempDir::new("demo-exchange");
+    let subject = dir.write("subject", format!("{SUBJECT_JWT}\n"));
+    let actor = dir.write("actor", ACTOR_TOKEN);
+    let output = run_demo_with_the_secret(remote_args(
+        &provider,
+        &[
+            "--grant",
+            "token-exchange",
+            "--subject-token-file",
+            subject.to_str().unwrap(),
+            "--actor-token-file",
+            actor.to_str().unwrap(),
+            "--actor-token-type",
+            "urn:ietf:params:oauth:token-type:access_token",
+            "--url",
+            &provider.api_url,
+            "--requests",
+            "10",
+        ],
+    ))
+    .await;
+    let stdout = succeeded(&output);
+    assert!(stdout.contains("Token exchange (RFC 8693)"), "{stdout}");
+    let json = summary(&output);
+    assert_eq!(json["ok"], 10);
+    assert_eq!(json["token_fetches"], 1);
+    let counts = provider.counts();
+    assert_eq!(counts.tokens_exchanged, 1);
+    assert_eq!(counts.api_accepted, 10);
+    let exchange = provider.last_exchange().expect("an exchange came");
+    assert_eq!(exchange.subject_token, SUBJECT_JWT);
+    assert_eq!(
+        exchange.subject_token_type,
+        "urn:ietf:params:oauth:token-type:jwt"
+    );
+    assert_eq!(exchange.actor_token.as_deref(), Some(ACTOR_TOKEN));
+    assert_eq!(
+        exchange.actor_token_type.as_deref(),
+        Some("urn:ietf:params:oauth:token-type:access_token")
+    );
+    // The tokens are never printed.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for secret in [SUBJECT_JWT, ACTOR_TOKEN, "s3cret"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret}"
+        );
+    }
+}
+
+/// Without `--token-url`, the demo's own embedded provider exchanges the
+/// token.
+#[test]
+fn the_embedded_provider_exchanges_a_subject_token() {
+    let dir = TempDir::new("demo-exchange-embedded");
+    let subject = dir.write("subject", SUBJECT_JWT);
+    let output = run_demo(&[
+        "--grant",
+        "token-exchange",
+        "--subject-token-file",
+        subject.to_str().unwrap(),
+        "--requests",
+        "20",
+    ]);
+    let stdout = succeeded(&output);
+    assert_eq!(summary(&output)["ok"], 20);
+    assert_eq!(summary(&output)["token_fetches"], 1);
+    assert!(
+        stdout.contains("issued 1 token (1 in exchange for a subject token)"),
+        "{stdout}"
+    );
+}
+
+/// A subject token the provider refuses, and a file that is not there:
+/// one line each on stderr saying why (the provider's `invalid_grant`, the
+/// file's path), never the token.
+#[test]
+fn a_refused_or_missing_subject_token_says_why_in_one_line() {
+    let dir = TempDir::new("demo-exchange-refused");
+    let not_a_jwt = dir.write("subject", "n0t-a-jwt-s3cret\n");
+    let missing = dir.path().join("missing-token");
+    for (file, says) in [
+        (
+            not_a_jwt.to_str().unwrap(),
+            "error: no token could be had: the token endpoint refused the request: \
+             invalid_grant: the subject token is not a JWT (HTTP 400)"
+                .to_owned(),
+        ),
+        (
+            missing.to_str().unwrap(),
+            format!(
+                "error: no token could be had: the subject token file {} cannot be used: \
+                 it does not exist",
+                missing.display()
+            ),
+        ),
+    ] {
+        let output = run_demo(&[
+            "--grant",
+            "token-exchange",
+            "--subject-token-file",
+            file,
+            "--requests",
+            "10",
+        ]);
+        assert_eq!(output.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim(), says);
+        let json = summary(&output);
+        assert_eq!(json["failed"], 10);
+        assert_eq!(json["token_fetches"], 1, "no fetch storm");
+        assert!(!String::from_utf8_lossy(&output.stdout).contains("n0t-a-jwt"));
+    }
+}
+
+#[test]
+fn token_exchange_flags_that_cannot_work_exit_2_naming_the_flag() {
+    let te = [
+        "--grant",
+        "token-exchange",
+        "--subject-token-file",
+        "/run/t",
+    ];
+    let with =
+        |more: &[&'static str]| -> Vec<&'static str> { te.iter().chain(more).copied().collect() };
+    for (args, says) in [
+        (
+            vec!["--subject-token-file", "/run/t"],
+            "--subject-token-file goes with --grant token-exchange",
+        ),
+        (
+            vec![
+                "--subject-token-type",
+                "urn:ietf:params:oauth:token-type:jwt",
+            ],
+            "--subject-token-type goes with --grant token-exchange",
+        ),
+        (
+            vec!["--actor-token-file", "/run/a"],
+            "--actor-token-file goes with --grant token-exchange",
+        ),
+        (
+            vec!["--grant", "token-exchange"],
+            "--grant token-exchange needs --subject-token-file",
+        ),
+        (
+            vec!["--grant", "jwt-bearer"],
+            "--grant must be client-credentials or token-exchange",
+        ),
+        (
+            with(&["--actor-token-type", "urn:ietf:params:oauth:token-type:jwt"]),
+            "--actor-token-type goes with --actor-token-file",
+        ),
+        (
+            with(&["--subject-token-type", "jwt"]),
+            "--subject-token-type needs a token type URI",
+        ),
+        (
+            vec!["--serve", "5", "--grant", "token-exchange"],
+            "'--grant <GRANT>'",
+        ),
+    ] {
+        let output = Command::new(demo_binary())
+            .args(&args)
+            .env("CLIENT_SECRET", "s")
+            .env("API_KEY", "k")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(stderr.contains("Usage: demo"), "{stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
     }
 }

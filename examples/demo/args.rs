@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgGroup, CommandFactory, Parser};
 use tower_bearer::source::client_auth::{PrivateKeyFile, SigningAlgorithm};
+use tower_bearer::source::token_exchange::SecurityToken;
 #[cfg(feature = "redis")]
 use tower_bearer::store::RedisStore;
 use tower_bearer::{AuthStyle, redact_url};
@@ -24,8 +25,8 @@ use crate::tokens::{Tokens, distinct_routes, pair, redacted};
 #[cfg(feature = "redis")]
 use crate::values::cluster_store;
 use crate::values::{
-    AuthFlag, SeedNode, SharedStore, algorithm, audience, auth, checked, header, positive,
-    redis_node, redis_store, resource,
+    AuthFlag, GrantFlag, SeedNode, SharedStore, algorithm, audience, auth, checked, grant, header,
+    positive, redis_node, redis_store, resource, token_type,
 };
 use crate::workload::Workload;
 
@@ -50,6 +51,8 @@ demo [--ttl SECS] [--requests N | --duration SECS] [--concurrency C]
             [--api-header 'Name: value']... --url API_URL... [--resource URI]...
             [--audience A]... [--requests N | --duration SECS] [--concurrency C]
             [--redis URL | --redis-cluster URL...]
+       demo ... --grant token-exchange --subject-token-file FILE [--subject-token-type URN]
+            [--actor-token-file FILE] [--actor-token-type URN]
        demo --serve SECS [--ttl SECS] [--client-id ID]
             [--client-secret S | env CLIENT_SECRET] [--api-key K | env API_KEY]";
 
@@ -93,6 +96,17 @@ Connect, then RFC 8414), and with --auth tls its mTLS alias when it has one.
 A key or certificate the provider refuses fails the run (exit 1) with one
 line on stderr naming the provider's error (or the TLS alert refusing the
 certificate), after one token fetch.
+
+Token exchange: --grant token-exchange (RFC 8693) sends the token in
+--subject-token-file (read again on every fetch: Kubernetes rotates a
+projected service-account token on disk) as subject_token, and the one in
+--actor-token-file, if given, as actor_token; their types default to
+urn:ietf:params:oauth:token-type:jwt. The client authenticates as --auth
+says, to the --token-url, the --issuer's token endpoint or the embedded one
+(which refuses a token said to be a JWT that does not look like one). A
+file missing or empty fails the fetch, which the cache retries after its
+backoff. The token belongs to the subject, so it is not shared through
+--redis.
 
 A fleet: --redis URL, or --redis-cluster URL once per seed node of a Redis
 Cluster (built with --features redis), shares tokens with the other demo
@@ -181,6 +195,26 @@ struct Cli {
     #[arg(long = "audience", value_name = "A", value_parser = checked(audience))]
     audiences: Vec<String>,
 
+    /// How to ask for tokens: client-credentials, or token-exchange (RFC 8693)
+    #[arg(long, value_name = "GRANT", default_value = "client-credentials", value_parser = checked(grant))]
+    grant: GrantFlag,
+
+    /// With --grant token-exchange: the file holding the subject token (read on every fetch)
+    #[arg(long, value_name = "FILE")]
+    subject_token_file: Option<PathBuf>,
+
+    /// With --grant token-exchange: the subject token's type [default: urn:ietf:params:oauth:token-type:jwt]
+    #[arg(long, value_name = "URN", value_parser = checked(token_type))]
+    subject_token_type: Option<String>,
+
+    /// With --grant token-exchange: the file holding the actor token (read on every fetch)
+    #[arg(long, value_name = "FILE")]
+    actor_token_file: Option<PathBuf>,
+
+    /// With --actor-token-file: the actor token's type [default: urn:ietf:params:oauth:token-type:jwt]
+    #[arg(long, value_name = "URN", value_parser = checked(token_type))]
+    actor_token_type: Option<String>,
+
     /// Client authentication: basic, post, private-key-jwt, client-secret-jwt or tls
     #[arg(long, value_name = "METHOD", default_value = "basic", value_parser = checked(auth))]
     auth: AuthFlag,
@@ -232,7 +266,9 @@ struct Cli {
           conflicts_with_all = ["requests", "duration", "concurrency", "token_url", "urls",
                                 "scopes", "resources", "audiences", "auth", "token_headers",
                                 "api_headers", "redis", "redis_cluster", "issuer",
-                                "private_key", "key_id", "alg", "cert", "key", "ca"])]
+                                "private_key", "key_id", "alg", "cert", "key", "ca",
+                                "grant", "subject_token_file", "subject_token_type",
+                                "actor_token_file", "actor_token_type"])]
     serve: Option<u64>,
 
     /// The API key --serve accepts [or env API_KEY]
@@ -277,6 +313,19 @@ impl TokenEndpoint {
     }
 }
 
+/// How tokens are asked for.
+#[derive(Debug)]
+pub enum Grant {
+    /// `--grant client-credentials`, the default.
+    ClientCredentials,
+    /// `--grant token-exchange`: the subject token, and the actor token if
+    /// any, each read from its file on every fetch.
+    TokenExchange {
+        subject: SecurityToken,
+        actor: Option<SecurityToken>,
+    },
+}
+
 /// How the client authenticates.
 #[derive(Debug)]
 pub enum ClientAuth {
@@ -298,6 +347,7 @@ pub struct Args {
     pub scopes: Vec<String>,
     /// Which token each request needs.
     pub tokens: Tokens,
+    pub grant: Grant,
     pub auth: ClientAuth,
     /// `--cert`, `--key` and `--ca`, read.
     pub tls: Tls,
@@ -357,6 +407,7 @@ impl std::fmt::Debug for Args {
             )
             .field("scopes", &self.scopes)
             .field("tokens", &self.tokens)
+            .field("grant", &self.grant)
             .field("auth", &self.auth)
             .field("tls", &self.tls)
             .field("token_header_names", &header_names(&self.token_headers))
@@ -391,6 +442,7 @@ impl Cli {
         let invalid = |message: String| Cli::command().error(ErrorKind::ValueValidation, message);
         let remote = self.token_url.is_some() || self.issuer.is_some();
         let auth = self.client_auth(remote).map_err(invalid)?;
+        let grant = self.token_grant().map_err(invalid)?;
         let tls = TlsFiles {
             cert: self.cert.clone(),
             key: self.key.clone(),
@@ -465,6 +517,7 @@ impl Cli {
             client_secret: self.client_secret,
             scopes: self.scopes,
             tokens,
+            grant,
             auth,
             tls,
             token_headers: self.token_headers,
@@ -483,6 +536,54 @@ impl Cli {
 }
 
 impl Cli {
+    /// `--grant` and the flags that go with it. The files are only named
+    /// here: they are read on every fetch, and one that is not there yet
+    /// fails that fetch, not the arguments.
+    fn token_grant(&self) -> Result<Grant, String> {
+        let exchange_flags = [
+            ("--subject-token-file", self.subject_token_file.is_some()),
+            ("--subject-token-type", self.subject_token_type.is_some()),
+            ("--actor-token-file", self.actor_token_file.is_some()),
+            ("--actor-token-type", self.actor_token_type.is_some()),
+        ];
+        if self.grant != GrantFlag::TokenExchange {
+            return match exchange_flags.iter().find(|(_, given)| *given) {
+                Some((flag, _)) => Err(format!("{flag} goes with --grant token-exchange")),
+                None => Ok(Grant::ClientCredentials),
+            };
+        }
+        let subject = self
+            .subject_token_file
+            .as_ref()
+            .ok_or("--grant token-exchange needs --subject-token-file FILE")?;
+        if self.actor_token_type.is_some() && self.actor_token_file.is_none() {
+            return Err("--actor-token-type goes with --actor-token-file".into());
+        }
+        // A token exchanged for one subject is that subject's: the fleet
+        // store shares one token per client.
+        if self.redis.is_some() || !self.redis_cluster.is_empty() {
+            return Err(
+                "--grant token-exchange does not go with --redis or --redis-cluster: \
+                        the token is the subject's, not one for the whole fleet"
+                    .into(),
+            );
+        }
+        let token = |file: &PathBuf, token_type: &Option<String>| {
+            let token = SecurityToken::file(file);
+            match token_type {
+                Some(token_type) => token.with_type(token_type.as_str()),
+                None => token,
+            }
+        };
+        Ok(Grant::TokenExchange {
+            subject: token(subject, &self.subject_token_type),
+            actor: self
+                .actor_token_file
+                .as_ref()
+                .map(|file| token(file, &self.actor_token_type)),
+        })
+    }
+
     /// `--auth` and the flags that go with it: the key read and checked
     /// now, so that a key that cannot sign is a bad argument (exit 2), not
     /// a failed run. The messages name the flag and the file, never what is
@@ -609,11 +710,17 @@ mod tests {
             "https://api.example/v1?api_key=R3SOURCE",
             "--audience",
             "https://aud.example/?key=AUD13NCE",
+            "--grant",
+            "token-exchange",
+            "--subject-token-file",
+            "/run/secrets/subject-token",
         ];
         let Ok(Command::Run(parsed)) = parse(&args) else {
             panic!("the arguments parse");
         };
         let shown = format!("{parsed:?}");
+        // The token's file, never its contents (not read yet, anyway).
+        assert!(shown.contains("/run/secrets/subject-token"), "{shown}");
         for secret in [
             "PASSW0RD", "PASS", "K3Y", "S3CRET", "H34DER", "R3SOURCE", "AUD13NCE",
         ] {
@@ -738,7 +845,35 @@ mod tests {
             vec!["--requests", "-5"],
             vec!["--concurrency", "0"],
             vec!["--auth", "digest"],
+            vec!["--subject-token-file", "t"],
+            vec!["--grant", "token-exchange"],
+            vec![
+                "--grant",
+                "token-exchange",
+                "--subject-token-file",
+                "t",
+                "--actor-token-type",
+                "urn:a:b",
+            ],
+            vec![
+                "--grant",
+                "token-exchange",
+                "--subject-token-file",
+                "t",
+                "--subject-token-type",
+                "jwt",
+            ],
+            vec!["--grant", "refresh-token"],
         ];
+        #[cfg(feature = "redis")]
+        refused.push(vec![
+            "--grant",
+            "token-exchange",
+            "--subject-token-file",
+            "t",
+            "--redis",
+            "redis://127.0.0.1:1/",
+        ]);
         for flag in [
             &["--requests", "5"][..],
             &["--duration", "5"],
@@ -749,6 +884,8 @@ mod tests {
             &["--auth", "post"],
             &["--token-header", "x-a: 1"],
             &["--api-header", "x-a: 1"],
+            &["--grant", "token-exchange"],
+            &["--subject-token-file", "t"],
         ] {
             refused.push(with(&serve, flag));
         }
@@ -759,6 +896,20 @@ mod tests {
             }
         }
         for args in [
+            with(
+                &remote,
+                &[
+                    "--grant",
+                    "token-exchange",
+                    "--subject-token-file",
+                    "t",
+                    "--actor-token-file",
+                    "a",
+                    "--actor-token-type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ],
+            ),
+            vec!["--grant", "client-credentials"],
             with(&remote, &["--client-secret", "-starts-with-a-dash"]),
             with(&serve, &["--ttl", "3", "--client-id", "x"]),
             vec!["--ttl", "3", "--duration", "2", "--concurrency", "4"],

@@ -1,5 +1,5 @@
 //! The token cache the workload shares, alone or in front of the fleet-wide
-//! store (`--redis`): a keyed cache, whose default token serves the requests
+//! store (`--redis`, client-credentials tokens only): a keyed cache, whose default token serves the requests
 //! that name no resource and whose keys serve those that do (one token per
 //! resource, each with its own single flight and backoff).
 
@@ -10,16 +10,28 @@ use std::sync::atomic::Ordering;
 
 #[cfg(feature = "redis")]
 use tower_bearer::store::StoreKey;
-use tower_bearer::{ClientCredentials, TokenCache};
+use tower_bearer::{ClientCredentials, TokenCache, TokenExchange};
 
 use crate::args::Args;
+
+/// The source of the run's tokens, as `--grant` chose it.
+pub enum Source {
+    ClientCredentials(ClientCredentials),
+    TokenExchange(TokenExchange),
+}
 
 /// The token cache the workload shares, with the crate's defaults. With
 /// `--redis`, its source is the fleet-wide store in front of `source` (each
 /// key shared under its own Redis key), and the counter says how many
 /// fetches reached the token endpoint.
 #[cfg(feature = "redis")]
-pub fn build_cache(source: ClientCredentials, args: &Args) -> (TokenCache, Option<Arc<AtomicU64>>) {
+pub fn build_cache(source: Source, args: &Args) -> (TokenCache, Option<Arc<AtomicU64>>) {
+    let source = match source {
+        // Its token is the subject's: never shared (the arguments refuse
+        // --redis with it).
+        Source::TokenExchange(source) => return (TokenCache::keyed_builder(source).build(), None),
+        Source::ClientCredentials(source) => source,
+    };
     let Some(store) = &args.redis else {
         return (TokenCache::keyed_builder(source).build(), None);
     };
@@ -45,11 +57,12 @@ pub fn build_cache(source: ClientCredentials, args: &Args) -> (TokenCache, Optio
 
 /// The token cache the workload shares, with the crate's defaults.
 #[cfg(not(feature = "redis"))]
-pub fn build_cache(
-    source: ClientCredentials,
-    _args: &Args,
-) -> (TokenCache, Option<Arc<AtomicU64>>) {
-    (TokenCache::keyed_builder(source).build(), None)
+pub fn build_cache(source: Source, _args: &Args) -> (TokenCache, Option<Arc<AtomicU64>>) {
+    let cache = match source {
+        Source::ClientCredentials(source) => TokenCache::keyed_builder(source).build(),
+        Source::TokenExchange(source) => TokenCache::keyed_builder(source).build(),
+    };
+    (cache, None)
 }
 
 /// Counts the fetches that reach the wrapped source, to tell them from those

@@ -21,6 +21,12 @@
 //!     [--requests N] [--concurrency C] [--duration SECS]
 //! ```
 //!
+//! `--grant token-exchange --subject-token-file FILE [--subject-token-type
+//! URN] [--actor-token-file FILE] [--actor-token-type URN]` exchanges the
+//! token in the file (RFC 8693, read again on every fetch) instead of
+//! asking with the client-credentials grant, against any of the providers
+//! (the embedded one too).
+//!
 //! `--issuer` discovers the token endpoint from the issuer's metadata;
 //! `--auth private-key-jwt` signs an RFC 7523 client assertion with the key,
 //! `client-secret-jwt` with the secret; `--auth tls` presents the client
@@ -75,7 +81,8 @@ use tower_bearer::{
     AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsBuilder, redact_url,
 };
 
-use args::{Args, ClientAuth, Command, Provider, TokenEndpoint};
+use args::{Args, ClientAuth, Command, Grant, Provider, TokenEndpoint};
+use cache::Source;
 use provider::{Credentials, Embedded};
 use report::Report;
 use targets::Targets;
@@ -152,8 +159,8 @@ async fn run(args: Args) -> Result<bool, String> {
 }
 
 /// Where the tokens come from, and how they are asked for.
-fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<ClientCredentials, String> {
-    let built = match (&args.provider, embedded) {
+fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<Source, String> {
+    let builder = match (&args.provider, embedded) {
         (Provider::Embedded { ttl }, Some(servers)) => {
             println!(
                 "Embedded token endpoint at {} (Avionté-shaped, tokens live {}s)",
@@ -179,7 +186,7 @@ fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<ClientCreden
             .auth_style(AuthStyle::RequestBody)
             .header("x-api-key", accepted.api_key.clone())
             .scopes(args.scopes.clone());
-            with_default_targets(builder, &args.tokens).build()
+            with_default_targets(builder, &args.tokens)
         }
         (Provider::Remote { endpoint, api_urls }, _) => {
             let apis: Vec<String> = api_urls.iter().map(|url| redact_url(url)).collect();
@@ -223,9 +230,36 @@ fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<ClientCreden
             for (name, value) in &args.token_headers {
                 builder = builder.header(name.clone(), value.clone());
             }
-            with_default_targets(builder, &args.tokens).build()
+            with_default_targets(builder, &args.tokens)
         }
         (Provider::Embedded { .. }, None) => unreachable!("the servers started above"),
+    };
+    // The same endpoint, client and authentication, whichever the grant.
+    let built = match &args.grant {
+        Grant::ClientCredentials => builder.build().map(Source::ClientCredentials),
+        Grant::TokenExchange { subject, actor } => {
+            let file = |token: &tower_bearer::SecurityToken| {
+                token
+                    .path()
+                    .map_or_else(String::new, |path| path.display().to_string())
+            };
+            match actor {
+                Some(actor) => println!(
+                    "Token exchange (RFC 8693): the subject token in {}, the actor token in {}, read on every fetch",
+                    file(subject),
+                    file(actor)
+                ),
+                None => println!(
+                    "Token exchange (RFC 8693): the subject token in {}, read on every fetch",
+                    file(subject)
+                ),
+            }
+            let mut exchange = builder.token_exchange(subject.clone());
+            if let Some(actor) = actor {
+                exchange = exchange.actor(actor.clone());
+            }
+            exchange.build().map(Source::TokenExchange)
+        }
     };
     built.map_err(|e| e.to_string())
 }

@@ -17,6 +17,15 @@
 //! wrong-target call. A token whose request named none is good for every
 //! path, as before.
 //!
+//! Token exchange (RFC 8693): the token endpoint takes the
+//! `urn:ietf:params:oauth:grant-type:token-exchange` grant too, from the
+//! same client authenticated the same way. The request must carry a
+//! `subject_token` and its `subject_token_type`, and an `actor_token` with
+//! its `actor_token_type` or neither; a token said to be a JWT must look
+//! like one (three dot-separated parts), or the exchange is refused with
+//! `invalid_grant`. Its resources and audiences are checked as above, and
+//! the token it issues is like any other.
+//!
 //! `tests/demo.rs` starts it too, to run the demo's remote mode against it,
 //! so this file stands alone: everything it uses is imported here.
 
@@ -34,6 +43,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+/// RFC 8693's grant type.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+/// RFC 8693's type of a JWT.
+const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// The most distinct resources and audiences the token endpoint counts
 /// tokens for; a request naming one more is refused with `invalid_target`,
@@ -85,7 +100,12 @@ pub struct Embedded {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counts {
     pub tokens_issued: u64,
+    /// Of the tokens issued, those for a token exchange.
+    pub tokens_exchanged: u64,
     pub credentials_refused: u64,
+    /// Token exchanges refused: a subject or actor token missing, or not
+    /// what its type says (`invalid_request`, `invalid_grant`).
+    pub exchanges_refused: u64,
     /// Token requests refused with `invalid_target`: a resource or audience
     /// that is not the API's.
     pub targets_refused: u64,
@@ -102,7 +122,26 @@ pub struct Counts {
 impl Counts {
     /// Token requests refused, for whatever reason.
     pub fn token_requests_refused(&self) -> u64 {
-        self.credentials_refused + self.targets_refused
+        self.credentials_refused + self.targets_refused + self.exchanges_refused
+    }
+}
+
+/// What the last token exchange sent, as the token endpoint read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Exchange {
+    pub subject_token: String,
+    pub subject_token_type: String,
+    pub actor_token: Option<String>,
+    pub actor_token_type: Option<String>,
+}
+
+// The tokens are secrets: Debug shows their types.
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("subject_token_type", &self.subject_token_type)
+            .field("actor_token_type", &self.actor_token_type)
+            .finish_non_exhaustive()
     }
 }
 
@@ -201,7 +240,10 @@ struct EmbeddedState {
     /// Tokens issued per resource or audience, as named in the request.
     issued: Mutex<Issued>,
     tokens_issued: AtomicU64,
+    tokens_exchanged: AtomicU64,
     credentials_refused: AtomicU64,
+    exchanges_refused: AtomicU64,
+    last_exchange: Mutex<Option<Exchange>>,
     targets_refused: AtomicU64,
     api_accepted: AtomicU64,
     api_rejected: AtomicU64,
@@ -235,7 +277,10 @@ impl Embedded {
             live: Mutex::new(HashMap::new()),
             issued: Mutex::new(Issued::default()),
             tokens_issued: AtomicU64::new(0),
+            tokens_exchanged: AtomicU64::new(0),
             credentials_refused: AtomicU64::new(0),
+            exchanges_refused: AtomicU64::new(0),
+            last_exchange: Mutex::new(None),
             targets_refused: AtomicU64::new(0),
             api_accepted: AtomicU64::new(0),
             api_rejected: AtomicU64::new(0),
@@ -270,13 +315,23 @@ impl Embedded {
         let s = &self.state;
         Counts {
             tokens_issued: s.tokens_issued.load(Ordering::Relaxed),
+            tokens_exchanged: s.tokens_exchanged.load(Ordering::Relaxed),
             credentials_refused: s.credentials_refused.load(Ordering::Relaxed),
+            exchanges_refused: s.exchanges_refused.load(Ordering::Relaxed),
             targets_refused: s.targets_refused.load(Ordering::Relaxed),
             api_accepted: s.api_accepted.load(Ordering::Relaxed),
             api_rejected: s.api_rejected.load(Ordering::Relaxed),
             api_wrong_target: s.api_wrong_target.load(Ordering::Relaxed),
             api_with_key: s.api_with_key.load(Ordering::Relaxed),
         }
+    }
+
+    /// What the last token exchange the endpoint answered sent, refused
+    /// or not (`None` before the first).
+    // For tests/demo.rs, which checks what reached the endpoint.
+    #[allow(dead_code)]
+    pub fn last_exchange(&self) -> Option<Exchange> {
+        lock(&self.state.last_exchange).clone()
     }
 
     /// The tokens issued per resource or audience, as the requests named
@@ -351,7 +406,7 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                     "issuer": state.issuer,
                     "token_endpoint": state.token_url,
                     "token_endpoint_auth_methods_supported": ["client_secret_post"],
-                    "grant_types_supported": ["client_credentials"],
+                    "grant_types_supported": ["client_credentials", TOKEN_EXCHANGE],
                 }),
             );
         }
@@ -390,13 +445,17 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.as_str())
         };
-        if field("grant_type") != Some("client_credentials") {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                "Only client_credentials is supported",
-            );
-        }
+        let exchange = match field("grant_type") {
+            Some("client_credentials") => false,
+            Some(TOKEN_EXCHANGE) => true,
+            _ => {
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "Only client_credentials and token exchange are supported",
+                );
+            }
+        };
         // Like Avionté: credentials in the form (client_secret_post).
         if field("client_id") != Some(expected.client_id.as_str())
             || field("client_secret") != Some(expected.client_secret.as_str())
@@ -407,6 +466,20 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                 "invalid_client",
                 "Invalid client credentials",
             );
+        }
+        if exchange {
+            let seen = Exchange {
+                subject_token: field("subject_token").unwrap_or_default().to_owned(),
+                subject_token_type: field("subject_token_type").unwrap_or_default().to_owned(),
+                actor_token: field("actor_token").map(str::to_owned),
+                actor_token_type: field("actor_token_type").map(str::to_owned),
+            };
+            let refusal = exchange_refusal(&seen);
+            *lock(&state.last_exchange) = Some(seen);
+            if let Some((error, description)) = refusal {
+                state.exchanges_refused.fetch_add(1, Ordering::Relaxed);
+                return oauth_error(StatusCode::BAD_REQUEST, error, description);
+            }
         }
         // RFC 8707: every resource (and, RFC 8693, audience) must be one
         // this server issues tokens for, or none is issued.
@@ -459,6 +532,9 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
             live.insert(token.clone(), Live { expires, targets });
         }
         state.tokens_issued.fetch_add(1, Ordering::Relaxed);
+        if exchange {
+            state.tokens_exchanged.fetch_add(1, Ordering::Relaxed);
+        }
         json_response(
             StatusCode::OK,
             serde_json::json!({
@@ -522,6 +598,57 @@ fn api_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Hand
         state.api_accepted.fetch_add(1, Ordering::Relaxed);
         json_response(StatusCode::OK, serde_json::json!({ "items": [] }))
     })
+}
+
+/// Why a token exchange is refused, if it is: the OAuth2 error and its
+/// description, which never quotes a token.
+fn exchange_refusal(seen: &Exchange) -> Option<(&'static str, &'static str)> {
+    if seen.subject_token.is_empty() || seen.subject_token_type.is_empty() {
+        return Some((
+            "invalid_request",
+            "subject_token and subject_token_type are required",
+        ));
+    }
+    if seen.actor_token.is_some() != seen.actor_token_type.is_some() {
+        return Some((
+            "invalid_request",
+            "actor_token and actor_token_type go together",
+        ));
+    }
+    let tokens = [
+        (
+            Some(&seen.subject_token),
+            Some(&seen.subject_token_type),
+            "the subject token is not a JWT",
+        ),
+        (
+            seen.actor_token.as_ref(),
+            seen.actor_token_type.as_ref(),
+            "the actor token is not a JWT",
+        ),
+    ];
+    for (token, token_type, why) in tokens {
+        if let (Some(token), Some(token_type)) = (token, token_type)
+            && token_type == JWT_TOKEN_TYPE
+            && !looks_like_a_jwt(token)
+        {
+            return Some(("invalid_grant", why));
+        }
+    }
+    None
+}
+
+/// Three non-empty base64url parts, dot-separated: the shape of a JWS
+/// compact serialization (the signature is not checked here).
+fn looks_like_a_jwt(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// What the API makes of a call's token.
@@ -611,6 +738,47 @@ mod tests {
             assert!(!talents.covers(sneaky), "{sneaky}");
             assert!(!whole.covers(sneaky), "{sneaky}");
         }
+    }
+
+    #[test]
+    fn an_exchange_needs_its_tokens_and_a_jwt_must_look_like_one() {
+        let exchange = |subject: &str, actor: Option<(&str, &str)>| Exchange {
+            subject_token: subject.to_owned(),
+            subject_token_type: JWT_TOKEN_TYPE.to_owned(),
+            actor_token: actor.map(|(token, _)| token.to_owned()),
+            actor_token_type: actor.map(|(_, kind)| kind.to_owned()),
+        };
+        let refused = |seen: &Exchange| exchange_refusal(seen).map(|(error, _)| error);
+        assert_eq!(refused(&exchange("a.b.c", None)), None);
+        assert_eq!(
+            refused(&exchange(
+                "eyJh.eyJz.s1g-_",
+                Some(("x.y.z", JWT_TOKEN_TYPE))
+            )),
+            None
+        );
+        // An opaque actor token, said to be one.
+        let opaque = "urn:ietf:params:oauth:token-type:access_token";
+        assert_eq!(refused(&exchange("a.b.c", Some(("opaque", opaque)))), None);
+        assert_eq!(refused(&exchange("", None)), Some("invalid_request"));
+        assert_eq!(refused(&exchange("not-a-jwt", None)), Some("invalid_grant"));
+        assert_eq!(refused(&exchange("a..c", None)), Some("invalid_grant"));
+        assert_eq!(
+            refused(&exchange("a.b.c", Some(("opaque", JWT_TOKEN_TYPE)))),
+            Some("invalid_grant")
+        );
+        let mut lone_actor = exchange("a.b.c", None);
+        lone_actor.actor_token = Some("x.y.z".into());
+        assert_eq!(refused(&lone_actor), Some("invalid_request"));
+        // Debug shows the types, never a token.
+        let shown = format!(
+            "{:?}",
+            exchange("s3cret.subject.t0ken", Some(("act0r.t.k", JWT_TOKEN_TYPE)))
+        );
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("act0r"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -80,8 +80,13 @@ impl Report<'_> {
         }
         println!("{}", self.waiting_line());
         if let Some(s) = embedded {
+            let exchanged = if s.tokens_exchanged > 0 {
+                format!(" ({} in exchange for a subject token)", s.tokens_exchanged)
+            } else {
+                String::new()
+            };
             println!(
-                "Embedded side: the token endpoint issued {} and refused {}; the API accepted {} and rejected {}.",
+                "Embedded side: the token endpoint issued {}{exchanged} and refused {}; the API accepted {} and rejected {}.",
                 plural(s.tokens_issued, "token", "tokens"),
                 plural(s.token_requests_refused(), "request", "requests"),
                 plural(s.api_accepted, "request", "requests"),

@@ -77,7 +77,8 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         "{{\"tokens_issued\":{},\"token_requests_refused\":{},\
          \"api_requests_accepted\":{},\"api_requests_rejected\":{},\
          \"invalid_target_refused\":{},\"api_requests_wrong_target\":{},\
-         \"tokens_issued_by_target\":{},\"tokens_issued_by_audience\":{}}}",
+         \"tokens_issued_by_target\":{},\"tokens_issued_by_audience\":{},\
+         \"tokens_exchanged\":{}}}",
         counts.tokens_issued,
         counts.token_requests_refused(),
         counts.api_accepted,
@@ -86,6 +87,7 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         counts.api_wrong_target,
         serde_json::json!(by_target),
         serde_json::json!(by_audience),
+        counts.tokens_exchanged,
     );
     Ok(true)
 }

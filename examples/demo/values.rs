@@ -40,6 +40,41 @@ pub fn auth(flag: &str, text: &str) -> Result<AuthFlag, String> {
     }
 }
 
+/// How the demo asks for tokens, as `--grant` names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GrantFlag {
+    /// `client-credentials`: RFC 6749 section 4.4, the default.
+    #[default]
+    ClientCredentials,
+    /// `token-exchange`: RFC 8693, with `--subject-token-file`.
+    TokenExchange,
+}
+
+/// `--grant client-credentials|token-exchange`. A mistyped value is not
+/// repeated.
+pub fn grant(flag: &str, text: &str) -> Result<GrantFlag, String> {
+    match text {
+        "client-credentials" => Ok(GrantFlag::ClientCredentials),
+        "token-exchange" => Ok(GrantFlag::TokenExchange),
+        _ => Err(format!(
+            "{flag} must be client-credentials or token-exchange"
+        )),
+    }
+}
+
+/// `--subject-token-type URN`, `--actor-token-type URN`: an absolute URI,
+/// such as `urn:ietf:params:oauth:token-type:jwt` (RFC 8693 section 3),
+/// without spaces or control characters.
+pub fn token_type(flag: &str, text: &str) -> Result<String, String> {
+    let absolute = reqwest::Url::parse(text).is_ok();
+    if !absolute || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{flag} needs a token type URI, such as urn:ietf:params:oauth:token-type:jwt"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// `--alg RS256|PS256|ES256|EdDSA`: the algorithm of `private_key_jwt`
 /// assertions.
 pub fn algorithm(flag: &str, text: &str) -> Result<SigningAlgorithm, String> {

@@ -5,6 +5,13 @@
 //! [`TokenCache`](crate::TokenCache) decides when to ask, makes sure only one
 //! fetch runs at a time, and shares its result.
 //!
+//! The sources shipped: [`StaticSource`] (one token, always), [`FnSource`]
+//! (an async closure), and with the `client-credentials` feature
+//! `client_credentials::ClientCredentials` (RFC 6749 section 4.4) and
+//! `token_exchange::TokenExchange` (RFC 8693: a token the workload holds,
+//! a Kubernetes service-account token say, exchanged for one the API
+//! takes).
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower_bearer::{Token, TokenSource, source::FnSource};
@@ -32,6 +39,9 @@ pub mod discovery;
 #[cfg(feature = "client-credentials")]
 pub(crate) mod jwt_exp;
 pub(crate) mod keyed;
+#[cfg(feature = "client-credentials")]
+#[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
+pub mod token_exchange;
 
 pub use keyed::KeyedTokenSource;
 

@@ -3,8 +3,9 @@
 //! OpenID Connect Core §9), verifying with jsonwebtoken, independently of the
 //! library under test.
 //!
-//! Every request to `/token` must be a `client_credentials` grant whose only
-//! client authentication is a `client_assertion` that:
+//! Every request to `/token` must be a `client_credentials` grant (or the
+//! grant [`AssertionEndpoint::set_grant_type`] names) whose only client
+//! authentication is a `client_assertion` that:
 //! - is a JWS whose header `alg` is the verifier's algorithm (never `none`),
 //!   with `typ`, if present, `JWT`, and no `crit`;
 //! - carries a valid signature by the verifier's key or secret;
@@ -104,6 +105,7 @@ pub fn alg_name(algorithm: Algorithm) -> String {
 
 /// The endpoint's record of what it saw.
 struct State {
+    grant_type: String,
     client_id: String,
     token_url: String,
     verifier: Verifier,
@@ -154,6 +156,7 @@ impl AssertionEndpoint {
     /// Serves `POST /token` for `client_id`, verifying assertions with `verifier`.
     pub async fn start(client_id: &str, verifier: Verifier) -> AssertionEndpoint {
         let state = Arc::new(Mutex::new(State {
+            grant_type: "client_credentials".to_owned(),
             client_id: client_id.to_owned(),
             // Known once the server has a port, before any request can come.
             token_url: String::new(),
@@ -193,6 +196,13 @@ impl AssertionEndpoint {
     /// Verifies later requests with `verifier` instead (key rotation).
     pub fn set_verifier(&self, verifier: Verifier) {
         self.state().verifier = verifier;
+    }
+
+    /// Accepts requests of `grant_type` instead of `client_credentials`
+    /// (a token exchange authenticated by assertion); what the grant itself
+    /// carries is the test's to check, in [`last_form`](Self::last_form).
+    pub fn set_grant_type(&self, grant_type: &str) {
+        self.state().grant_type = grant_type.to_owned();
     }
 
     /// Sets the clock-skew allowance; at most [`MAX_LEEWAY_SECS`].
@@ -384,12 +394,12 @@ fn check(state: &mut State, parts: &http::request::Parts, body: &[u8]) -> Result
     }
 
     match param("grant_type") {
-        Some("client_credentials") => {}
+        Some(grant_type) if grant_type == state.grant_type => {}
         Some(other) => {
             return Err(Refusal {
                 status: 400,
                 error: "unsupported_grant_type",
-                description: format!("grant_type {other:?} (expected client_credentials)"),
+                description: format!("grant_type {other:?} (expected {})", state.grant_type),
             });
         }
         None => return Err(invalid_request("grant_type missing")),

@@ -3,8 +3,9 @@
 //! runtimes the cache tests share, the processes some tests run (the
 //! compiled examples, `redis-server`), what the Redis store's tests
 //! share, test keys and a token endpoint that verifies JWT client
-//! assertions, a token endpoint and an API that verify DPoP proofs, and
-//! mutual TLS (a test PKI, an HTTPS server, certificate-bound tokens).
+//! assertions, a token endpoint and an API that verify DPoP proofs, a
+//! token-exchange endpoint, and mutual TLS (a test PKI, an HTTPS server,
+//! certificate-bound tokens).
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
@@ -15,6 +16,8 @@ pub mod assertion;
 pub mod dpop;
 #[cfg(feature = "client-credentials")]
 pub mod dpop_verify;
+#[cfg(feature = "client-credentials")]
+pub mod exchange;
 #[cfg(feature = "client-credentials")]
 pub mod keys;
 pub mod processes;
@@ -28,5 +31,7 @@ pub mod temp;
 pub mod tls;
 
 pub use server::{TestServer, authorization, respond};
-pub use services::{echo, error_chain, no_jitter, request, strand_a_fetch, within};
+pub use services::{
+    ClockHold, echo, error_chain, hold_the_clock, no_jitter, request, strand_a_fetch, within,
+};
 pub use sources::{Counting, counting_source, failing_source};

@@ -89,3 +89,20 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Keeps a paused clock still while real I/O runs (a loopback server
+/// answering): tokio does not auto-advance a paused clock while a blocking
+/// task runs, and this one runs until the hold is dropped. Only
+/// `tokio::time::advance` moves the clock meanwhile, so a request in
+/// flight never sees its timeout jump at it.
+pub struct ClockHold(mpsc::Sender<()>);
+
+/// Holds the (paused) clock of the current runtime until dropped.
+pub fn hold_the_clock() -> ClockHold {
+    let (tx, rx) = mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        // Returns once the hold, the only sender, is dropped.
+        let _ = rx.recv();
+    });
+    ClockHold(tx)
+}

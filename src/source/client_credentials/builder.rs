@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::request::{self, Settings, TokenRequest};
+use super::request::{self, CLIENT_CREDENTIALS, Grant, Settings, TokenRequest};
 use super::{
     AuthStyle, BuildError, ClientCredentials, ClientSecret, DEFAULT_TIMEOUT, Endpoint, Inner,
     transport,
@@ -21,6 +21,7 @@ use crate::source::client_auth::{
     secret_signer,
 };
 use crate::source::discovery::Discovery;
+use crate::source::token_exchange::{SecurityToken, TokenExchangeBuilder};
 
 /// Builds a [`ClientCredentials`]; from [`ClientCredentials::builder`].
 #[derive(Clone)]
@@ -28,7 +29,10 @@ pub struct ClientCredentialsBuilder {
     // The token URL, or the issuer to discover it from.
     token_url: String,
     discover: bool,
-    client_id: String,
+    // Always given for the client-credentials grant; a token exchange's
+    // public client may have none.
+    client_id: Option<String>,
+    grant: Grant,
     client_secret: Option<ClientSecret>,
     scopes: Vec<String>,
     auth_style: AuthStyle,
@@ -52,11 +56,12 @@ pub struct ClientCredentialsBuilder {
 }
 
 impl ClientCredentialsBuilder {
-    pub(super) fn new(token_url: String, client_id: String) -> Self {
+    pub(crate) fn new(token_url: String, client_id: Option<String>) -> Self {
         ClientCredentialsBuilder {
             token_url,
             discover: false,
             client_id,
+            grant: CLIENT_CREDENTIALS.clone(),
             client_secret: None,
             scopes: Vec::new(),
             auth_style: AuthStyle::Basic,
@@ -77,11 +82,24 @@ impl ClientCredentialsBuilder {
         }
     }
 
-    pub(super) fn discover(issuer: String, client_id: String) -> Self {
+    pub(crate) fn discover(issuer: String, client_id: Option<String>) -> Self {
         ClientCredentialsBuilder {
             discover: true,
             ..ClientCredentialsBuilder::new(issuer, client_id)
         }
+    }
+
+    /// Asks with `grant` instead of `client_credentials`: how a source of
+    /// another grant (token exchange) reuses everything else here.
+    pub(crate) fn grant(mut self, grant: Grant) -> Self {
+        self.grant = grant;
+        self
+    }
+
+    /// The client id, given or replaced.
+    pub(crate) fn client_id(mut self, client_id: String) -> Self {
+        self.client_id = Some(client_id);
+        self
     }
 
     /// The client secret. Without one the client authenticates by its id
@@ -237,6 +255,27 @@ impl ClientCredentialsBuilder {
         self
     }
 
+    /// These settings (the endpoint, the client and how it authenticates,
+    /// scopes, parameters, headers, the HTTP client) for a source that
+    /// exchanges `subject` for a token (RFC 8693 token exchange) instead
+    /// of asking with the client-credentials grant.
+    ///
+    /// ```
+    /// use tower_bearer::ClientCredentials;
+    /// use tower_bearer::source::token_exchange::SecurityToken;
+    ///
+    /// # fn main() -> Result<(), tower_bearer::source::client_credentials::BuildError> {
+    /// let source = ClientCredentials::builder("https://sts.example.com/token", "ci-runner")
+    ///     .client_secret("s3cret")
+    ///     .token_exchange(SecurityToken::file("/run/ci/oidc-token"))
+    ///     .build()?;
+    /// assert_eq!(source.client_id(), Some("ci-runner"));
+    /// # Ok(()) }
+    /// ```
+    pub fn token_exchange(self, subject: SecurityToken) -> TokenExchangeBuilder {
+        TokenExchangeBuilder::new(self, subject)
+    }
+
     /// These settings with a key's parameters: each part the key has
     /// replaces the same part here (its scopes replace the scopes, its
     /// audiences every `audience`, its resources every `resource`, its
@@ -319,6 +358,11 @@ impl ClientCredentialsBuilder {
         if self.assertion_audience == AssertionAudience::Issuer && !self.discover {
             return Err(BuildError::NoIssuer);
         }
+        // Every method but none names the client: Basic credentials, an
+        // assertion's `iss` and `sub`, RFC 8705's `client_id`.
+        if let (Some(&method), None) = (named.first(), &self.client_id) {
+            return Err(BuildError::MissingClientId { method });
+        }
         let assertion = |signer, method, secret| {
             ClientAuth::Assertion(Assertion {
                 signer,
@@ -367,7 +411,8 @@ impl ClientCredentialsBuilder {
             request::token_url(&self.token_url, self.allow_insecure_http)?
         };
         let settings = Settings {
-            client_id: &self.client_id,
+            grant: &self.grant,
+            client_id: self.client_id.as_deref(),
             auth: &auth,
             scopes: &self.scopes,
             extra_params: &self.extra_params,
@@ -453,12 +498,17 @@ impl ClientCredentialsBuilder {
 impl fmt::Debug for ClientCredentialsBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut debug = f.debug_struct("ClientCredentialsBuilder");
+        debug.field(
+            if self.discover { "issuer" } else { "token_url" },
+            &redact::redact_url(&self.token_url),
+        );
+        if self.grant.grant_type != CLIENT_CREDENTIALS.grant_type {
+            debug.field("grant_type", &self.grant.grant_type);
+        }
+        if let Some(client_id) = &self.client_id {
+            debug.field("client_id", client_id);
+        }
         debug
-            .field(
-                if self.discover { "issuer" } else { "token_url" },
-                &redact::redact_url(&self.token_url),
-            )
-            .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("scopes", &self.scopes)
             .field("auth_style", &self.auth_style)

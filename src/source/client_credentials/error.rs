@@ -94,6 +94,19 @@ pub enum BuildError {
         /// The method.
         method: AuthMethod,
     },
+    /// The method names the client, and no client id was given (a token
+    /// exchange's client id is optional; only a public client may go
+    /// without).
+    MissingClientId {
+        /// The method.
+        method: AuthMethod,
+    },
+    /// A token type (RFC 8693's `subject_token_type`, `actor_token_type`
+    /// or `requested_token_type`) is empty.
+    EmptyTokenType {
+        /// The parameter it would be sent as.
+        param: String,
+    },
     /// [`AssertionAudience::Issuer`](crate::source::client_auth::AssertionAudience::Issuer)
     /// on a source with a token URL rather than an issuer to discover.
     NoIssuer,
@@ -135,7 +148,7 @@ impl fmt::Display for BuildError {
             }
             BuildError::ReservedParam { name } => write!(
                 f,
-                "the extra parameter {name:?} would overwrite one the client-credentials grant sets itself"
+                "the extra parameter {name:?} would overwrite one the token request's grant sets itself"
             ),
             BuildError::ReservedHeader { name } => write!(
                 f,
@@ -169,6 +182,12 @@ impl fmt::Display for BuildError {
             ),
             BuildError::MissingClientSecret { method } => {
                 write!(f, "{method} needs a client secret, and none was given")
+            }
+            BuildError::MissingClientId { method } => {
+                write!(f, "{method} needs a client id, and none was given")
+            }
+            BuildError::EmptyTokenType { param } => {
+                write!(f, "the {param} is empty; a token type is a URI such as urn:ietf:params:oauth:token-type:jwt")
             }
             BuildError::NoIssuer => f.write_str(
                 "the assertion audience is the issuer, but the source has a token URL, not an issuer to discover",

@@ -205,7 +205,7 @@ use crate::error::ErrorClass;
 use crate::params::TokenParams;
 use crate::redact::{self, Secrets};
 use crate::source::client_auth::{
-    self, AssertionAudience, AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE,
+    self, Assertion, AssertionAudience, AuthMethod, ClientAuth, JWT_BEARER_ASSERTION_TYPE,
 };
 use crate::source::discovery::ProviderMetadata;
 use crate::source::{KeyedTokenSource, TokenSource};
@@ -215,6 +215,7 @@ use endpoint::Endpoint;
 pub use avionte::{AVIONTE_FRONT_OFFICE_SCOPE, AVIONTE_TOKEN_URL};
 pub use builder::ClientCredentialsBuilder;
 pub use error::{BuildError, ClientCredentialsError, ResponseProblem};
+pub(crate) use request::Grant;
 pub use request::{AuthStyle, RESERVED_HEADERS, RESERVED_PARAMS};
 
 /// Default for [`ClientCredentialsBuilder::timeout`]: 10 seconds, for the
@@ -271,7 +272,7 @@ pub struct ClientCredentials {
 
 struct Inner {
     endpoint: Endpoint,
-    client_id: String,
+    client_id: Option<String>,
     scopes: Vec<String>,
     auth: ClientAuth,
     extra_params: Vec<(String, String)>,
@@ -290,7 +291,7 @@ impl ClientCredentials {
         token_url: impl Into<String>,
         client_id: impl Into<String>,
     ) -> ClientCredentialsBuilder {
-        ClientCredentialsBuilder::new(token_url.into(), client_id.into())
+        ClientCredentialsBuilder::new(token_url.into(), Some(client_id.into()))
     }
 
     /// A builder for a source that finds its token endpoint from `issuer`'s
@@ -332,7 +333,7 @@ impl ClientCredentials {
         issuer: impl Into<String>,
         client_id: impl Into<String>,
     ) -> ClientCredentialsBuilder {
-        ClientCredentialsBuilder::discover(issuer.into(), client_id.into())
+        ClientCredentialsBuilder::discover(issuer.into(), Some(client_id.into()))
     }
 
     /// The token endpoint's URL: the one given, or the discovered one once
@@ -359,7 +360,14 @@ impl ClientCredentials {
 
     /// The client id.
     pub fn client_id(&self) -> &str {
-        &self.inner.client_id
+        // Always given to this source's builders; only a token exchange's
+        // public client (which wraps this source) may have none.
+        self.inner.client_id.as_deref().unwrap_or_default()
+    }
+
+    /// The client id, if the client has one.
+    pub(crate) fn client_id_if_any(&self) -> Option<&str> {
+        self.inner.client_id.as_deref()
     }
 
     /// The scopes requested, in order.
@@ -390,33 +398,39 @@ impl ClientCredentials {
     /// it has not been: the discovery has a timeout of its own, the same
     /// length, so that a silent issuer is named as such).
     pub async fn fetch_token(&self) -> Result<Token, ClientCredentialsError> {
+        self.fetch_token_with(&[]).await
+    }
+
+    /// [`fetch_token`](Self::fetch_token), with `secret_params` added to
+    /// this request's form: a grant's per-fetch parameters (RFC 8693's
+    /// subject and actor tokens), each value a secret, scrubbed from
+    /// whatever the endpoint sends back as the client assertion is.
+    ///
+    /// The one place a token request is put together and sent.
+    pub(crate) async fn fetch_token_with(
+        &self,
+        secret_params: &[(&str, &str)],
+    ) -> Result<Token, ClientCredentialsError> {
         let inner = &*self.inner;
         let (request, issuer) = inner.endpoint.request(&inner.auth, &inner.settings).await?;
         let exchange = async {
-            let (request, secrets) = match &inner.auth {
-                ClientAuth::Assertion(assertion) => {
-                    let audience = match &assertion.audience {
-                        AssertionAudience::TokenEndpoint => request.url().as_str(),
-                        // As the provider names itself: `aud` is compared
-                        // as a string (RFC 7519 section 4.1.3).
-                        AssertionAudience::Issuer => issuer.unwrap_or(""),
-                        AssertionAudience::Other(audience) => audience,
-                    };
-                    let jwt =
-                        client_auth::make_assertion(&*assertion.signer, &inner.client_id, audience)
-                            .await
-                            .map_err(|source| ClientCredentialsError::Assertion { source })?;
-                    let mut secrets = inner.secrets.clone();
-                    secrets.add(&jwt);
-                    let request = request.to_http_with(&[
-                        ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE),
-                        ("client_assertion", &jwt),
-                    ]);
-                    (request, Cow::Owned(secrets))
-                }
-                _ => (request.to_http(), Cow::Borrowed(&inner.secrets)),
-            };
-            let answer = transport::send(&inner.http_client, request)
+            // What this request adds to the one built once, and the secrets
+            // that come with it.
+            let mut secrets = Cow::Borrowed(&inner.secrets);
+            for (_, value) in secret_params {
+                secrets.to_mut().add(value);
+            }
+            let jwt: String;
+            let mut form = secret_params.to_vec();
+            if let ClientAuth::Assertion(assertion) = &inner.auth {
+                jwt = inner
+                    .client_assertion(assertion, request.url(), issuer)
+                    .await?;
+                secrets.to_mut().add(&jwt);
+                form.push(("client_assertion_type", JWT_BEARER_ASSERTION_TYPE));
+                form.push(("client_assertion", &jwt));
+            }
+            let answer = transport::send(&inner.http_client, request.to_http_with(&form))
                 .await
                 .map_err(|error| certificate_refusal(&inner.auth, error))?;
             response::interpret(&answer, &secrets)
@@ -430,6 +444,29 @@ impl ClientCredentials {
     }
 }
 
+impl Inner {
+    /// A client assertion made for one request to `token_url`.
+    async fn client_assertion(
+        &self,
+        assertion: &Assertion,
+        token_url: &reqwest::Url,
+        issuer: Option<&str>,
+    ) -> Result<String, ClientCredentialsError> {
+        let audience = match &assertion.audience {
+            AssertionAudience::TokenEndpoint => token_url.as_str(),
+            // As the provider names itself: `aud` is compared as a string
+            // (RFC 7519 section 4.1.3).
+            AssertionAudience::Issuer => issuer.unwrap_or(""),
+            AssertionAudience::Other(audience) => audience,
+        };
+        // The builder refused an assertion without a client id to name.
+        let client_id = self.client_id.as_deref().unwrap_or_default();
+        client_auth::make_assertion(&*assertion.signer, client_id, audience)
+            .await
+            .map_err(|source| ClientCredentialsError::Assertion { source })
+    }
+}
+
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
@@ -437,12 +474,14 @@ impl fmt::Debug for ClientCredentials {
         if let Some(issuer) = self.issuer() {
             debug.field("issuer", &redact::redact_url(issuer.as_str()));
         }
+        debug.field(
+            "token_url",
+            &self.token_url().map(|url| redact::redact_url(url.as_str())),
+        );
+        if let Some(client_id) = &inner.client_id {
+            debug.field("client_id", client_id);
+        }
         debug
-            .field(
-                "token_url",
-                &self.token_url().map(|url| redact::redact_url(url.as_str())),
-            )
-            .field("client_id", &inner.client_id)
             .field("scopes", &inner.scopes)
             .field("auth", &inner.auth)
             .field("extra_params", &param_names(&inner.extra_params))

@@ -3,9 +3,10 @@
 //!
 //! `POST` to the token URL with `content-type:
 //! application/x-www-form-urlencoded`, `accept: application/json`, the extra
-//! headers, and the form `grant_type=client_credentials`, the client's
-//! credentials as its [`AuthStyle`] puts them, `scope` (the scopes joined by
-//! spaces, left out when there are none), and the extra parameters.
+//! headers, and the form `grant_type=client_credentials` (or another
+//! [`Grant`]'s type and parameters), the client's credentials as its
+//! [`AuthStyle`] puts them, `scope` (the scopes joined by spaces, left out
+//! when there are none), and the extra parameters.
 
 use std::net::IpAddr;
 
@@ -57,9 +58,33 @@ pub enum AuthStyle {
     RequestBody,
 }
 
+/// The grant a token request asks with: `client_credentials` unless a
+/// source of another grant (RFC 8693 token exchange) says otherwise.
+#[derive(Clone, Debug)]
+pub(crate) struct Grant {
+    /// The `grant_type`.
+    pub(crate) grant_type: &'static str,
+    /// The grant's own parameters, the same on every request (RFC 8693's
+    /// token types), sent after `grant_type`.
+    pub(crate) params: Vec<(&'static str, String)>,
+    /// Parameters the grant sets itself, on every request or per fetch:
+    /// refused as extra parameters, as [`RESERVED_PARAMS`] are.
+    pub(crate) reserved: &'static [&'static str],
+}
+
+/// RFC 6749 section 4.4: no parameters of its own.
+pub(crate) static CLIENT_CREDENTIALS: Grant = Grant {
+    grant_type: "client_credentials",
+    params: Vec::new(),
+    reserved: &[],
+};
+
 /// What a token request is made of, as the builder was given it.
 pub(super) struct Settings<'a> {
-    pub(super) client_id: &'a str,
+    pub(super) grant: &'a Grant,
+    /// `None` only for a public client of a grant that needs no client id
+    /// (token exchange): every other method was refused without one.
+    pub(super) client_id: Option<&'a str>,
     pub(super) auth: &'a ClientAuth,
     pub(super) scopes: &'a [String],
     pub(super) extra_params: &'a [(String, String)],
@@ -91,6 +116,7 @@ impl TokenRequest {
         let makes_assertions = matches!(settings.auth, ClientAuth::Assertion(_));
         if let Some((name, _)) = settings.extra_params.iter().find(|(name, _)| {
             RESERVED_PARAMS.contains(&name.as_str())
+                || settings.grant.reserved.contains(&name.as_str())
                 || (makes_assertions && ASSERTION_PARAMS.contains(&name.as_str()))
         }) {
             return Err(BuildError::ReservedParam { name: name.clone() });
@@ -102,10 +128,13 @@ impl TokenRequest {
                 secrets.add(value);
             }
         }
-        let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
+        let mut form: Vec<(&str, &str)> = vec![("grant_type", settings.grant.grant_type)];
+        form.extend(settings.grant.params.iter().map(|(k, v)| (*k, v.as_str())));
+        // The builder refused a method that needs a client id without one.
+        let client_id = settings.client_id.unwrap_or_default();
         match settings.auth {
             ClientAuth::Secret { secret, style } => {
-                let basic = basic_credentials(settings.client_id, secret.secret());
+                let basic = basic_credentials(client_id, secret.secret());
                 secrets.add(secret.secret());
                 // Whatever the style: the Basic form reveals the secret too,
                 // with its padding or without.
@@ -119,7 +148,7 @@ impl TokenRequest {
                         headers.insert(AUTHORIZATION, value);
                     }
                     AuthStyle::RequestBody => {
-                        form.push(("client_id", settings.client_id));
+                        form.push(("client_id", client_id));
                         form.push(("client_secret", secret.secret()));
                     }
                 }
@@ -129,11 +158,12 @@ impl TokenRequest {
                     secrets.add(secret.secret());
                 }
                 // The assertion itself is added when sent: it is new each time.
-                form.push(("client_id", settings.client_id));
+                form.push(("client_id", client_id));
             }
             // A public client, or one whose certificate says who it is,
-            // names itself in the form.
-            _ => form.push(("client_id", settings.client_id)),
+            // names itself in the form (a public client of a token exchange
+            // may have no id to name).
+            _ => form.extend(settings.client_id.map(|id| ("client_id", id))),
         }
         let scope = settings.scopes.join(" ");
         if !settings.scopes.is_empty() {
@@ -181,7 +211,8 @@ impl TokenRequest {
         })
     }
 
-    /// The request to send.
+    /// The request to send, as built.
+    #[cfg(test)]
     pub(super) fn to_http(&self) -> http::Request<String> {
         self.to_http_with(&[])
     }
@@ -341,7 +372,8 @@ mod tests {
 
     fn settings() -> Settings<'static> {
         Settings {
-            client_id: "my client",
+            grant: &CLIENT_CREDENTIALS,
+            client_id: Some("my client"),
             auth: &ClientAuth::Public,
             scopes: &[],
             extra_params: &[],
@@ -424,6 +456,42 @@ mod tests {
             assert_eq!(
                 request.headers().len(),
                 2 + extra + authorization.is_some() as usize
+            );
+        }
+    }
+
+    #[test]
+    fn another_grant_sets_its_type_and_parameters_and_reserves_its_names() {
+        let grant = Grant {
+            grant_type: "urn:example:grant",
+            params: vec![("subject_token_type", "urn:example:jwt".to_owned())],
+            reserved: &["subject_token", "subject_token_type"],
+        };
+        let params = [("audience".to_owned(), "orders".to_owned())];
+        // A public client without an id names none.
+        let (request, _) = build(&Settings {
+            grant: &grant,
+            client_id: None,
+            extra_params: &params,
+            ..settings()
+        })
+        .unwrap();
+        assert_eq!(
+            request.body(),
+            "grant_type=urn%3Aexample%3Agrant&subject_token_type=urn%3Aexample%3Ajwt&audience=orders"
+        );
+        for name in grant.reserved {
+            let params = [(name.to_string(), "x".to_owned())];
+            let refused = build(&Settings {
+                grant: &grant,
+                extra_params: &params,
+                ..settings()
+            });
+            assert_eq!(
+                refused.err(),
+                Some(BuildError::ReservedParam {
+                    name: name.to_string()
+                })
             );
         }
     }
