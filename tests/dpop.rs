@@ -351,3 +351,178 @@ async fn the_proof_names_the_request_and_the_token() {
     assert_eq!(checked.claims["ath"], support::dpop::ath("t0k3n"));
     assert!(checked.claims.get("nonce").is_none());
 }
+
+// ---------------------------------------------------------------------------
+// The token request.
+
+fn dpop_source(
+    provider: &support::dpop::DpopProvider,
+    dpop: &Dpop,
+) -> tower_bearer::ClientCredentials {
+    tower_bearer::ClientCredentials::builder(provider.token.token_url(), provider.token.client_id())
+        .client_secret(provider.token.client_secret())
+        .dpop(dpop.clone())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_token_endpoint_binds_the_token_to_the_key_and_nonces_cost_one_retry_each() {
+    use support::dpop::{DpopProvider, TokenEndpointConfig};
+    let provider = DpopProvider::start(
+        TokenEndpointConfig {
+            nonce: NoncePolicy::required(),
+            ..TokenEndpointConfig::default()
+        },
+        ResourceServerConfig {
+            nonce: NoncePolicy::required(),
+            ..ResourceServerConfig::default()
+        },
+    )
+    .await;
+    let dpop = Dpop::generate().unwrap();
+    let http = http_client();
+    let client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+        .layer(BearerAuthLayer::new(dpop_source(&provider, &dpop)))
+        .service(http.clone());
+
+    // The first request: the token endpoint asks for a nonce, then the API.
+    let first = http.get(provider.api.url("/v1/me")).build().unwrap();
+    let response = client.clone().oneshot(first).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(provider.token.nonce_challenges(), 1);
+    assert_eq!(provider.token.requests(), 2);
+    assert_eq!(provider.api.nonce_challenges(), 1);
+    assert_eq!(dpop.nonce_retries(), 2);
+
+    // Then 50 at once: the same token, the API's nonce, no more retries.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let request = http
+            .post(provider.api.url("/v1/orders"))
+            .body("{}")
+            .build()
+            .unwrap();
+        let client = client.clone();
+        calls.spawn(async move { client.oneshot(request).await.unwrap().status() });
+    }
+    while let Some(status) = calls.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(provider.token.issued(), 1);
+    assert_eq!(
+        provider.token.issued_jkts(),
+        [Some(dpop.thumbprint().to_owned())]
+    );
+    assert_eq!(provider.api.accepted(), 51);
+    assert_eq!(dpop.nonce_retries(), 2);
+    assert!(
+        provider.api.refusals().is_empty(),
+        "{:?}",
+        provider.api.refusal_details()
+    );
+    // The token request's proof: POST to the token URL, no `ath`.
+    let claims = provider.token.last_claims().unwrap();
+    assert_eq!(claims["htm"], "POST");
+    assert_eq!(claims["htu"], provider.token.token_url());
+    assert!(claims.get("ath").is_none());
+}
+
+#[tokio::test]
+async fn a_refused_proof_at_the_token_endpoint_is_one_permanent_failure_for_all_waiters() {
+    use support::dpop::{DpopProvider, TokenEndpointConfig};
+    let provider = DpopProvider::start(
+        TokenEndpointConfig::default(),
+        ResourceServerConfig::default(),
+    )
+    .await;
+    // Every proof is out of the endpoint's window.
+    provider.token.set_iat_window(Duration::ZERO);
+    let dpop = Dpop::generate().unwrap();
+    let http = http_client();
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(dpop_source(&provider, &dpop)))
+        .service(http.clone());
+
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let request = http.get(provider.api.url("/v1/me")).build().unwrap();
+        let client = client.clone();
+        calls.spawn(async move { client.oneshot(request).await.unwrap_err() });
+    }
+    while let Some(error) = calls.join_next().await {
+        let error = error.unwrap();
+        let token_error = error.as_token_error().unwrap();
+        assert!(!token_error.is_transient());
+        let text = support::error_chain(&error);
+        assert!(text.contains("invalid_dpop_proof"), "{text}");
+    }
+    assert_eq!(provider.token.requests(), 1);
+    assert_eq!(provider.api.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_second_nonce_challenge_in_a_row_is_not_retried() {
+    use support::{TestServer, respond};
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    // A token endpoint that wants a new nonce every time.
+    let endpoint = TestServer::start(move |_req| {
+        let n = count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut response = respond(400, r#"{"error":"use_dpop_nonce"}"#);
+            response.headers_mut().insert(
+                "dpop-nonce",
+                http::HeaderValue::try_from(format!("nonce-{n}")).unwrap(),
+            );
+            response
+        }
+    })
+    .await;
+    let dpop = Dpop::generate().unwrap();
+    let source = tower_bearer::ClientCredentials::builder(endpoint.url("/token"), "client")
+        .client_secret("secret")
+        .dpop(dpop.clone())
+        .build()
+        .unwrap();
+    let error = source.fetch_token().await.unwrap_err();
+    assert_eq!(error.oauth_error(), Some("use_dpop_nonce"));
+    assert_eq!(asked.load(Ordering::SeqCst), 2);
+    assert_eq!(dpop.nonce_retries(), 1);
+}
+
+#[tokio::test]
+async fn a_bearer_token_for_a_dpop_request_is_refused() {
+    use support::{TestServer, respond};
+    let endpoint = TestServer::start(|_req| async {
+        respond(
+            200,
+            r#"{"access_token":"unbound-s3cr3t","token_type":"Bearer","expires_in":3600}"#,
+        )
+    })
+    .await;
+    let source = tower_bearer::ClientCredentials::builder(endpoint.url("/token"), "client")
+        .client_secret("secret")
+        .dpop(Dpop::generate().unwrap())
+        .build()
+        .unwrap();
+    let error = source.fetch_token().await.unwrap_err();
+    assert!(
+        matches!(&error, tower_bearer::ClientCredentialsError::DpopNotBound { token_type } if token_type == "Bearer"),
+        "{error:?}"
+    );
+    assert!(!error.class().is_transient());
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains("unbound-s3cr3t"), "{text}");
+}
+
+#[tokio::test]
+async fn a_dpop_header_cannot_be_set_by_hand() {
+    let error = tower_bearer::ClientCredentials::builder("https://idp.example.com/token", "c")
+        .client_secret("s")
+        .header("DPoP", "forged")
+        .build()
+        .unwrap_err();
+    assert!(error.to_string().contains("dpop"), "{error}");
+}

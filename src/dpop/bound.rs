@@ -33,16 +33,10 @@ impl Bound {
     /// Puts a fresh proof for `request` in its `DPoP` header, and says
     /// where the nonce its answer may give goes.
     pub(crate) fn attach<R: AuthRequest>(&self, request: &mut R) -> Result<ProofWatch, TokenError> {
-        let method = request.method().ok_or_else(|| {
-            TokenError::proof_failed(
-                "the request type does not say its method (AuthRequest::method)",
-            )
-        })?;
-        let (proof, slot) = self
+        let slot = self
             .dpop
-            .proof(method, &request.target(), Some(&self.ath))
+            .attach(request, Some(&self.ath))
             .map_err(TokenError::proof_failed)?;
-        request.headers_mut().insert(DPOP, proof);
         Ok(ProofWatch {
             slot,
             dpop: self.dpop.clone(),
@@ -60,14 +54,9 @@ impl ProofWatch {
     /// Keeps the nonce `response` gives, if any. Returns whether it gave a
     /// valid one (new or not): a `use_dpop_nonce` challenge is met by it.
     pub(crate) fn observe<T: AuthResponse>(&self, response: &T) -> bool {
-        let Some(value) = response
+        response
             .headers()
-            .and_then(|headers| headers.get(DPOP_NONCE))
-        else {
-            return false;
-        };
-        self.slot.offer(value);
-        self.slot.read().as_str().map(str::as_bytes) == Some(value.as_bytes())
+            .is_some_and(|headers| self.slot.take_from(headers))
     }
 
     /// Counts a request marked for a retry with the new nonce.

@@ -35,6 +35,17 @@ impl NonceSlot {
         self.held.load().as_deref().cloned()
     }
 
+    /// Takes the `DPoP-Nonce` an answer's `headers` give, if any (see
+    /// [`offer`](Self::offer)). Returns whether they gave a valid one, new
+    /// or not: a `use_dpop_nonce` challenge is met by it.
+    pub(crate) fn take_from(&self, headers: &http::HeaderMap) -> bool {
+        let Some(value) = headers.get(super::DPOP_NONCE) else {
+            return false;
+        };
+        self.offer(value);
+        self.read().as_str().map(str::as_bytes) == Some(value.as_bytes())
+    }
+
     /// The nonce held, for the moment a proof is written. Lock-free.
     pub(crate) fn read(&self) -> HeldNonce {
         HeldNonce(self.held.load())

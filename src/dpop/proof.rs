@@ -27,6 +27,10 @@ pub enum ProofError {
     /// a tonic request's before its channel adds the origin, cannot be
     /// proven.
     RelativeUri,
+    /// The request's type does not say its method
+    /// ([`AuthRequest::method`](crate::request::AuthRequest::method)), which
+    /// a proof names (`htm`).
+    NoMethod,
     /// The key could not sign the proof, or no random bytes could be had
     /// for its `jti`.
     SigningFailed,
@@ -39,6 +43,10 @@ impl fmt::Display for ProofError {
                 "no DPoP proof can be made for a request whose URI names no scheme or host: \
                  a proof names the absolute URI it is for, so a relative URI (such as tonic's, \
                  before its channel adds the origin) cannot be proven"
+            }
+            ProofError::NoMethod => {
+                "no DPoP proof can be made for a request whose type does not say its method \
+                 (AuthRequest::method)"
             }
             ProofError::SigningFailed => "the DPoP proof could not be signed",
         })

@@ -12,6 +12,7 @@ use super::{
 };
 #[cfg(doc)]
 use super::{RESERVED_HEADERS, RESERVED_PARAMS};
+use crate::dpop::Dpop;
 use crate::params::TokenParams;
 use crate::redact;
 #[cfg(feature = "rustls")]
@@ -53,6 +54,7 @@ pub struct ClientCredentialsBuilder {
     // Whether the client is the default one, built to go through the
     // environment's proxy (for an https issuer off loopback).
     proxied_default_client: bool,
+    dpop: Option<Dpop>,
 }
 
 impl ClientCredentialsBuilder {
@@ -79,6 +81,7 @@ impl ClientCredentialsBuilder {
             root_certificates: Vec::new(),
             discovery: None,
             proxied_default_client: false,
+            dpop: None,
         }
     }
 
@@ -219,6 +222,37 @@ impl ClientCredentialsBuilder {
     /// [`build`](Self::build) fail, as does an invalid name or value.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<ClientSecret>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Asks for tokens bound to `dpop`'s key (DPoP, RFC 9449): each token
+    /// request carries a proof of possession of the key, and the tokens
+    /// come back bound to it, which the layer then proves on every request
+    /// (see [`crate::dpop`]). Share the same [`Dpop`] with nothing else
+    /// but what proves for these tokens: it keeps the servers' nonces.
+    ///
+    /// A token endpoint's `use_dpop_nonce` answer is retried once, with its
+    /// nonce. A token that comes back with another `token_type` than
+    /// `DPoP` is refused ([`ClientCredentialsError::DpopNotBound`]): the
+    /// provider did not bind it, and sending it as a bearer token is not
+    /// what was asked for.
+    ///
+    /// Defaults to none: bearer tokens.
+    ///
+    /// ```
+    /// use tower_bearer::{BearerAuthLayer, ClientCredentials, dpop::Dpop};
+    ///
+    /// # fn main() -> Result<(), tower::BoxError> {
+    /// let source = ClientCredentials::builder("https://login.example.com/oauth2/token", "my-client")
+    ///     .client_secret("s3cret")
+    ///     .dpop(Dpop::generate()?)
+    ///     .build()?;
+    /// let layer = BearerAuthLayer::new(source);
+    /// # drop(layer);
+    /// # Ok(()) }
+    /// ```
+    pub fn dpop(mut self, dpop: Dpop) -> Self {
+        self.dpop = Some(dpop);
         self
     }
 
@@ -457,6 +491,7 @@ impl ClientCredentialsBuilder {
                 secrets,
                 timeout: settings.timeout,
                 http_client,
+                dpop: settings.dpop.clone(),
                 settings,
             }),
         })

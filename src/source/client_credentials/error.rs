@@ -8,6 +8,7 @@ use http::StatusCode;
 
 #[cfg(doc)]
 use super::{ClientCredentialsBuilder, MAX_RESPONSE_BYTES, RESERVED_HEADERS};
+use crate::dpop::ProofError;
 use crate::error::ErrorClass;
 use crate::redact;
 use crate::source::client_auth::{AuthMethod, SignError};
@@ -240,6 +241,21 @@ pub enum ClientCredentialsError {
         /// The HTTP client's error, whose chain ends in the alert.
         source: reqwest::Error,
     },
+    /// No DPoP proof could be made for the token request
+    /// ([`ClientCredentialsBuilder::dpop`](super::ClientCredentialsBuilder::dpop)).
+    /// Transient when signing failed, else permanent.
+    Proof {
+        /// Why.
+        source: ProofError,
+    },
+    /// The token endpoint answered a DPoP token request with a token that
+    /// is not bound to the key: its `token_type` is not `DPoP` (RFC 9449
+    /// section 5). Permanent: the provider does not bind this client's
+    /// tokens, and a bearer token is not what was asked for.
+    DpopNotBound {
+        /// The `token_type` it gave (at most 64 characters).
+        token_type: String,
+    },
     /// The exchange took longer than the timeout.
     Timeout {
         /// The timeout.
@@ -409,7 +425,12 @@ impl ClientCredentialsError {
                     ErrorClass::Permanent
                 }
             }
+            ClientCredentialsError::Proof {
+                source: ProofError::SigningFailed,
+            } => ErrorClass::TRANSIENT,
             ClientCredentialsError::BodyTooLarge { .. }
+            | ClientCredentialsError::Proof { .. }
+            | ClientCredentialsError::DpopNotBound { .. }
             | ClientCredentialsError::InvalidParams { .. }
             | ClientCredentialsError::ClientCertificateRefused { .. }
             | ClientCredentialsError::DiscoveredEndpoint { .. }
@@ -469,6 +490,13 @@ impl fmt::Display for ClientCredentialsError {
             ClientCredentialsError::Timeout { after } => {
                 write!(f, "the token endpoint did not answer within {after:?}")
             }
+            ClientCredentialsError::Proof { .. } => {
+                f.write_str("no DPoP proof could be made for the token request")
+            }
+            ClientCredentialsError::DpopNotBound { token_type } => write!(
+                f,
+                "the token endpoint answered a DPoP token request with a token of type {token_type:?}, not bound to the key (it does not issue DPoP tokens to this client)"
+            ),
             ClientCredentialsError::ErrorResponse {
                 status,
                 error,
@@ -553,6 +581,7 @@ impl std::error::Error for ClientCredentialsError {
             ClientCredentialsError::Discovery { source, .. } => Some(source),
             ClientCredentialsError::DiscoveredEndpoint { source } => Some(source),
             ClientCredentialsError::Assertion { source } => Some(source),
+            ClientCredentialsError::Proof { source } => Some(source),
             _ => None,
         }
     }

@@ -201,6 +201,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dpop::Dpop;
 use crate::error::ErrorClass;
 use crate::params::TokenParams;
 use crate::redact::{self, Secrets};
@@ -280,6 +281,7 @@ struct Inner {
     secrets: Secrets,
     timeout: Duration,
     http_client: reqwest::Client,
+    dpop: Option<Dpop>,
     // What it was built from, to build a key's source.
     settings: ClientCredentialsBuilder,
 }
@@ -389,6 +391,12 @@ impl ClientCredentials {
         &self.inner.extra_params
     }
 
+    /// The DPoP key tokens are bound to, if they are
+    /// ([`ClientCredentialsBuilder::dpop`]).
+    pub fn dpop(&self) -> Option<&Dpop> {
+        self.inner.dpop.as_ref()
+    }
+
     /// The request timeout.
     pub fn timeout(&self) -> Duration {
         self.inner.timeout
@@ -420,20 +428,57 @@ impl ClientCredentials {
             for (_, value) in secret_params {
                 secrets.to_mut().add(value);
             }
-            let jwt: String;
-            let mut form = secret_params.to_vec();
-            if let ClientAuth::Assertion(assertion) = &inner.auth {
-                jwt = inner
-                    .client_assertion(assertion, request.url(), issuer)
-                    .await?;
-                secrets.to_mut().add(&jwt);
-                form.push(("client_assertion_type", JWT_BEARER_ASSERTION_TYPE));
-                form.push(("client_assertion", &jwt));
+            // With DPoP, a second attempt when the endpoint asks for a
+            // nonce (RFC 9449 section 8); each with its own assertion and
+            // proof, since a server may remember their `jti`s.
+            let mut nonce_retried = false;
+            loop {
+                let jwt: String;
+                let mut form = secret_params.to_vec();
+                if let ClientAuth::Assertion(assertion) = &inner.auth {
+                    jwt = inner
+                        .client_assertion(assertion, request.url(), issuer)
+                        .await?;
+                    secrets.to_mut().add(&jwt);
+                    form.push(("client_assertion_type", JWT_BEARER_ASSERTION_TYPE));
+                    form.push(("client_assertion", &jwt));
+                }
+                let mut http_request = request.to_http_with(&form);
+                let nonce_slot = match &inner.dpop {
+                    Some(dpop) => Some(
+                        dpop.attach(&mut http_request, None)
+                            .map_err(|source| ClientCredentialsError::Proof { source })?,
+                    ),
+                    None => None,
+                };
+                let answer = transport::send(&inner.http_client, http_request)
+                    .await
+                    .map_err(|error| certificate_refusal(&inner.auth, error))?;
+                let nonce_given = nonce_slot.is_some_and(|slot| slot.take_from(&answer.headers));
+                let result = response::interpret(&answer, &secrets);
+                let Some(dpop) = &inner.dpop else {
+                    return result;
+                };
+                match result {
+                    Err(error)
+                        if error.oauth_error() == Some("use_dpop_nonce")
+                            && nonce_given
+                            && !nonce_retried =>
+                    {
+                        nonce_retried = true;
+                        dpop.count_nonce_retry();
+                    }
+                    Ok(token) if token.token_type() == "DPoP" => {
+                        return Ok(token.with_dpop(dpop.clone()));
+                    }
+                    Ok(token) => {
+                        return Err(ClientCredentialsError::DpopNotBound {
+                            token_type: redact::at_most(token.token_type(), 64),
+                        });
+                    }
+                    Err(error) => return Err(error),
+                }
             }
-            let answer = transport::send(&inner.http_client, request.to_http_with(&form))
-                .await
-                .map_err(|error| certificate_refusal(&inner.auth, error))?;
-            response::interpret(&answer, &secrets)
         };
         match tokio::time::timeout(inner.timeout, exchange).await {
             Ok(result) => result,

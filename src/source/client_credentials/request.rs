@@ -33,8 +33,9 @@ const ASSERTION_PARAMS: [&str; 2] = ["client_assertion", "client_assertion_type"
 /// Headers the source sets itself, or that HTTP's framing and connection
 /// handling own: [`header`](super::ClientCredentialsBuilder::header) may not
 /// name them (`accept` it may: it replaces the default).
-pub const RESERVED_HEADERS: [&str; 9] = [
+pub const RESERVED_HEADERS: [&str; 10] = [
     "authorization",
+    "dpop",
     "content-type",
     "content-length",
     "transfer-encoding",

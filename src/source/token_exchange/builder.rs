@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{GRANT_TYPE, RESERVED_PARAMS, SecurityToken, TokenExchange};
+use crate::dpop::Dpop;
 #[cfg(feature = "rustls")]
 use crate::source::client_auth::ClientIdentity;
 use crate::source::client_auth::{AssertionAudience, AssertionSigner};
@@ -166,6 +167,13 @@ impl TokenExchangeBuilder {
     /// fetch timeout. Defaults to [`DEFAULT_TIMEOUT`] (10 seconds).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.client = self.client.timeout(timeout);
+        self
+    }
+
+    /// Asks for tokens bound to `dpop`'s key (RFC 9449); see
+    /// [`ClientCredentialsBuilder::dpop`]. Defaults to none: bearer tokens.
+    pub fn dpop(mut self, dpop: Dpop) -> Self {
+        self.client = self.client.dpop(dpop);
         self
     }
 
