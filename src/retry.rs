@@ -5,7 +5,7 @@
 //! invalidates the token that request carried, starts fetching a new one,
 //! and marks the response [`TokenRejected`]; when the API asks for a DPoP
 //! nonce, it stores the nonce and marks the response
-//! [`DpopNonceRequired`](crate::rejection::DpopNonceRequired). Put [`RetryOnUnauthorized`] in a
+//! [`DpopNonceRequired`]. Put [`RetryOnUnauthorized`] in a
 //! `tower::retry::RetryLayer` **outside** the bearer layer and a marked
 //! request is sent once more, carrying the new token. Not retried: a request
 //! whose body cannot be replayed (a stream; its answer is returned as it

@@ -233,7 +233,7 @@ impl ClientCredentialsBuilder {
     ///
     /// A token endpoint's `use_dpop_nonce` answer is retried once, with its
     /// nonce. A token that comes back with another `token_type` than
-    /// `DPoP` is refused ([`ClientCredentialsError::DpopNotBound`]): the
+    /// `DPoP` is refused ([`ClientCredentialsError::DpopNotBound`](super::ClientCredentialsError::DpopNotBound)): the
     /// provider did not bind it, and sending it as a bearer token is not
     /// what was asked for.
     ///
