@@ -75,6 +75,10 @@
 //!   the above, in a bounded map; a request names its key as an extension,
 //!   or [`BearerAuthLayer::token_for`] picks it from the request's target.
 //!   See [`cache::keyed`].
+//! - **DPoP.** A token bound to a key (RFC 9449) goes as
+//!   `Authorization: DPoP <token>` with a fresh proof of possession on
+//!   every request, the servers' nonces kept per origin; see `dpop` (with
+//!   the `client-credentials` feature).
 //! - **Scope.** [`Scope`] keeps the token to the origins it is meant for;
 //!   a request whose URI names no origin (tonic) is never sent bare under a
 //!   restricted scope.
@@ -102,7 +106,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `client-credentials` | yes | the OAuth2 client-credentials source and the token-exchange source (RFC 8693, workload identity) (reqwest, serde) |
+//! | `client-credentials` | yes | the OAuth2 client-credentials source, the token-exchange source (RFC 8693, workload identity) and [`dpop`] (RFC 9449, sender-constrained tokens) (reqwest, serde, aws-lc-rs) |
 //! | `rustls` | yes | TLS for the default reqwest client |
 //! | `reqwest` | with `client-credentials` | the layer over `reqwest::Client` |
 //! | `tonic` | no | token failures as `tonic::Status` with code `UNAVAILABLE` (transient) or `UNAUTHENTICATED` (permanent); without it gRPC callers get `UNKNOWN` with the same message |

@@ -526,3 +526,13 @@ async fn a_dpop_header_cannot_be_set_by_hand() {
         .unwrap_err();
     assert!(error.to_string().contains("dpop"), "{error}");
 }
+
+/// The README's DPoP example is the module's, which rustdoc compiles and
+/// runs.
+#[test]
+fn the_readme_example_is_the_compiled_module_example() {
+    assert_eq!(
+        support::readme::readme_example("## Sender-constrained tokens: DPoP"),
+        support::readme::module_example(include_str!("../src/dpop/mod.rs"), 1)
+    );
+}

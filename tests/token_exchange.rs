@@ -689,31 +689,8 @@ fn settings_an_exchange_cannot_use_are_refused_when_built() {
 /// compiles and runs: the same lines but for those rustdoc hides.
 #[test]
 fn the_readme_example_is_the_compiled_module_example() {
-    let readme = include_str!("../README.md");
-    let section = readme
-        .split("## Workload identity: token exchange")
-        .nth(1)
-        .expect("the README has the section");
-    let readme_example = section
-        .split("```rust\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("the section has a rust example");
-    let module = include_str!("../src/source/token_exchange/mod.rs");
-    let doc: Vec<&str> = module
-        .lines()
-        .take_while(|line| line.starts_with("//!"))
-        .map(|line| {
-            line.strip_prefix("//! ")
-                .unwrap_or(line.trim_start_matches("//!"))
-        })
-        .collect();
-    let start = doc.iter().position(|line| *line == "```").unwrap() + 1;
-    let end = start + doc[start..].iter().position(|line| *line == "```").unwrap();
-    let shown: String = doc[start..end]
-        .iter()
-        .filter(|line| !line.starts_with("# ") && **line != "#")
-        .map(|line| format!("{line}\n"))
-        .collect();
-    assert_eq!(readme_example, shown);
+    assert_eq!(
+        support::readme::readme_example("## Workload identity: token exchange"),
+        support::readme::module_example(include_str!("../src/source/token_exchange/mod.rs"), 0)
+    );
 }

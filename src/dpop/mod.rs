@@ -48,6 +48,29 @@
 //! token is cached.
 //!
 //! ```
+//! use tower::{ServiceBuilder, retry::RetryLayer};
+//! use tower_bearer::{BearerAuthLayer, ClientCredentials, RetryOnUnauthorized, dpop::Dpop};
+//!
+//! # fn main() -> Result<(), tower::BoxError> {
+//! // A fresh ES256 key for this process, kept in memory.
+//! let dpop = Dpop::generate()?;
+//! let source = ClientCredentials::builder("https://login.example.com/oauth2/token", "my-client")
+//!     .client_secret("s3cret")
+//!     .dpop(dpop.clone())
+//!     .build()?;
+//!
+//! let client = ServiceBuilder::new()
+//!     // Sends a request once more when the API asks for a DPoP nonce.
+//!     .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+//!     .layer(BearerAuthLayer::new(source))
+//!     .service(reqwest::Client::new());
+//! # drop(client);
+//! # Ok(()) }
+//! ```
+//!
+//! What the layer adds to a request, with a bound token from any source:
+//!
+//! ```
 //! use std::convert::Infallible;
 //! use tower::{Service, ServiceBuilder, ServiceExt, retry::RetryLayer};
 //! use tower_bearer::{BearerAuthLayer, RetryOnUnauthorized, Token, dpop::Dpop, source::StaticSource};

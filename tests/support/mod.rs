@@ -21,6 +21,7 @@ pub mod exchange;
 #[cfg(feature = "client-credentials")]
 pub mod keys;
 pub mod processes;
+pub mod readme;
 mod server;
 mod services;
 mod sources;
