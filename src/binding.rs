@@ -31,7 +31,7 @@ mod unbound {
     }
 
     impl ProofWatch {
-        pub(crate) fn observe<T: AuthResponse>(&self, _: &T) -> bool {
+        pub(crate) fn observe<T: AuthResponse>(&self, _: &T, _: bool) -> bool {
             match *self {}
         }
 

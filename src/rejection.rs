@@ -124,8 +124,15 @@ pub(crate) enum Verdict {
     ProofRejected,
 }
 
-/// Reads `response` by `statuses` and its Bearer or DPoP challenge.
-pub(crate) fn judge<R: AuthResponse>(response: &R, statuses: RejectionStatuses) -> Verdict {
+/// Reads `response` by `statuses` and the challenge of the scheme the
+/// request used: DPoP's when it carried a proof (`proven`), else Bearer's.
+/// A request without a proof cannot meet a DPoP challenge: it names the
+/// token as what failed.
+pub(crate) fn judge<R: AuthResponse>(
+    response: &R,
+    statuses: RejectionStatuses,
+    proven: bool,
+) -> Verdict {
     let Some(status) = response.auth_status() else {
         return Verdict::Accepted;
     };
@@ -135,13 +142,13 @@ pub(crate) fn judge<R: AuthResponse>(response: &R, statuses: RejectionStatuses) 
     let Some(headers) = response.headers() else {
         return Verdict::Rejected;
     };
-    if let Some(challenge) = Challenge::find(headers, "DPoP") {
-        match challenge.error() {
-            Some("use_dpop_nonce") => return Verdict::NonceRequired,
-            Some("invalid_dpop_proof") => return Verdict::ProofRejected,
-            _ if challenge.is_insufficient_scope() => return Verdict::NeedsMoreScope,
-            _ => {}
-        }
+    if proven && let Some(challenge) = Challenge::find(headers, "DPoP") {
+        return match challenge.error() {
+            Some("use_dpop_nonce") => Verdict::NonceRequired,
+            Some("invalid_dpop_proof") => Verdict::ProofRejected,
+            _ if challenge.is_insufficient_scope() => Verdict::NeedsMoreScope,
+            _ => Verdict::Rejected,
+        };
     }
     match Challenge::bearer(headers) {
         Some(challenge) if challenge.is_insufficient_scope() => Verdict::NeedsMoreScope,
@@ -166,37 +173,42 @@ mod tests {
         let both = RejectionStatuses::new([StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]);
         let only_401 = RejectionStatuses::default();
         let cases = [
-            (200, None, only_401, Verdict::Accepted),
-            (401, None, only_401, Verdict::Rejected),
+            (200, None, only_401, false, Verdict::Accepted),
+            (401, None, only_401, false, Verdict::Rejected),
             (
                 401,
                 Some(r#"Bearer error="invalid_token""#),
                 only_401,
+                false,
                 Verdict::Rejected,
             ),
             (
                 401,
                 Some(r#"Bearer realm="api", error="insufficient_scope", scope="a""#),
                 only_401,
+                false,
                 Verdict::NeedsMoreScope,
             ),
             (
                 403,
                 Some(r#"Bearer error="invalid_token""#),
                 only_401,
+                false,
                 Verdict::Accepted,
             ),
             (
                 403,
                 Some(r#"Bearer error="invalid_token""#),
                 both,
+                false,
                 Verdict::Rejected,
             ),
-            (403, None, both, Verdict::Rejected),
+            (403, None, both, false, Verdict::Rejected),
             (
                 403,
                 Some(r#"Bearer error="insufficient_scope", scope="orders.write""#),
                 both,
+                false,
                 Verdict::NeedsMoreScope,
             ),
             // Another scheme's challenge says nothing of the Bearer token.
@@ -204,6 +216,7 @@ mod tests {
                 401,
                 Some(r#"Basic realm="x", error="insufficient_scope""#),
                 only_401,
+                false,
                 Verdict::Rejected,
             ),
             // DPoP's challenges (RFC 9449 sections 7.1 and 9).
@@ -213,38 +226,82 @@ mod tests {
                     r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
                 ),
                 only_401,
+                true,
                 Verdict::NonceRequired,
             ),
             (
                 401,
                 Some(r#"Bearer realm="x", DPoP algs="ES256", error="invalid_dpop_proof""#),
                 only_401,
+                true,
                 Verdict::ProofRejected,
             ),
             (
                 401,
                 Some(r#"DPoP algs="ES256 EdDSA", error="invalid_token""#),
                 only_401,
+                true,
                 Verdict::Rejected,
             ),
             (
                 403,
                 Some(r#"DPoP error="insufficient_scope", scope="orders.write""#),
                 both,
+                true,
                 Verdict::NeedsMoreScope,
             ),
             (
                 200,
                 Some(r#"DPoP error="use_dpop_nonce""#),
                 only_401,
+                true,
                 Verdict::Accepted,
             ),
+            // A request without a proof reads the Bearer challenge: a DPoP
+            // one cannot be met with its token.
+            (
+                401,
+                Some(r#"DPoP error="invalid_dpop_proof""#),
+                only_401,
+                false,
+                Verdict::Rejected,
+            ),
+            (
+                401,
+                Some(r#"DPoP error="use_dpop_nonce", Bearer error="insufficient_scope""#),
+                only_401,
+                false,
+                Verdict::NeedsMoreScope,
+            ),
+            // A proven one reads the DPoP challenge, whatever Bearer's says.
+            (
+                401,
+                Some(r#"Bearer error="insufficient_scope", DPoP error="invalid_token""#),
+                only_401,
+                true,
+                Verdict::Rejected,
+            ),
+            (
+                401,
+                Some(r#"DPoP algs="ES256""#),
+                only_401,
+                true,
+                Verdict::Rejected,
+            ),
+            // Without a DPoP challenge, Bearer's says.
+            (
+                403,
+                Some(r#"Bearer error="insufficient_scope""#),
+                both,
+                true,
+                Verdict::NeedsMoreScope,
+            ),
         ];
-        for (status, challenge, statuses, expected) in cases {
+        for (status, challenge, statuses, proven, expected) in cases {
             assert_eq!(
-                judge(&response(status, challenge), statuses),
+                judge(&response(status, challenge), statuses, proven),
                 expected,
-                "{status} {challenge:?}"
+                "{status} {challenge:?} {proven}"
             );
         }
     }
@@ -259,15 +316,15 @@ mod tests {
         };
         let both = RejectionStatuses::new([StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN]);
         assert_eq!(
-            judge(&grpc("16"), RejectionStatuses::default()),
+            judge(&grpc("16"), RejectionStatuses::default(), false),
             Verdict::Rejected
         );
         assert_eq!(
-            judge(&grpc("7"), RejectionStatuses::default()),
+            judge(&grpc("7"), RejectionStatuses::default(), false),
             Verdict::Accepted
         );
-        assert_eq!(judge(&grpc("7"), both), Verdict::Rejected);
-        assert_eq!(judge(&grpc("0"), both), Verdict::Accepted);
+        assert_eq!(judge(&grpc("7"), both, false), Verdict::Rejected);
+        assert_eq!(judge(&grpc("0"), both, false), Verdict::Accepted);
     }
 
     #[test]

@@ -276,18 +276,12 @@ impl Watch {
     /// rejected token is thrown away (if still current) and the response
     /// marked for a retry, as is a request whose proof lacked the nonce.
     fn judge<T: AuthResponse>(self, response: &mut T) {
+        let verdict = rejection::judge(response, self.statuses, self.proof.is_some());
+        let challenged = verdict == rejection::Verdict::NonceRequired;
         let nonce_given = self
             .proof
             .as_ref()
-            .is_some_and(|proof| proof.observe(response));
-        let verdict = match rejection::judge(response, self.statuses) {
-            // Without a proof, or without a nonce to put in the next one,
-            // the challenge cannot be met: the token is what failed.
-            rejection::Verdict::NonceRequired if self.proof.is_none() => {
-                rejection::Verdict::Rejected
-            }
-            verdict => verdict,
-        };
+            .is_some_and(|proof| proof.observe(response, challenged));
         match verdict {
             rejection::Verdict::Accepted => {}
             rejection::Verdict::Rejected => {
@@ -312,7 +306,11 @@ impl Watch {
                 );
             }
             rejection::Verdict::ProofRejected => {
-                tracing::warn!("the API refused the request's DPoP proof; token kept, not retried");
+                // Debug, not warn: it comes with every response while it
+                // lasts, and the caller has the answer, challenge and all.
+                tracing::debug!(
+                    "the API refused the request's DPoP proof; token kept, not retried"
+                );
             }
         }
     }

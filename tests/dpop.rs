@@ -191,6 +191,52 @@ async fn an_announced_rotation_costs_no_retry_even_under_concurrency() {
 }
 
 #[tokio::test]
+async fn a_hard_rotation_under_concurrency_costs_at_most_the_requests_in_flight() {
+    // The old nonce is refused at once; the answer that rotates names the
+    // new one, and answers to requests sent before it arrive late.
+    let api = api(NoncePolicy::rotating_every(40)).await;
+    let dpop = Dpop::generate().unwrap();
+    let (source, _) = minting_source(&api.tokens(), &dpop);
+    let http = http_client();
+    let client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+        .layer(BearerAuthLayer::new(source))
+        .service(http.clone());
+    let first = http.get(api.url("/v1/a")).build().unwrap();
+    assert_eq!(
+        client.clone().oneshot(first).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    const CONCURRENCY: usize = 8;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..CONCURRENCY {
+        let (client, http, url) = (client.clone(), http.clone(), api.url("/v1/a"));
+        calls.spawn(async move {
+            for _ in 0..50 {
+                let request = http.get(&url).build().unwrap();
+                let status = client.clone().oneshot(request).await.unwrap().status();
+                // Every caller gets its answer: one retry is enough.
+                assert_eq!(status, StatusCode::OK);
+            }
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap();
+    }
+    // 401 accepted requests rotate the nonce 10 times; each rotation can
+    // catch at most the requests in flight with the old nonce.
+    assert_eq!(api.accepted(), 401);
+    let rotations = 401 / 40;
+    assert!(
+        api.nonce_challenges() <= 1 + rotations * CONCURRENCY,
+        "{} challenges",
+        api.nonce_challenges()
+    );
+    assert_eq!(dpop.nonce_retries() as usize, api.nonce_challenges());
+}
+
+#[tokio::test]
 async fn a_streaming_request_gets_the_challenge_back_with_the_nonce_stored() {
     let api = api(NoncePolicy::required()).await;
     let dpop = Dpop::generate().unwrap();
@@ -490,6 +536,8 @@ async fn a_second_nonce_challenge_in_a_row_is_not_retried() {
     assert_eq!(error.oauth_error(), Some("use_dpop_nonce"));
     assert_eq!(asked.load(Ordering::SeqCst), 2);
     assert_eq!(dpop.nonce_retries(), 1);
+    // Not the client's fault, and the next fetch has the latest nonce.
+    assert!(error.class().is_transient());
 }
 
 #[tokio::test]

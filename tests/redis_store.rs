@@ -460,3 +460,57 @@ async fn six_keyed_caches_with_two_resources_make_two_fetches() {
     };
     six_processes_two_resources_two_fetches(|| store(&redis)).await;
 }
+
+/// A DPoP-bound token is useless to any other process: it is never
+/// written, and once the source has returned one, fetches skip Redis.
+#[cfg(feature = "client-credentials")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_bound_to_a_dpop_key_is_never_shared() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use tower_bearer::dpop::Dpop;
+    use tower_bearer::source::FnSource;
+
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let dpop = Dpop::generate().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let count = calls.clone();
+    let bound = FnSource::new(move || {
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        let token = Token::new(format!("bound-{n}"), "DPoP")
+            .with_lifetime(Duration::from_secs(3600))
+            .with_dpop(dpop.clone());
+        async move { Ok::<_, std::io::Error>(token) }
+    });
+    let shared = store(&redis).share(bound, key());
+    let (redis_key, lease_key) = (
+        shared.redis_key().to_owned(),
+        format!("{}:lease", shared.redis_key()),
+    );
+    let shared = Arc::new(shared);
+    let token = with_deadline(shared.fetch()).await.unwrap();
+    assert_eq!(token.access_token().secret(), "bound-1");
+    assert!(token.dpop().is_some());
+    let mut conn = redis.connect().await.unwrap();
+    let stored: bool = conn.exists(&redis_key).await.unwrap();
+    assert!(!stored, "a bound token is not written");
+
+    // Another process holds the lease for a long while: a bound source no
+    // longer waits on it, nor reads what Redis holds.
+    let _: () = conn.set_ex(&lease_key, "someone-else", 60).await.unwrap();
+    let _: () = conn
+        .set_ex(
+            &redis_key,
+            r#"{"v":1,"id":"x","access_token":"bearer-from-elsewhere","token_type":"Bearer","margin_ms":0}"#,
+            600,
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let token = with_deadline(shared.fetch()).await.unwrap();
+    assert_eq!(token.access_token().secret(), "bound-2");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

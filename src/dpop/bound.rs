@@ -1,11 +1,9 @@
 //! A token bound to a DPoP key, as the cache keeps it: the key, and the
 //! token's `ath` computed once, so that each request costs one proof.
 
-use std::sync::Arc;
-
 use http::HeaderName;
 
-use super::{Ath, Dpop, NonceSlot};
+use super::{Ath, Dpop, NonceWatch};
 use crate::error::TokenError;
 use crate::request::{AuthRequest, AuthResponse};
 use crate::token::AccessToken;
@@ -33,12 +31,12 @@ impl Bound {
     /// Puts a fresh proof for `request` in its `DPoP` header, and says
     /// where the nonce its answer may give goes.
     pub(crate) fn attach<R: AuthRequest>(&self, request: &mut R) -> Result<ProofWatch, TokenError> {
-        let slot = self
+        let nonce = self
             .dpop
             .attach(request, Some(&self.ath))
             .map_err(TokenError::proof_failed)?;
         Ok(ProofWatch {
-            slot,
+            nonce,
             dpop: self.dpop.clone(),
         })
     }
@@ -46,17 +44,19 @@ impl Bound {
 
 /// What a proven request's answer is read for: a new nonce for its origin.
 pub(crate) struct ProofWatch {
-    slot: Arc<NonceSlot>,
+    nonce: NonceWatch,
     dpop: Dpop,
 }
 
 impl ProofWatch {
-    /// Keeps the nonce `response` gives, if any. Returns whether it gave a
-    /// valid one (new or not): a `use_dpop_nonce` challenge is met by it.
-    pub(crate) fn observe<T: AuthResponse>(&self, response: &T) -> bool {
+    /// Keeps the nonce `response` gives, if any (see
+    /// [`NonceWatch::take_from`]); `challenged` when it is a
+    /// `use_dpop_nonce` challenge. Returns whether the origin now holds
+    /// that nonce: the challenge is met by it.
+    pub(crate) fn observe<T: AuthResponse>(&self, response: &T, challenged: bool) -> bool {
         response
             .headers()
-            .is_some_and(|headers| self.slot.take_from(headers))
+            .is_some_and(|headers| self.nonce.take_from(headers, challenged))
     }
 
     /// Counts a request marked for a retry with the new nonce.

@@ -112,7 +112,14 @@
 //! comes back to the caller, the nonce already kept for the next request.
 //! A token endpoint's `use_dpop_nonce` is retried once by the source itself.
 //! `error="invalid_dpop_proof"` keeps the token and is not retried: the
-//! same proof would be refused again. [`Dpop::nonce_retries`] counts the
+//! same proof would be refused again.
+//!
+//! A nonce is taken from an answer only while its origin's slot still
+//! holds the nonce the request was sent with (or when the answer is a
+//! `use_dpop_nonce` challenge), so that a late answer to an older request
+//! does not bring back a nonce the server has rotated away. A token
+//! endpoint and an API on one origin share one slot: when their nonces
+//! differ, each costs the other a retry now and then. [`Dpop::nonce_retries`] counts the
 //! retries.
 //!
 //! A request whose URI names no origin (a tonic request above its channel)
@@ -144,7 +151,7 @@ pub use key::{DpopAlgorithm, DpopKey, DpopKeyError, UnknownDpopAlgorithm};
 pub use proof::ProofError;
 
 pub(crate) use bound::{DPOP, DPOP_NONCE};
-pub(crate) use nonce::{NonceSlot, Nonces};
+pub(crate) use nonce::{NonceWatch, Nonces};
 pub(crate) use proof::Ath;
 
 /// The most origins whose nonces are kept: 256. A client talks to a
@@ -230,18 +237,16 @@ impl Dpop {
         htm: &Method,
         target: &Target<'_>,
         ath: Option<&Ath>,
-    ) -> Result<(HeaderValue, Arc<NonceSlot>), ProofError> {
+    ) -> Result<(HeaderValue, NonceWatch), ProofError> {
         let htu = proof::Htu::of(target).ok_or(ProofError::RelativeUri)?;
         let slot = self
             .inner
             .nonces
             .slot(target)
             .ok_or(ProofError::RelativeUri)?;
-        let value = {
-            let nonce = slot.read();
-            proof::Claims::new(htm, htu, ath, nonce.as_str())?.sign(&self.inner.key)?
-        };
-        Ok((value, slot))
+        let nonce = slot.read();
+        let value = proof::Claims::new(htm, htu, ath, nonce.as_str())?.sign(&self.inner.key)?;
+        Ok((value, NonceWatch::new(slot, nonce)))
     }
 }
 
@@ -262,11 +267,11 @@ impl Dpop {
         &self,
         request: &mut R,
         ath: Option<&Ath>,
-    ) -> Result<Arc<NonceSlot>, ProofError> {
+    ) -> Result<NonceWatch, ProofError> {
         let method = request.method().ok_or(ProofError::NoMethod)?;
-        let (proof, slot) = self.proof(method, &request.target(), ath)?;
+        let (proof, watch) = self.proof(method, &request.target(), ath)?;
         request.headers_mut().insert(DPOP, proof);
-        Ok(slot)
+        Ok(watch)
     }
 }
 
@@ -298,7 +303,8 @@ mod tests {
         let token =
             Target::new(Some("https"), Some("login.example.com"), None).with_path("/oauth2/token");
 
-        let (proof, slot) = dpop.proof(&Method::GET, &api, None).unwrap();
+        let (proof, watch) = dpop.proof(&Method::GET, &api, None).unwrap();
+        let slot = watch.slot;
         assert!(proof.is_sensitive());
         let claims = claims_of(&proof);
         assert_eq!(claims["htu"], "https://api.example.com/v1/orders");
@@ -310,7 +316,7 @@ mod tests {
         dpop.count_nonce_retry();
         let ath = Ath::of("access-token");
         let (proof, again) = dpop.proof(&Method::GET, &api, Some(&ath)).unwrap();
-        assert!(Arc::ptr_eq(&slot, &again));
+        assert!(Arc::ptr_eq(&slot, &again.slot));
         let claims = claims_of(&proof);
         assert_eq!(claims["nonce"], "api-nonce");
         assert_eq!(claims["ath"], ath.as_str());

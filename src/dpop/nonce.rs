@@ -28,22 +28,56 @@ impl HeldNonce {
     }
 }
 
+/// A proof's origin slot and the nonce the proof carried: where the nonce
+/// its answer gives goes, and whether that answer is newer than what the
+/// slot holds.
+pub(crate) struct NonceWatch {
+    pub(super) slot: Arc<NonceSlot>,
+    sent: Option<Arc<Arc<str>>>,
+}
+
+impl fmt::Debug for NonceWatch {
+    // Whether a nonce was sent only, as for the slot.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NonceWatch")
+            .field("slot", &self.slot)
+            .field("sent", &self.sent.is_some())
+            .finish()
+    }
+}
+
+impl NonceWatch {
+    pub(super) fn new(slot: Arc<NonceSlot>, sent: HeldNonce) -> NonceWatch {
+        NonceWatch {
+            slot,
+            sent: Guard::into_inner(sent.0),
+        }
+    }
+
+    /// Takes the `DPoP-Nonce` an answer's `headers` give, if it is a valid
+    /// nonce: a `use_dpop_nonce` challenge's always (the server says which
+    /// nonce is current), another answer's only while the slot still holds
+    /// the nonce this request was sent with, so that the answer to an older
+    /// request, arriving late, does not undo a newer nonce. Returns whether
+    /// the slot now holds the nonce given: a challenge is met by it.
+    pub(crate) fn take_from(&self, headers: &http::HeaderMap, challenged: bool) -> bool {
+        let Some(value) = headers.get(super::DPOP_NONCE) else {
+            return false;
+        };
+        if challenged {
+            self.slot.offer(value);
+        } else {
+            self.slot.offer_in_place_of(value, &self.sent);
+        }
+        self.slot.read().as_str().map(str::as_bytes) == Some(value.as_bytes())
+    }
+}
+
 impl NonceSlot {
     /// The nonce held, if any.
     #[cfg(test)]
     pub(crate) fn get(&self) -> Option<Arc<str>> {
         self.held.load().as_deref().cloned()
-    }
-
-    /// Takes the `DPoP-Nonce` an answer's `headers` give, if any (see
-    /// [`offer`](Self::offer)). Returns whether they gave a valid one, new
-    /// or not: a `use_dpop_nonce` challenge is met by it.
-    pub(crate) fn take_from(&self, headers: &http::HeaderMap) -> bool {
-        let Some(value) = headers.get(super::DPOP_NONCE) else {
-            return false;
-        };
-        self.offer(value);
-        self.read().as_str().map(str::as_bytes) == Some(value.as_bytes())
     }
 
     /// The nonce held, for the moment a proof is written. Lock-free.
@@ -57,6 +91,31 @@ impl NonceSlot {
     /// nonce at once, only one sees a change, so a nonce is counted (and
     /// answered with a retry) once.
     pub(crate) fn offer(&self, value: &HeaderValue) -> bool {
+        let Some(new) = self.new_nonce(value) else {
+            return false;
+        };
+        let mut changed = false;
+        self.held.rcu(|held| {
+            changed = !same_nonce(held, value);
+            if changed { new.clone() } else { held.clone() }
+        });
+        changed
+    }
+
+    /// [`offer`](Self::offer), but only in place of `sent`: the slot is
+    /// left as it is when it holds another nonce by now.
+    fn offer_in_place_of(&self, value: &HeaderValue, sent: &Option<Arc<Arc<str>>>) -> bool {
+        let Some(new) = self.new_nonce(value) else {
+            return false;
+        };
+        let before = self.held.compare_and_swap(sent, new);
+        let ptr = |nonce: &Option<Arc<Arc<str>>>| nonce.as_ref().map(Arc::as_ptr);
+        ptr(&before) == ptr(sent)
+    }
+
+    /// `value` as a nonce to store: `None` when it is not a valid nonce, or
+    /// the nonce held already.
+    fn new_nonce(&self, value: &HeaderValue) -> Option<Option<Arc<Arc<str>>>> {
         let bytes = value.as_bytes();
         if !is_valid_nonce(bytes) {
             // Without the value: it is the server's, and may be anything.
@@ -64,25 +123,14 @@ impl NonceSlot {
                 len = bytes.len(),
                 "ignored a DPoP-Nonce header that is not a valid nonce"
             );
-            return false;
+            return None;
         }
-        let same = |held: &Option<Arc<Arc<str>>>| {
-            held.as_deref().is_some_and(|held| held.as_bytes() == bytes)
-        };
-        if same(&self.held.load()) {
-            return false;
+        if same_nonce(&self.held.load(), value) {
+            return None;
         }
         // Only visible ASCII, as just checked.
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            return false;
-        };
-        let new = Some(Arc::new(Arc::<str>::from(text)));
-        let mut changed = false;
-        self.held.rcu(|held| {
-            changed = !same(held);
-            if changed { new.clone() } else { held.clone() }
-        });
-        changed
+        let text = std::str::from_utf8(bytes).ok()?;
+        Some(Some(Arc::new(Arc::<str>::from(text))))
     }
 }
 
@@ -93,6 +141,12 @@ impl fmt::Debug for NonceSlot {
             .field("held", &self.held.load().is_some())
             .finish()
     }
+}
+
+/// Whether `held` is the nonce `value` names.
+fn same_nonce(held: &Option<Arc<Arc<str>>>, value: &HeaderValue) -> bool {
+    held.as_deref()
+        .is_some_and(|held| held.as_bytes() == value.as_bytes())
 }
 
 /// RFC 9449 section 8: `nonce = 1*NQCHAR`, where NQCHAR is `%x21 / %x23-5B
@@ -286,6 +340,41 @@ mod tests {
                 .sum()
         });
         assert_eq!(changes, 1);
+    }
+
+    #[test]
+    fn a_late_answer_to_an_older_request_does_not_undo_a_newer_nonce() {
+        let slot = Arc::new(NonceSlot::default());
+        slot.offer(&HeaderValue::from_static("n1"));
+        let headers = |nonce: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(super::super::DPOP_NONCE, HeaderValue::from_static(nonce));
+            headers
+        };
+        // Two requests sent with n1; the server rotates between them.
+        let older = NonceWatch::new(Arc::clone(&slot), slot.read());
+        let newer = NonceWatch::new(Arc::clone(&slot), slot.read());
+        assert!(newer.take_from(&headers("n2"), false));
+        assert_eq!(slot.get().as_deref(), Some("n2"));
+        // The older request's answer, made before the rotation, comes last.
+        assert!(!older.take_from(&headers("n1"), false));
+        assert_eq!(slot.get().as_deref(), Some("n2"));
+        // A challenge says which nonce is current, whatever was sent.
+        assert!(older.take_from(&headers("n3"), true));
+        assert_eq!(slot.get().as_deref(), Some("n3"));
+        // An answer naming the nonce held already meets a challenge.
+        let current = NonceWatch::new(Arc::clone(&slot), slot.read());
+        assert!(current.take_from(&headers("n3"), true));
+        assert!(current.take_from(&headers("n3"), false));
+        // No header, or an invalid one: nothing taken.
+        assert!(!current.take_from(&http::HeaderMap::new(), true));
+        assert!(!current.take_from(&headers("bad nonce"), true));
+        assert_eq!(slot.get().as_deref(), Some("n3"));
+        // A request sent before any nonce: its answer's is taken.
+        let empty = Arc::new(NonceSlot::default());
+        let first = NonceWatch::new(Arc::clone(&empty), empty.read());
+        assert!(first.take_from(&headers("n1"), false));
+        assert_eq!(empty.get().as_deref(), Some("n1"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::time::Instant;
 
@@ -26,6 +27,13 @@ const SERVED_KEPT: usize = 8;
 /// Its errors, [`classify`](TokenSource::classify) and
 /// [`kind`](TokenSource::kind) are the wrapped source's: Redis trouble is
 /// never an error, only a direct fetch.
+///
+/// A token bound to a DPoP key ([`Token::dpop`]) is never written: it is
+/// useless to a process without the key. Once the wrapped source has
+/// returned one, every later fetch goes straight to it, without Redis or a
+/// lease. (Its first fetch reads the store like any: give processes that
+/// use DPoP a [`StoreKey`](super::StoreKey) of their own, so that it never
+/// finds a bearer token shared by a process that does not.)
 pub struct SharedSource<S> {
     store: RedisStore,
     source: S,
@@ -36,6 +44,9 @@ pub struct SharedSource<S> {
     // last. The cache asks again only when it wants a newer token, so none
     // of them is ever handed back.
     served: Mutex<VecDeque<String>>,
+    // Set once the source returned a token bound to a DPoP key: no other
+    // process can use its tokens, so none is shared or waited for.
+    bound: AtomicBool,
 }
 
 impl<S> SharedSource<S> {
@@ -47,6 +58,7 @@ impl<S> SharedSource<S> {
             lease_key: format!("{token_key}:lease"),
             token_key,
             served: Mutex::new(VecDeque::with_capacity(SERVED_KEPT)),
+            bound: AtomicBool::new(false),
         }
     }
 
@@ -121,6 +133,9 @@ impl<S> SharedSource<S> {
 impl<S: TokenSource> SharedSource<S> {
     async fn fetch_shared(&self) -> Result<Token, S::Error> {
         let key = self.token_key.as_str();
+        if self.bound.load(Ordering::Relaxed) {
+            return self.source.fetch().await;
+        }
         let mut replaceable = Vec::new();
         let mut waiting = false;
         loop {
@@ -220,7 +235,11 @@ impl<S: TokenSource> SharedSource<S> {
         #[cfg(feature = "client-credentials")]
         if token.dpop().is_some() {
             // Bound to this process's DPoP key: useless to any other.
-            tracing::debug!(key, "token bound to a DPoP key; not shared");
+            tracing::debug!(
+                key,
+                "token bound to a DPoP key; not shared, and fetched directly from now on"
+            );
+            self.bound.store(true, Ordering::Relaxed);
             guard.release().await;
             return token;
         }

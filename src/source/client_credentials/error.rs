@@ -647,5 +647,12 @@ impl fmt::Display for ResponseProblem {
 
 /// OAuth2 error codes that mean "later": authorization-endpoint codes some
 /// providers also send from the token endpoint, and the device flow's
-/// `slow_down`.
-const TRANSIENT_ERROR_CODES: [&str; 3] = ["temporarily_unavailable", "server_error", "slow_down"];
+/// `slow_down`; and DPoP's `use_dpop_nonce`, which reaches a caller only
+/// when the nonce changed again under the one retry (the nonce the endpoint
+/// gave is kept for the next fetch).
+const TRANSIENT_ERROR_CODES: [&str; 4] = [
+    "temporarily_unavailable",
+    "server_error",
+    "slow_down",
+    "use_dpop_nonce",
+];

@@ -444,7 +444,7 @@ impl ClientCredentials {
                     form.push(("client_assertion", &jwt));
                 }
                 let mut http_request = request.to_http_with(&form);
-                let nonce_slot = match &inner.dpop {
+                let nonce_watch = match &inner.dpop {
                     Some(dpop) => Some(
                         dpop.attach(&mut http_request, None)
                             .map_err(|source| ClientCredentialsError::Proof { source })?,
@@ -454,17 +454,16 @@ impl ClientCredentials {
                 let answer = transport::send(&inner.http_client, http_request)
                     .await
                     .map_err(|error| certificate_refusal(&inner.auth, error))?;
-                let nonce_given = nonce_slot.is_some_and(|slot| slot.take_from(&answer.headers));
                 let result = response::interpret(&answer, &secrets);
+                let challenged =
+                    matches!(&result, Err(error) if error.oauth_error() == Some("use_dpop_nonce"));
+                let nonce_given =
+                    nonce_watch.is_some_and(|watch| watch.take_from(&answer.headers, challenged));
                 let Some(dpop) = &inner.dpop else {
                     return result;
                 };
                 match result {
-                    Err(error)
-                        if error.oauth_error() == Some("use_dpop_nonce")
-                            && nonce_given
-                            && !nonce_retried =>
-                    {
+                    Err(_) if challenged && nonce_given && !nonce_retried => {
                         nonce_retried = true;
                         dpop.count_nonce_retry();
                     }

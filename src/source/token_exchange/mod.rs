@@ -75,6 +75,15 @@
 //! key never names a credential: parameters such as `subject_token` or any
 //! other `*_token` are refused, and so are the exchange's own
 //! ([`RESERVED_PARAMS`]).
+//!
+//! # Sharing through a fleet store
+//!
+//! An exchanged token speaks for its subject. The Redis fleet store keys
+//! tokens by what a `StoreKey` (feature `redis`) names (the token
+//! URL, client, scopes, audiences, resources), not by the subject: share an
+//! exchange through it only when every process exchanges the same subject,
+//! or give each subject a key of its own. The demo refuses `--redis` with
+//! `--grant token-exchange` for that reason.
 
 mod builder;
 mod error;
