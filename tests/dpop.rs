@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use http::StatusCode;
 use support::dpop::{DpopResourceServer, IssuedTokens, NoncePolicy, ResourceServerConfig};
-use tower::retry::RetryLayer;
+use tower::retry::{Retry, RetryLayer};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::dpop::{Dpop, DpopAlgorithm, DpopKey};
 use tower_bearer::rejection::DpopNonceRequired;
 use tower_bearer::source::FnSource;
-use tower_bearer::{BearerAuthLayer, RetryOnUnauthorized, Token, TokenErrorKind};
+use tower_bearer::{BearerAuth, BearerAuthLayer, RetryOnUnauthorized, Token, TokenErrorKind};
 
 fn http_client() -> reqwest::Client {
     // Loopback only: no proxy from the environment.
@@ -50,6 +50,51 @@ async fn api(nonce: NoncePolicy) -> DpopResourceServer {
         ..ResourceServerConfig::default()
     };
     DpopResourceServer::start(IssuedTokens::default(), config).await
+}
+
+/// A verifying API with `nonce`, a key, a source minting tokens bound to
+/// it, and the layer over reqwest with `RetryOnUnauthorized` outside.
+struct Setup {
+    api: DpopResourceServer,
+    dpop: Dpop,
+    fetches: Arc<AtomicUsize>,
+    http: reqwest::Client,
+    client: Retry<RetryOnUnauthorized, BearerAuth<reqwest::Client>>,
+}
+
+impl Setup {
+    async fn new(nonce: NoncePolicy) -> Setup {
+        let api = api(nonce).await;
+        let dpop = Dpop::generate().unwrap();
+        let (source, fetches) = minting_source(&api.tokens(), &dpop);
+        let http = http_client();
+        let client = ServiceBuilder::new()
+            .layer(RetryLayer::new(RetryOnUnauthorized::default()))
+            .layer(BearerAuthLayer::new(source))
+            .service(http.clone());
+        Setup {
+            api,
+            dpop,
+            fetches,
+            http,
+            client,
+        }
+    }
+
+    /// Sends `request` through the stack.
+    async fn send(&self, request: reqwest::Request) -> reqwest::Response {
+        self.client.clone().oneshot(request).await.unwrap()
+    }
+
+    /// The status of a GET to `path` on the API.
+    async fn get(&self, path: &str) -> StatusCode {
+        let request = self.http.get(self.api.url(path)).build().unwrap();
+        self.send(request).await.status()
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
 }
 
 #[tokio::test]
@@ -95,129 +140,89 @@ async fn a_thousand_concurrent_requests_each_carry_a_unique_accepted_proof() {
 
 #[tokio::test]
 async fn a_nonce_challenge_costs_one_retry_and_the_nonce_is_kept() {
-    let api = api(NoncePolicy::required()).await;
-    let dpop = Dpop::generate().unwrap();
-    let (source, fetches) = minting_source(&api.tokens(), &dpop);
-    let http = http_client();
-    let mut client = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
-        .layer(BearerAuthLayer::new(source))
-        .service(http.clone());
-
+    let t = Setup::new(NoncePolicy::required()).await;
     for _ in 0..10 {
-        let request = http.get(api.url("/v1/me")).build().unwrap();
-        let response = client.ready().await.unwrap().call(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(t.get("/v1/me").await, StatusCode::OK);
     }
     // The first request was challenged once; the nine after it carried the
     // nonce from the start.
-    assert_eq!(api.nonce_challenges(), 1);
-    assert_eq!(api.requests(), 11);
-    assert_eq!(dpop.nonce_retries(), 1);
+    assert_eq!(t.api.nonce_challenges(), 1);
+    assert_eq!(t.api.requests(), 11);
+    assert_eq!(t.dpop.nonce_retries(), 1);
     // The token was fine all along.
-    assert_eq!(fetches.load(Ordering::SeqCst), 1);
-    assert_eq!(api.last_claims().unwrap()["nonce"], api.nonce().as_str());
+    assert_eq!(t.fetches(), 1);
+    assert_eq!(
+        t.api.last_claims().unwrap()["nonce"],
+        t.api.nonce().as_str()
+    );
 }
 
 #[tokio::test]
 async fn nonce_rotation_costs_one_retry_per_rotation_not_one_per_request() {
     // A hard cut: the old nonce is refused from the rotation on, and the
     // response that rotates it still names the old one.
-    let policy = NoncePolicy {
+    let t = Setup::new(NoncePolicy {
         announce_rotation: false,
         ..NoncePolicy::rotating_every(25)
-    };
-    let api = api(policy).await;
-    let dpop = Dpop::generate().unwrap();
-    let (source, _) = minting_source(&api.tokens(), &dpop);
-    let http = http_client();
-    let mut client = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
-        .layer(BearerAuthLayer::new(source))
-        .service(http.clone());
-
+    })
+    .await;
     for _ in 0..200 {
-        let request = http.get(api.url("/v1/orders")).build().unwrap();
-        let response = client.ready().await.unwrap().call(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(t.get("/v1/orders").await, StatusCode::OK);
     }
     // 200 accepted requests rotate the nonce 8 times; the last rotation
     // comes with the last request. One challenge for the first request,
     // one per rotation that a later request met.
-    assert_eq!(api.accepted(), 200);
-    assert_eq!(api.nonce_challenges(), 8);
-    assert_eq!(dpop.nonce_retries(), 8);
-    assert!(api.refusals().is_empty(), "{:?}", api.refusal_details());
+    assert_eq!(t.api.accepted(), 200);
+    assert_eq!(t.api.nonce_challenges(), 8);
+    assert_eq!(t.dpop.nonce_retries(), 8);
+    assert!(t.api.refusals().is_empty(), "{:?}", t.api.refusal_details());
 }
 
 #[tokio::test]
 async fn an_announced_rotation_costs_no_retry_even_under_concurrency() {
     // The server names the next nonce in the answer that rotates it, and
     // accepts the one before for a while.
-    let policy = NoncePolicy {
-        keep_previous: true,
-        ..NoncePolicy::rotating_every(50)
-    };
-    let api = api(policy).await;
-    let dpop = Dpop::generate().unwrap();
-    let (source, _) = minting_source(&api.tokens(), &dpop);
-    let http = http_client();
-    let client = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
-        .layer(BearerAuthLayer::new(source))
-        .service(http.clone());
-    // The first request learns the nonce.
-    let first = http.get(api.url("/v1/a")).build().unwrap();
-    assert_eq!(
-        client.clone().oneshot(first).await.unwrap().status(),
-        StatusCode::OK
+    let t = Arc::new(
+        Setup::new(NoncePolicy {
+            keep_previous: true,
+            ..NoncePolicy::rotating_every(50)
+        })
+        .await,
     );
-    assert_eq!(api.nonce_challenges(), 1);
+    // The first request learns the nonce.
+    assert_eq!(t.get("/v1/a").await, StatusCode::OK);
+    assert_eq!(t.api.nonce_challenges(), 1);
 
     for _round in 0..10 {
         let mut calls = tokio::task::JoinSet::new();
         for _ in 0..20 {
-            let request = http.get(api.url("/v1/a")).build().unwrap();
-            let client = client.clone();
-            calls.spawn(async move { client.oneshot(request).await.unwrap().status() });
+            let t = Arc::clone(&t);
+            calls.spawn(async move { t.get("/v1/a").await });
         }
         while let Some(status) = calls.join_next().await {
             assert_eq!(status.unwrap(), StatusCode::OK);
         }
     }
-    assert_eq!(api.accepted(), 201);
-    assert_eq!(api.nonce_challenges(), 1, "{:?}", api.refusal_details());
-    assert_eq!(dpop.nonce_retries(), 1);
+    assert_eq!(t.api.accepted(), 201);
+    assert_eq!(t.api.nonce_challenges(), 1, "{:?}", t.api.refusal_details());
+    assert_eq!(t.dpop.nonce_retries(), 1);
 }
 
 #[tokio::test]
 async fn a_hard_rotation_under_concurrency_costs_at_most_the_requests_in_flight() {
     // The old nonce is refused at once; the answer that rotates names the
     // new one, and answers to requests sent before it arrive late.
-    let api = api(NoncePolicy::rotating_every(40)).await;
-    let dpop = Dpop::generate().unwrap();
-    let (source, _) = minting_source(&api.tokens(), &dpop);
-    let http = http_client();
-    let client = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
-        .layer(BearerAuthLayer::new(source))
-        .service(http.clone());
-    let first = http.get(api.url("/v1/a")).build().unwrap();
-    assert_eq!(
-        client.clone().oneshot(first).await.unwrap().status(),
-        StatusCode::OK
-    );
+    let t = Arc::new(Setup::new(NoncePolicy::rotating_every(40)).await);
+    assert_eq!(t.get("/v1/a").await, StatusCode::OK);
 
     const CONCURRENCY: usize = 8;
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..CONCURRENCY {
-        let (client, http, url) = (client.clone(), http.clone(), api.url("/v1/a"));
+        let t = Arc::clone(&t);
         calls.spawn(async move {
             for _ in 0..50 {
-                let request = http.get(&url).build().unwrap();
-                let status = client.clone().oneshot(request).await.unwrap().status();
                 // Every caller gets its answer: one retry is enough.
-                assert_eq!(status, StatusCode::OK);
+                assert_eq!(t.get("/v1/a").await, StatusCode::OK);
             }
         });
     }
@@ -226,103 +231,73 @@ async fn a_hard_rotation_under_concurrency_costs_at_most_the_requests_in_flight(
     }
     // 401 accepted requests rotate the nonce 10 times; each rotation can
     // catch at most the requests in flight with the old nonce.
-    assert_eq!(api.accepted(), 401);
+    assert_eq!(t.api.accepted(), 401);
     let rotations = 401 / 40;
     assert!(
-        api.nonce_challenges() <= 1 + rotations * CONCURRENCY,
+        t.api.nonce_challenges() <= 1 + rotations * CONCURRENCY,
         "{} challenges",
-        api.nonce_challenges()
+        t.api.nonce_challenges()
     );
-    assert_eq!(dpop.nonce_retries() as usize, api.nonce_challenges());
+    assert_eq!(t.dpop.nonce_retries() as usize, t.api.nonce_challenges());
 }
 
 #[tokio::test]
 async fn a_streaming_request_gets_the_challenge_back_with_the_nonce_stored() {
-    let api = api(NoncePolicy::required()).await;
-    let dpop = Dpop::generate().unwrap();
-    let (source, _) = minting_source(&api.tokens(), &dpop);
-    let http = http_client();
-    let mut client = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
-        .layer(BearerAuthLayer::new(source))
-        .service(http.clone());
-
+    let t = Setup::new(NoncePolicy::required()).await;
     // A body that cannot be sent twice.
     let body = reqwest::Body::wrap(http_body_util::Full::new(bytes::Bytes::from("stream")));
-    let streaming = http.post(api.url("/v1/upload")).body(body).build().unwrap();
+    let streaming = t
+        .http
+        .post(t.api.url("/v1/upload"))
+        .body(body)
+        .build()
+        .unwrap();
     assert!(streaming.try_clone().is_none());
-    let response = client.ready().await.unwrap().call(streaming).await.unwrap();
+    let response = t.send(streaming).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert!(response.extensions().get::<DpopNonceRequired>().is_some());
-    assert_eq!(api.requests(), 1);
+    assert_eq!(t.api.requests(), 1);
 
     // The nonce is already stored: the next request is not challenged.
-    let request = http
-        .post(api.url("/v1/upload"))
+    let request = t
+        .http
+        .post(t.api.url("/v1/upload"))
         .body("again")
         .build()
         .unwrap();
-    let response = client.ready().await.unwrap().call(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(api.nonce_challenges(), 1);
+    assert_eq!(t.send(request).await.status(), StatusCode::OK);
+    assert_eq!(t.api.nonce_challenges(), 1);
 }
 
 #[tokio::test]
 async fn a_refused_proof_is_not_retried_and_keeps_the_token() {
-    let api = api(NoncePolicy::default()).await;
-    let dpop = Dpop::generate().unwrap();
-    let (source, fetches) = minting_source(&api.tokens(), &dpop);
-    let http = http_client();
-    let mut client = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
-        .layer(BearerAuthLayer::new(source))
-        .service(http.clone());
+    let t = Setup::new(NoncePolicy::default()).await;
     // A server whose clock says every proof is from the future or the past.
-    api.set_iat_window(Duration::ZERO);
+    t.api.set_iat_window(Duration::ZERO);
 
     for _ in 0..3 {
-        let request = http.get(api.url("/v1/me")).build().unwrap();
-        let response = client.ready().await.unwrap().call(request).await.unwrap();
+        let request = t.http.get(t.api.url("/v1/me")).build().unwrap();
+        let response = t.send(request).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let challenge = tower_bearer::Challenge::find(response.headers(), "DPoP").unwrap();
         assert_eq!(challenge.error(), Some("invalid_dpop_proof"));
     }
     // One request each: no retry loop, and the token was not thrown away.
-    assert_eq!(api.requests(), 3);
-    assert_eq!(fetches.load(Ordering::SeqCst), 1);
-    assert_eq!(dpop.nonce_retries(), 0);
+    assert_eq!(t.api.requests(), 3);
+    assert_eq!(t.fetches(), 1);
+    assert_eq!(t.dpop.nonce_retries(), 0);
 }
 
 #[tokio::test]
 async fn a_token_the_api_rejects_is_replaced_and_the_request_sent_again() {
-    let api = api(NoncePolicy::default()).await;
-    let dpop = Dpop::generate().unwrap();
-    let (source, fetches) = minting_source(&api.tokens(), &dpop);
-    let http = http_client();
-    let mut client = ServiceBuilder::new()
-        .layer(RetryLayer::new(RetryOnUnauthorized::default()))
-        .layer(BearerAuthLayer::new(source))
-        .service(http.clone());
-    let request = http.get(api.url("/v1/me")).build().unwrap();
-    assert_eq!(
-        client
-            .ready()
-            .await
-            .unwrap()
-            .call(request)
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    let t = Setup::new(NoncePolicy::default()).await;
+    assert_eq!(t.get("/v1/me").await, StatusCode::OK);
 
-    api.tokens().revoke_all();
-    let request = http.get(api.url("/v1/me")).build().unwrap();
-    let response = client.ready().await.unwrap().call(request).await.unwrap();
+    t.api.tokens().revoke_all();
     // `invalid_token` in a DPoP challenge: a new token, sent once more.
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(fetches.load(Ordering::SeqCst), 2);
-    assert_eq!(api.refusals(), ["unknown token"]);
+    assert_eq!(t.get("/v1/me").await, StatusCode::OK);
+    assert_eq!(t.fetches(), 2);
+    assert_eq!(t.api.refusals(), ["unknown token"]);
 }
 
 #[tokio::test]
