@@ -11,6 +11,8 @@ mod provider;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -297,6 +299,12 @@ async fn remote_mode_sends_the_given_credentials_and_headers() {
             api_wrong_target: 0,
             // The API header reached the API on every call.
             api_with_key: 10,
+            // No --dpop: bearer tokens, and no proof to check.
+            dpop_tokens_issued: 0,
+            token_nonce_challenges: 0,
+            api_nonce_challenges: 0,
+            token_proofs_refused: 0,
+            api_proofs_refused: 0,
         }
     );
 }
@@ -1712,4 +1720,580 @@ fn token_exchange_flags_that_cannot_work_exit_2_naming_the_flag() {
         assert!(stderr.contains("Usage: demo"), "{stderr}");
         assert!(output.stdout.is_empty(), "{args:?}");
     }
+}
+
+// --dpop: sender-constrained tokens (RFC 9449).
+
+/// The last line of stdout as printed: serde_json sorts a map's keys, so
+/// the order of the keys is checked on the text.
+fn last_line(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout.lines().last().unwrap_or_default().to_owned()
+}
+
+/// With `--concurrency 1`, the first request goes alone: the token request
+/// is asked for the endpoint's nonce once, the first API request for the
+/// API's once, and every later request carries the nonce it learnt.
+#[test]
+fn dpop_against_the_embedded_provider_costs_one_nonce_retry_at_each_server() {
+    let output = run_demo(&["--dpop", "--requests", "20", "--concurrency", "1"]);
+    let stdout = succeeded(&output);
+    let json = summary(&output);
+    assert_eq!(json["requests"], 20);
+    assert_eq!(json["ok"], 20);
+    assert_eq!(json["failed"], 0);
+    // A fetch counted once, its nonce retry included.
+    assert_eq!(json["token_fetches"], 1);
+    assert_eq!(json["dpop_nonce_retries"], 2);
+    // Right after token_fetches; the keys before and after as they were.
+    let line = last_line(&output);
+    assert!(
+        line.starts_with(
+            "{\"requests\":20,\"ok\":20,\"failed\":0,\"status\":{\"200\":20},\
+             \"token_fetches\":1,\"dpop_nonce_retries\":2,\"latency_ms\":{"
+        ),
+        "{line}"
+    );
+    assert_eq!(histogram_total(&json), 20);
+    // The provider agrees: one bound token, one challenge at each server,
+    // every proof good, and a challenge is not a rejection.
+    assert!(
+        stdout.contains(
+            "Embedded DPoP: 1 token bound to a key; 2 requests were asked for a nonce \
+             (1 at the token endpoint, 1 at the API); 0 proofs refused."
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the API accepted 20 requests and rejected 0."),
+        "{stdout}"
+    );
+    // The key is named by its thumbprint (43 base64url characters).
+    let named = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("DPoP: tokens bound to the ES256 key with thumbprint "))
+        .unwrap_or_else(|| panic!("no DPoP line in {stdout}"));
+    let thumbprint = named.split(',').next().unwrap();
+    assert_eq!(thumbprint.len(), 43, "{named}");
+    assert!(named.contains("2 nonce retries"), "{named}");
+    assert!(output.stderr.is_empty());
+}
+
+/// With `--concurrency C`, the first C API requests wait for the token
+/// together and then go out together, before any answer has brought the
+/// API's nonce: each may be challenged, and is retried once. So between 1
+/// and C API retries, plus the token request's one.
+#[test]
+fn dpop_with_concurrent_first_requests_retries_each_at_most_once() {
+    let output = run_demo(&["--dpop", "--requests", "40", "--concurrency", "8"]);
+    let stdout = succeeded(&output);
+    let json = summary(&output);
+    assert_eq!(json["ok"], 40);
+    assert_eq!(json["token_fetches"], 1);
+    let retries = json["dpop_nonce_retries"].as_u64().unwrap();
+    assert!((2..=1 + 8).contains(&retries), "{json}");
+    assert!(
+        stdout.contains(&format!(
+            "{retries} requests were asked for a nonce (1 at the token endpoint, {} at the API)",
+            retries - 1
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn without_dpop_the_json_line_has_no_nonce_retries() {
+    let output = run_demo(&["--requests", "5"]);
+    let stdout = succeeded(&output);
+    assert!(summary(&output).get("dpop_nonce_retries").is_none());
+    assert!(!stdout.contains("DPoP"), "{stdout}");
+}
+
+#[test]
+fn dpop_with_a_token_exchange_against_the_embedded_provider() {
+    let dir = TempDir::new("demo-dpop-exchange");
+    let subject = dir.write("subject", SUBJECT_JWT);
+    let output = run_demo(&[
+        "--dpop",
+        "--grant",
+        "token-exchange",
+        "--subject-token-file",
+        subject.to_str().unwrap(),
+        "--requests",
+        "10",
+        "--concurrency",
+        "1",
+    ]);
+    let stdout = succeeded(&output);
+    let json = summary(&output);
+    assert_eq!(json["ok"], 10);
+    assert_eq!(json["token_fetches"], 1);
+    assert_eq!(json["dpop_nonce_retries"], 2);
+    assert!(
+        stdout.contains("issued 1 token (1 in exchange for a subject token)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Embedded DPoP: 1 token bound to a key;"),
+        "{stdout}"
+    );
+}
+
+/// Remote mode against the demo's provider in this process: one URL, then
+/// two URLs with a resource each (two tokens, both bound; the second token
+/// request already carries the endpoint's nonce).
+#[tokio::test]
+async fn dpop_with_a_remote_provider_and_one_token_per_url() {
+    let provider = start_provider().await;
+    let output = run_demo_with_the_secret(remote_args(
+        &provider,
+        &[
+            "--dpop",
+            "--url",
+            &provider.api_url,
+            "--api-header",
+            "x-api-key: ap1-k3y",
+            "--requests",
+            "10",
+            "--concurrency",
+            "1",
+        ],
+    ))
+    .await;
+    succeeded(&output);
+    let json = summary(&output);
+    assert_eq!(json["ok"], 10);
+    assert_eq!(json["token_fetches"], 1);
+    assert_eq!(json["dpop_nonce_retries"], 2);
+    let counts = provider.counts();
+    assert_eq!(
+        (counts.tokens_issued, counts.dpop_tokens_issued),
+        (1, 1),
+        "{counts:?}"
+    );
+    assert_eq!(
+        (counts.token_nonce_challenges, counts.api_nonce_challenges),
+        (1, 1)
+    );
+    assert_eq!((counts.api_accepted, counts.api_rejected), (10, 0));
+    assert_eq!(counts.proofs_refused(), 0);
+
+    let origin = provider.api_origin();
+    let talents = format!("{origin}/front-office/v1/talents");
+    let companies = format!("{origin}/front-office/v1/companies");
+    let output = run_demo_with_the_secret(remote_args(
+        &provider,
+        &[
+            "--dpop",
+            "--url",
+            &talents,
+            "--url",
+            &companies,
+            "--resource",
+            &talents,
+            "--resource",
+            &companies,
+            "--requests",
+            "20",
+            "--concurrency",
+            "1",
+        ],
+    ))
+    .await;
+    succeeded(&output);
+    let json = summary(&output);
+    assert_eq!(json["ok"], 20);
+    assert_eq!(json["token_fetches"], 2);
+    assert_eq!(
+        fetches_by_resource(&json),
+        counted([(talents.as_str(), 1), (companies.as_str(), 1)])
+    );
+    // A new process, a new key and no nonce yet: one challenge at the
+    // token endpoint (the second token's request carries its nonce) and
+    // one at the API (one origin for both URLs).
+    assert_eq!(json["dpop_nonce_retries"], 2);
+    let line = last_line(&output);
+    assert!(
+        line.contains("},\"dpop_nonce_retries\":2,\"latency_ms\":{"),
+        "after token_fetches_by_resource: {line}"
+    );
+    let after = provider.counts();
+    assert_eq!(after.dpop_tokens_issued, 3);
+    assert_eq!(after.api_accepted, 30);
+    assert_eq!((after.api_rejected, after.api_wrong_target), (0, 0));
+    assert_eq!(after.proofs_refused(), 0);
+}
+
+/// A token endpoint that answers every token request `status` and `body`,
+/// and counts them, and those that carried a DPoP proof; an API that
+/// counts its calls.
+async fn canned_token_endpoint(
+    status: u16,
+    body: &'static str,
+) -> (TestServer, TestServer, Arc<[AtomicUsize; 3]>) {
+    // [token requests, with a DPoP proof, API calls]
+    let seen: Arc<[AtomicUsize; 3]> = Arc::default();
+    let counts = Arc::clone(&seen);
+    let token_endpoint = TestServer::start(move |req| {
+        let counts = Arc::clone(&counts);
+        async move {
+            counts[0].fetch_add(1, Ordering::SeqCst);
+            if req.headers().get("dpop").is_some() {
+                counts[1].fetch_add(1, Ordering::SeqCst);
+            }
+            respond(status, body)
+        }
+    })
+    .await;
+    let counts = Arc::clone(&seen);
+    let api = TestServer::start(move |_req| {
+        let counts = Arc::clone(&counts);
+        async move {
+            counts[2].fetch_add(1, Ordering::SeqCst);
+            respond(200, "{}")
+        }
+    })
+    .await;
+    (token_endpoint, api, seen)
+}
+
+fn dpop_against(token_endpoint: &TestServer, api: &TestServer) -> Vec<String> {
+    [
+        "--dpop",
+        "--token-url",
+        &token_endpoint.url("/token"),
+        "--client-id",
+        "id",
+        "--url",
+        &api.url("/api"),
+        "--requests",
+        "20",
+        "--concurrency",
+        "8",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+#[tokio::test]
+async fn a_refused_dpop_proof_fails_the_run_with_one_line_after_one_token_request() {
+    let (token_endpoint, api, seen) = canned_token_endpoint(
+        400,
+        r#"{"error":"invalid_dpop_proof","error_description":"the proof's signature does not verify"}"#,
+    )
+    .await;
+    let output = run_demo_with_the_secret(dpop_against(&token_endpoint, &api)).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: no token could be had: the token endpoint refused the request: \
+             invalid_dpop_proof: the proof's signature does not verify"
+        ),
+        "{stderr}"
+    );
+    // Not a nonce challenge: not retried, and no fetch storm.
+    let json = summary(&output);
+    assert_eq!(
+        (json["failed"].as_u64(), json["ok"].as_u64()),
+        (Some(20), Some(0))
+    );
+    assert_eq!(json["token_fetches"], 1);
+    assert_eq!(json["dpop_nonce_retries"], 0);
+    assert_eq!(seen[0].load(Ordering::SeqCst), 1);
+    assert_eq!(seen[1].load(Ordering::SeqCst), 1, "the request had a proof");
+    assert_eq!(
+        seen[2].load(Ordering::SeqCst),
+        0,
+        "no API call without a token"
+    );
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("s3cret"));
+}
+
+#[tokio::test]
+async fn a_bearer_token_given_for_a_dpop_request_is_refused_as_not_bound() {
+    let (token_endpoint, api, seen) = canned_token_endpoint(
+        200,
+        r#"{"access_token":"unb0und-t0ken","token_type":"Bearer","expires_in":3600}"#,
+    )
+    .await;
+    let output = run_demo_with_the_secret(dpop_against(&token_endpoint, &api)).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: no token could be had: the token endpoint answered a DPoP token request \
+             with a token of type \"Bearer\", not bound to the key"
+        ),
+        "{stderr}"
+    );
+    let json = summary(&output);
+    assert_eq!(json["failed"], 20);
+    assert_eq!(json["token_fetches"], 1);
+    assert_eq!(seen[0].load(Ordering::SeqCst), 1);
+    // The unbound token is never sent, nor printed.
+    assert_eq!(seen[2].load(Ordering::SeqCst), 0);
+    let all = format!("{stderr}{}", String::from_utf8_lossy(&output.stdout));
+    assert!(!all.contains("unb0und-t0ken"), "{all}");
+}
+
+#[test]
+fn dpop_flags_that_cannot_work_exit_2_naming_the_flag() {
+    for (args, says) in [
+        (
+            &["--dpop", "--redis", "redis://127.0.0.1:1/"][..],
+            "error: --dpop does not go with --redis: a DPoP token is bound to this \
+             process's key, so the fleet cannot share it",
+        ),
+        (
+            &["--dpop", "--redis-cluster", "redis://127.0.0.1:1/"],
+            "error: --dpop does not go with --redis-cluster: ",
+        ),
+        (&["--serve", "5", "--dpop"], "'--dpop'"),
+        (&["--dpop=yes"], "--dpop"),
+    ] {
+        let output = Command::new(demo_binary())
+            .args(args)
+            .env("CLIENT_SECRET", "s")
+            .env("API_KEY", "k")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(stderr.contains("Usage: demo"), "{stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// A DPoP key made here, and proofs made by hand with it: the embedded
+/// provider's checks, seen from outside, with no library code involved.
+struct HandKey {
+    encoding: jsonwebtoken::EncodingKey,
+    jwk: Value,
+}
+
+impl HandKey {
+    fn generate() -> HandKey {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let key = support::keys::TestKey::generate(support::keys::KeyKind::EcP256);
+        // The SPKI ends with the uncompressed point 04 || x || y.
+        let spki = key.public_key_der();
+        let point = &spki[spki.len() - 64..];
+        HandKey {
+            encoding: key.encoding_key(),
+            jwk: serde_json::json!({
+                "kty": "EC",
+                "crv": "P-256",
+                "x": URL_SAFE_NO_PAD.encode(&point[..32]),
+                "y": URL_SAFE_NO_PAD.encode(&point[32..]),
+            }),
+        }
+    }
+
+    /// A good proof for `method` on `url`, with `ath` of `token` and
+    /// `nonce` if given.
+    fn proof(&self, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = serde_json::json!({
+            "jti": format!("{:032x}", fastrand::u128(..)),
+            "htm": method,
+            "htu": url,
+            "iat": now,
+        });
+        if let Some(token) = token {
+            claims["ath"] = Value::from(support::dpop_verify::ath(token));
+        }
+        if let Some(nonce) = nonce {
+            claims["nonce"] = Value::from(nonce);
+        }
+        let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk});
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &self.encoding,
+            jsonwebtoken::Algorithm::ES256,
+        )
+        .unwrap();
+        format!("{message}.{signature}")
+    }
+}
+
+/// What a server answered: the status, `WWW-Authenticate`, `DPoP-Nonce`
+/// and the JSON body.
+struct Answer {
+    status: u16,
+    challenge: String,
+    nonce: Option<String>,
+    body: Value,
+}
+
+async fn answer_of(response: reqwest::Response) -> Answer {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (challenge, nonce) = (header("www-authenticate"), header("dpop-nonce"));
+    Answer {
+        status: response.status().as_u16(),
+        challenge: challenge.unwrap_or_default(),
+        nonce,
+        body: serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn the_embedded_provider_checks_every_dpop_proof() {
+    let provider = start_provider().await;
+    let key = HandKey::generate();
+    let http = reqwest::Client::new();
+    let ask = |proof: Option<String>| {
+        let mut request = http
+            .post(&provider.token_url)
+            .header("x-api-key", "ap1-k3y")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&client_id=id&client_secret=s3cret");
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        async move { answer_of(request.send().await.unwrap()).await }
+    };
+    let token_url = provider.token_url.as_str();
+
+    // Before any DPoP request, no nonce is given out.
+    let bearer = ask(None).await;
+    assert_eq!((bearer.status, bearer.nonce.as_deref()), (200, None));
+    assert_eq!(bearer.body["token_type"], "Bearer");
+
+    // The endpoint wants its nonce, and says which.
+    let challenged = ask(Some(key.proof("POST", token_url, None, None))).await;
+    assert_eq!(challenged.status, 400);
+    assert_eq!(challenged.body["error"], "use_dpop_nonce");
+    let token_nonce = challenged.nonce.expect("a DPoP-Nonce");
+    let stale = ask(Some(key.proof("POST", token_url, None, Some("stale")))).await;
+    assert_eq!(stale.body["error"], "use_dpop_nonce");
+
+    let good = key.proof("POST", token_url, None, Some(&token_nonce));
+    let issued = ask(Some(good.clone())).await;
+    assert_eq!(issued.status, 200, "{}", issued.body);
+    assert_eq!(issued.body["token_type"], "DPoP");
+    assert_eq!(issued.nonce.as_deref(), Some(token_nonce.as_str()));
+    let token = issued.body["access_token"].as_str().unwrap().to_owned();
+
+    // A proof is good once, for its own URL.
+    let replayed = ask(Some(good)).await;
+    assert_eq!(
+        (replayed.status, replayed.body["error"].as_str()),
+        (400, Some("invalid_dpop_proof"))
+    );
+    let elsewhere = format!("{}/elsewhere", provider.issuer);
+    let misdirected = ask(Some(key.proof(
+        "POST",
+        &elsewhere,
+        None,
+        Some(&token_nonce),
+    )))
+    .await;
+    assert_eq!(misdirected.body["error"], "invalid_dpop_proof");
+    // Every answer carries the nonce now, a bearer token's too.
+    let bearer = ask(None).await;
+    assert_eq!(bearer.body["token_type"], "Bearer");
+    assert_eq!(bearer.nonce.as_deref(), Some(token_nonce.as_str()));
+
+    // The API: the token comes as DPoP, with a proof of the key carrying
+    // the API's own nonce, for the URL without its query.
+    let api_url = provider.api_url.as_str();
+    let call = |authorization: String, proof: Option<String>| {
+        let mut request = http
+            .get(format!("{api_url}?page=2"))
+            .header("authorization", authorization);
+        if let Some(proof) = proof {
+            request = request.header("dpop", proof);
+        }
+        async move { answer_of(request.send().await.unwrap()).await }
+    };
+    let dpop = format!("DPoP {token}");
+    let as_bearer = call(format!("Bearer {token}"), None).await;
+    assert_eq!(as_bearer.status, 401);
+    assert!(
+        as_bearer.challenge.starts_with("DPoP ")
+            && as_bearer.challenge.contains("error=\"invalid_token\""),
+        "{}",
+        as_bearer.challenge
+    );
+    let challenged = call(
+        dpop.clone(),
+        Some(key.proof("GET", api_url, Some(&token), None)),
+    )
+    .await;
+    assert_eq!(challenged.status, 401);
+    assert!(
+        challenged.challenge.contains("error=\"use_dpop_nonce\""),
+        "{}",
+        challenged.challenge
+    );
+    let api_nonce = challenged.nonce.expect("a DPoP-Nonce");
+    assert_ne!(api_nonce, token_nonce, "each server has its own");
+    // The token endpoint's nonce is not the API's.
+    let wrong_nonce = key.proof("GET", api_url, Some(&token), Some(&token_nonce));
+    let refused = call(dpop.clone(), Some(wrong_nonce)).await;
+    assert!(refused.challenge.contains("use_dpop_nonce"));
+
+    let good = key.proof("GET", api_url, Some(&token), Some(&api_nonce));
+    let accepted = call(dpop.clone(), Some(good.clone())).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.body);
+    assert_eq!(accepted.nonce.as_deref(), Some(api_nonce.as_str()));
+    let replayed = call(dpop.clone(), Some(good)).await;
+    assert_eq!(replayed.status, 401);
+    assert!(
+        replayed.challenge.contains("error=\"invalid_dpop_proof\""),
+        "{}",
+        replayed.challenge
+    );
+    // The hash of another token.
+    let wrong_ath = key.proof("GET", api_url, Some("another"), Some(&api_nonce));
+    let refused = call(dpop.clone(), Some(wrong_ath)).await;
+    assert!(refused.challenge.contains("invalid_dpop_proof"));
+    // A good proof, by another key than the token's.
+    let thief = HandKey::generate().proof("GET", api_url, Some(&token), Some(&api_nonce));
+    let refused = call(dpop.clone(), Some(thief)).await;
+    assert_eq!(refused.status, 401);
+    assert!(
+        refused.challenge.contains("error=\"invalid_token\""),
+        "{}",
+        refused.challenge
+    );
+    // A bearer token sent as DPoP.
+    let bearer_token = bearer.body["access_token"].as_str().unwrap();
+    let proof = key.proof("GET", api_url, Some(bearer_token), Some(&api_nonce));
+    let refused = call(format!("DPoP {bearer_token}"), Some(proof)).await;
+    assert!(refused.challenge.contains("invalid_token"));
+
+    let counts = provider.counts();
+    assert_eq!((counts.tokens_issued, counts.dpop_tokens_issued), (3, 1));
+    assert_eq!(counts.token_nonce_challenges, 2);
+    assert_eq!(counts.api_nonce_challenges, 2);
+    // The replay and the other URL; the replay, the wrong ath, the thief.
+    assert_eq!(
+        (counts.token_proofs_refused, counts.api_proofs_refused),
+        (2, 3)
+    );
+    assert_eq!(counts.token_requests_refused(), 2);
+    assert_eq!(counts.api_accepted, 1);
+    // Bearer-sent, replay, wrong ath, thief, bearer token as DPoP.
+    assert_eq!(counts.api_rejected, 5);
 }

@@ -51,6 +51,7 @@ demo [--ttl SECS] [--requests N | --duration SECS] [--concurrency C]
             [--api-header 'Name: value']... --url API_URL... [--resource URI]...
             [--audience A]... [--requests N | --duration SECS] [--concurrency C]
             [--redis URL | --redis-cluster URL...]
+       demo ... --dpop
        demo ... --grant token-exchange --subject-token-file FILE [--subject-token-type URN]
             [--actor-token-file FILE] [--actor-token-type URN]
        demo --serve SECS [--ttl SECS] [--client-id ID]
@@ -108,6 +109,18 @@ file missing or empty fails the fetch, which the cache retries after its
 backoff. The token belongs to the subject, so it is not shared through
 --redis.
 
+DPoP: --dpop (RFC 9449) makes a fresh ES256 key for the run and proves
+possession of it on the token request and on every API request (a DPoP
+proof, and Authorization: DPoP <token>): the provider binds the tokens to
+the key, so a token that leaks is useless without it. Nonces are kept per
+server and updated from any DPoP-Nonce header; a use_dpop_nonce answer is
+retried once with a new proof (a RetryLayer outside the bearer layer does
+it for API requests). \"token_fetches\" counts a fetch once, whatever its
+nonce retries; the JSON line adds \"dpop_nonce_retries\": n (API and token
+requests together). It works with every provider (the embedded one checks
+every proof), every --auth and --grant, and several --url; not with --redis
+or --redis-cluster, which share a token that only this process can use.
+
 A fleet: --redis URL, or --redis-cluster URL once per seed node of a Redis
 Cluster (built with --features redis), shares tokens with the other demo
 processes that use the same store: one token for them all, or one per
@@ -123,6 +136,9 @@ query, user info or fragment and with a plain path (no . or .. segment, no
 %2F or %5C), up to 1000 distinct ones; it binds each token to what its
 request named, and refuses others with invalid_target. Its API refuses a
 token bound elsewhere, or at a path that is not plain (401 invalid_token).
+Both check DPoP proofs and want their nonce in each (for demo processes
+run with --dpop); the last line then counts tokens bound to a key, nonce
+challenges and proofs refused too.
 
 Exit status: 0 when every request succeeded, 1 otherwise, 2 for bad arguments.";
 
@@ -268,8 +284,12 @@ struct Cli {
                                 "api_headers", "redis", "redis_cluster", "issuer",
                                 "private_key", "key_id", "alg", "cert", "key", "ca",
                                 "grant", "subject_token_file", "subject_token_type",
-                                "actor_token_file", "actor_token_type"])]
+                                "actor_token_file", "actor_token_type", "dpop"])]
     serve: Option<u64>,
+
+    /// Sender-constrained tokens (RFC 9449): a fresh ES256 key, a DPoP proof on every request
+    #[arg(long)]
+    dpop: bool,
 
     /// The API key --serve accepts [or env API_KEY]
     #[arg(long, value_name = "K", requires = "serve", allow_hyphen_values = true)]
@@ -354,6 +374,8 @@ pub struct Args {
     pub token_headers: Vec<(String, String)>,
     pub api_headers: Vec<(String, String)>,
     pub workload: Workload,
+    /// `--dpop`: tokens bound to a key made for this run.
+    pub dpop: bool,
     /// The fleet-wide token store, with `--redis` or `--redis-cluster`.
     #[cfg(feature = "redis")]
     pub redis: Option<RedisStore>,
@@ -412,7 +434,8 @@ impl std::fmt::Debug for Args {
             .field("tls", &self.tls)
             .field("token_header_names", &header_names(&self.token_headers))
             .field("api_header_names", &header_names(&self.api_headers))
-            .field("workload", &self.workload);
+            .field("workload", &self.workload)
+            .field("dpop", &self.dpop);
         #[cfg(feature = "redis")]
         s.field("redis", &self.redis)
             .field("redis_seeds", &self.redis_seeds);
@@ -443,6 +466,7 @@ impl Cli {
         let remote = self.token_url.is_some() || self.issuer.is_some();
         let auth = self.client_auth(remote).map_err(invalid)?;
         let grant = self.token_grant().map_err(invalid)?;
+        self.check_dpop().map_err(invalid)?;
         let tls = TlsFiles {
             cert: self.cert.clone(),
             key: self.key.clone(),
@@ -527,6 +551,7 @@ impl Cli {
                 duration: self.duration.map(Duration::from_secs),
                 concurrency: usize::try_from(self.concurrency).expect("at most MAX_CONCURRENCY"),
             },
+            dpop: self.dpop,
             #[cfg(feature = "redis")]
             redis,
             #[cfg(feature = "redis")]
@@ -536,6 +561,29 @@ impl Cli {
 }
 
 impl Cli {
+    /// `--dpop` and the flags it cannot go with.
+    fn check_dpop(&self) -> Result<(), String> {
+        // The store shares one token per client across the fleet, but a
+        // DPoP token is bound to this process's key: no other process can
+        // use it, and the library does not share it (it would only
+        // serialize the fleet's fetches under the store's lease). Worse,
+        // the store's key does not say DPoP, so a bearer token another
+        // process shared under the same client would be read back and sent
+        // without a proof. Refused, as for a subject's token.
+        if self.dpop && (self.redis.is_some() || !self.redis_cluster.is_empty()) {
+            let flag = if self.redis.is_some() {
+                "--redis"
+            } else {
+                "--redis-cluster"
+            };
+            return Err(format!(
+                "--dpop does not go with {flag}: a DPoP token is bound to this process's key, \
+                 so the fleet cannot share it"
+            ));
+        }
+        Ok(())
+    }
+
     /// `--grant` and the flags that go with it. The files are only named
     /// here: they are read on every fetch, and one that is not there yet
     /// fails that fetch, not the arguments.
@@ -714,11 +762,13 @@ mod tests {
             "token-exchange",
             "--subject-token-file",
             "/run/secrets/subject-token",
+            "--dpop",
         ];
         let Ok(Command::Run(parsed)) = parse(&args) else {
             panic!("the arguments parse");
         };
         let shown = format!("{parsed:?}");
+        assert!(shown.contains("dpop: true"), "{shown}");
         // The token's file, never its contents (not read yet, anyway).
         assert!(shown.contains("/run/secrets/subject-token"), "{shown}");
         for secret in [
@@ -915,6 +965,69 @@ mod tests {
             vec!["--ttl", "3", "--duration", "2", "--concurrency", "4"],
         ] {
             assert!(parse(&args).is_ok(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn dpop_goes_with_every_provider_auth_grant_and_url_but_not_with_serve() {
+        let dpop_of = |args: &[&str]| match parse(args) {
+            Ok(Command::Run(args)) => args.dpop,
+            Ok(Command::Serve(_)) => panic!("not --serve"),
+            Err(error) => panic!("{args:?}: {}", error.render()),
+        };
+        assert!(!dpop_of(&[]));
+        assert!(dpop_of(&["--dpop"]));
+        assert!(dpop_of(&["--dpop", "--ttl", "5", "--concurrency", "1"]));
+        let exchange = ["--grant", "token-exchange", "--subject-token-file", "t"];
+        let embedded_exchange: Vec<&str> = ["--dpop"].iter().chain(&exchange).copied().collect();
+        assert!(dpop_of(&embedded_exchange));
+        for provider in [["--token-url", "http://h/t"], ["--issuer", "http://h/"]] {
+            for auth in ["basic", "post", "client-secret-jwt"] {
+                let mut args = vec!["--dpop", "--client-id", "i", "--client-secret", "s"];
+                args.extend(provider);
+                args.extend(["--auth", auth, "--url", "http://h/a", "--url", "http://h/b"]);
+                args.extend(["--resource", "http://h/a", "--resource", "http://h/b"]);
+                assert!(dpop_of(&args), "{args:?}");
+                args.extend(exchange);
+                assert!(dpop_of(&args), "{args:?}");
+            }
+        }
+        // Nothing to bind in --serve: its provider checks proofs anyway.
+        let serve = ["--serve", "5", "--client-secret", "s", "--api-key", "k"];
+        let with_dpop: Vec<&str> = serve.iter().chain(&["--dpop"]).copied().collect();
+        let Err(error) = parse(&with_dpop) else {
+            panic!("--serve --dpop parsed");
+        };
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.render().to_string().contains("--dpop"));
+        // A flag takes no value.
+        let Err(error) = parse(&["--dpop=yes"]) else {
+            panic!("--dpop=yes parsed");
+        };
+        assert_eq!(error.exit_code(), 2);
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn dpop_is_refused_with_the_fleet_store_naming_both_flags() {
+        for (store, flag) in [
+            (["--redis", "redis://127.0.0.1:1/"], "--redis"),
+            (
+                ["--redis-cluster", "redis://127.0.0.1:1/"],
+                "--redis-cluster",
+            ),
+        ] {
+            let args: Vec<&str> = ["--dpop"].iter().chain(&store).copied().collect();
+            let Err(error) = parse(&args) else {
+                panic!("{args:?} parsed");
+            };
+            assert_eq!(error.exit_code(), 2);
+            let shown = error.render().to_string();
+            assert!(
+                shown.starts_with(&format!("error: --dpop does not go with {flag}: ")),
+                "{shown}"
+            );
+            assert!(shown.contains("Usage: demo"), "{shown}");
         }
     }
 

@@ -18,7 +18,7 @@
 //!      | --auth tls --cert FILE --key FILE] [--ca FILE]
 //!     [--token-header 'Name: value']... [--api-header 'Name: value']...
 //!     --url API_URL... [--resource URI]... [--audience A]...
-//!     [--requests N] [--concurrency C] [--duration SECS]
+//!     [--requests N] [--concurrency C] [--duration SECS] [--dpop]
 //! ```
 //!
 //! `--grant token-exchange --subject-token-file FILE [--subject-token-type
@@ -32,6 +32,17 @@
 //! `client-secret-jwt` with the secret; `--auth tls` presents the client
 //! certificate to the token endpoint and the API (RFC 8705); `--ca` trusts
 //! one more root for both.
+//!
+//! `--dpop` asks for sender-constrained tokens (RFC 9449): a fresh ES256
+//! key for the run, a DPoP proof of it on the token request and on every
+//! API request, which carries `Authorization: DPoP <token>`. Nonces are
+//! kept per server and a `use_dpop_nonce` answer is retried once with a new
+//! proof: by the token source for token requests, by
+//! `RetryLayer::new(RetryOnUnauthorized::default())` outside the bearer
+//! layer for API requests. The embedded provider checks every proof (with
+//! the verifier of the library's tests) and wants its nonce in each; the
+//! JSON line adds `"dpop_nonce_retries"`. Not with `--redis`: a DPoP token
+//! is this process's alone.
 //!
 //! With several `--url`, requests go round-robin over them and each carries
 //! the token for the `--resource` (or `--audience`) at the same position,
@@ -77,8 +88,11 @@ use std::sync::atomic::Ordering;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tower::ServiceBuilder;
+use tower::retry::RetryLayer;
+use tower_bearer::dpop::Dpop;
 use tower_bearer::{
-    AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsBuilder, redact_url,
+    AuthStyle, BearerAuthLayer, ClientCredentials, ClientCredentialsBuilder, RetryOnUnauthorized,
+    redact_url,
 };
 
 use args::{Args, ClientAuth, Command, Grant, Provider, TokenEndpoint};
@@ -123,7 +137,15 @@ async fn run(args: Args) -> Result<bool, String> {
         ),
         Provider::Remote { .. } => None,
     };
-    let source = token_source(&args, embedded.as_ref())?;
+    // One key for the run, shared by the token source (which proves it to
+    // the token endpoint and binds the tokens to it) and, through the
+    // tokens, the layer (which proves it on every API request).
+    let dpop = args
+        .dpop
+        .then(Dpop::generate)
+        .transpose()
+        .map_err(|e| format!("no DPoP key could be made: {e}"))?;
+    let source = token_source(&args, embedded.as_ref(), dpop.as_ref())?;
     let (api_urls, api_headers) = api_target(&args, embedded.as_ref())?;
     let targets = Targets::new(api_urls, &args.tokens);
 
@@ -135,7 +157,16 @@ async fn run(args: Args) -> Result<bool, String> {
     if let Some(select) = targets.selector() {
         layer = layer.token_for(select);
     }
+    // With DPoP, a retry outside the layer: an API's `use_dpop_nonce`
+    // answer comes back marked, and the request (a replayable GET) is sent
+    // once more with a proof carrying the nonce (as is one whose token the
+    // API rejected, with a new token). Without, the stack is the layer
+    // alone, as before.
     let client = ServiceBuilder::new()
+        .option_layer(
+            dpop.as_ref()
+                .map(|_| RetryLayer::new(RetryOnUnauthorized::default())),
+        )
         .layer(layer)
         .service(args.tls.api_client()?);
     let outcome = workload::send_requests(
@@ -152,6 +183,7 @@ async fn run(args: Args) -> Result<bool, String> {
         fetches_by_resource: targets.fetches_by_resource(&cache),
         endpoint_fetches: endpoint_fetches.map(|n| n.load(Ordering::Relaxed)),
         embedded: embedded.as_ref().map(Embedded::counts),
+        dpop: dpop.as_ref(),
     };
     report.print();
     let tally = &outcome.tally;
@@ -159,8 +191,12 @@ async fn run(args: Args) -> Result<bool, String> {
 }
 
 /// Where the tokens come from, and how they are asked for.
-fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<Source, String> {
-    let builder = match (&args.provider, embedded) {
+fn token_source(
+    args: &Args,
+    embedded: Option<&Embedded>,
+    dpop: Option<&Dpop>,
+) -> Result<Source, String> {
+    let mut builder = match (&args.provider, embedded) {
         (Provider::Embedded { ttl }, Some(servers)) => {
             println!(
                 "Embedded token endpoint at {} (Avionté-shaped, tokens live {}s)",
@@ -234,7 +270,17 @@ fn token_source(args: &Args, embedded: Option<&Embedded>) -> Result<Source, Stri
         }
         (Provider::Embedded { .. }, None) => unreachable!("the servers started above"),
     };
-    // The same endpoint, client and authentication, whichever the grant.
+    if let Some(dpop) = dpop {
+        // The thumbprint names the key; the key itself is never printed.
+        println!(
+            "DPoP (RFC 9449): tokens bound to a fresh {} key, thumbprint {}; a proof on the token request and on every API request (sent once more, with a new proof, when a server asks for its nonce)",
+            dpop.key().algorithm(),
+            dpop.thumbprint()
+        );
+        builder = builder.dpop(dpop.clone());
+    }
+    // The same endpoint, client, authentication and DPoP key, whichever
+    // the grant.
     let built = match &args.grant {
         Grant::ClientCredentials => builder.build().map(Source::ClientCredentials),
         Grant::TokenExchange { subject, actor } => {

@@ -26,23 +26,50 @@
 //! `invalid_grant`. Its resources and audiences are checked as above, and
 //! the token it issues is like any other.
 //!
+//! DPoP (RFC 9449): a token request with a `DPoP` header has its proof
+//! checked by the same independent verifier the library's tests use
+//! (`tests/support/dpop_verify.rs`: the signature against the proof's own
+//! key, `typ`, `alg` ES256 or EdDSA, `htm`, `htu` the URL requested, `iat`
+//! within [`DPOP_IAT_WINDOW`]), then against what the server remembers: a
+//! `jti` seen before is refused, and the proof must carry the server's
+//! nonce (one random nonce per server and run; without it, or with another,
+//! the answer is `400 use_dpop_nonce` with a `DPoP-Nonce` header). A bad
+//! proof is `400 invalid_dpop_proof`. A good one earns a token of type
+//! `DPoP` bound to the proof key's RFC 7638 thumbprint; a request without
+//! the header gets a `Bearer` token as before. The API takes a bound token
+//! only as `Authorization: DPoP <token>` with a proof of its key for that
+//! call (`htu` the URL without its query, `ath` the token's hash) carrying
+//! the API's own nonce, and answers `401` with `WWW-Authenticate: DPoP
+//! error="use_dpop_nonce"` (and `DPoP-Nonce`), `error="invalid_dpop_proof"`
+//! or `error="invalid_token"` (another key, or the token sent as `Bearer`).
+//! Once a server has seen a DPoP request, every answer it gives carries its
+//! `DPoP-Nonce`.
+//!
 //! `tests/demo.rs` starts it too, to run the demo's remote mode against it,
 //! so this file stands alone: everything it uses is imported here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+
+// The checks on one proof, shared with the library's tests so that the
+// demo's provider is as independent of the library as theirs. The demo
+// uses a part of it; tests/demo.rs loads it a second time, through its
+// support module.
+#[path = "../../tests/support/dpop_verify.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+mod dpop_verify;
 
 /// RFC 8693's grant type.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -54,6 +81,23 @@ const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// tokens for; a request naming one more is refused with `invalid_target`,
 /// so that what it remembers stays bounded.
 pub const MAX_TARGETS: usize = 1_000;
+
+/// How far a DPoP proof's `iat` may be from now, either way.
+pub const DPOP_IAT_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long a server remembers a proof's `jti`: twice the `iat` window, so
+/// that a proof is remembered for as long as its `iat` can pass (it may
+/// have been made up to a window before it came, and passes until a
+/// window after that).
+const DPOP_REPLAY_MEMORY: Duration = Duration::from_secs(2 * DPOP_IAT_WINDOW.as_secs());
+
+/// The most `jti`s a server remembers at once. Past it, proofs are refused
+/// (503) until older ones are forgotten, rather than forgotten early,
+/// which would let a replay through. Only authenticated requests get that
+/// far (good client credentials, a live token); a debug build of the demo
+/// sends some 3,000 a second on two cores, a third of the bound in
+/// [`DPOP_REPLAY_MEMORY`].
+pub const MAX_REMEMBERED_PROOFS: usize = 1_000_000;
 
 /// The credentials the embedded token endpoint accepts.
 #[derive(Clone)]
@@ -117,12 +161,39 @@ pub struct Counts {
     pub api_wrong_target: u64,
     /// Accepted calls that carried the API key, as the BOLD API wants.
     pub api_with_key: u64,
+    /// Of the tokens issued, those bound to a DPoP key (`token_type` `DPoP`).
+    pub dpop_tokens_issued: u64,
+    /// Token requests answered `use_dpop_nonce`: their proof lacked the
+    /// endpoint's nonce. A challenge, not a refusal.
+    pub token_nonce_challenges: u64,
+    /// API calls answered `use_dpop_nonce`. Not in `api_rejected`.
+    pub api_nonce_challenges: u64,
+    /// Token requests refused for their DPoP proof (`invalid_dpop_proof`,
+    /// or the server's replay memory full).
+    pub token_proofs_refused: u64,
+    /// API calls refused for their DPoP proof, or for a proof by another
+    /// key than the token's (in `api_rejected` too).
+    pub api_proofs_refused: u64,
 }
 
 impl Counts {
-    /// Token requests refused, for whatever reason.
+    /// Token requests refused, for whatever reason (a nonce challenge is
+    /// not a refusal).
     pub fn token_requests_refused(&self) -> u64 {
-        self.credentials_refused + self.targets_refused + self.exchanges_refused
+        self.credentials_refused
+            + self.targets_refused
+            + self.exchanges_refused
+            + self.token_proofs_refused
+    }
+
+    /// `use_dpop_nonce` challenges, at the token endpoint and the API.
+    pub fn nonce_challenges(&self) -> u64 {
+        self.token_nonce_challenges + self.api_nonce_challenges
+    }
+
+    /// Requests refused for their DPoP proof, at both servers.
+    pub fn proofs_refused(&self) -> u64 {
+        self.token_proofs_refused + self.api_proofs_refused
     }
 }
 
@@ -145,11 +216,13 @@ impl std::fmt::Debug for Exchange {
     }
 }
 
-/// A live token: when it dies, and the resources and audiences it is for
-/// (none: every path).
+/// A live token: when it dies, the resources and audiences it is for
+/// (none: every path), and the thumbprint of the DPoP key it is bound to
+/// (none: a bearer token).
 struct Live {
     expires: Instant,
     targets: Vec<ApiTarget>,
+    jkt: Option<String>,
 }
 
 /// A resource or audience on the API's origin: the path it covers.
@@ -249,6 +322,157 @@ struct EmbeddedState {
     api_rejected: AtomicU64,
     api_wrong_target: AtomicU64,
     api_with_key: AtomicU64,
+    dpop_tokens_issued: AtomicU64,
+    /// What the token endpoint and the API each keep for DPoP.
+    token_dpop: DpopServer,
+    api_dpop: DpopServer,
+}
+
+/// What one server keeps for DPoP: its nonce, the proofs it has seen, and
+/// what it made of them.
+struct DpopServer {
+    /// Random, one per server and run: a proof made before the run, or for
+    /// the other server, does not carry it.
+    nonce: String,
+    seen: Mutex<SeenProofs>,
+    /// Whether a DPoP request came: from then on every answer carries the
+    /// nonce.
+    used: AtomicBool,
+    nonce_challenges: AtomicU64,
+    proofs_refused: AtomicU64,
+}
+
+/// Why a DPoP proof did not pass.
+#[derive(Debug, PartialEq, Eq)]
+enum ProofRefusal {
+    /// It lacks the server's nonce, or carries another: `use_dpop_nonce`.
+    NonceRequired,
+    /// It is not a good proof for this request (`invalid_dpop_proof`), why.
+    Invalid(String),
+    /// The replay memory is full: try again shortly.
+    Busy,
+}
+
+impl DpopServer {
+    fn new() -> DpopServer {
+        DpopServer {
+            nonce: random_string(24),
+            seen: Mutex::new(SeenProofs::new(MAX_REMEMBERED_PROOFS)),
+            used: AtomicBool::new(false),
+            nonce_challenges: AtomicU64::new(0),
+            proofs_refused: AtomicU64::new(0),
+        }
+    }
+
+    /// Checks the one `DPoP` header of a `method` request to `url`
+    /// (presenting `access_token`, at the API): the proof on its own, then
+    /// its `jti` never seen (remembered even when the nonce is then
+    /// missing: a proof is good once), then the nonce. The proof key's
+    /// thumbprint if it passes.
+    fn check(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<String, ProofRefusal> {
+        self.used.store(true, Ordering::Relaxed);
+        let result = self.verify(headers, method, url, access_token);
+        let counter = match &result {
+            Ok(_) => None,
+            Err(ProofRefusal::NonceRequired) => Some(&self.nonce_challenges),
+            Err(_) => Some(&self.proofs_refused),
+        };
+        if let Some(counter) = counter {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn verify(
+        &self,
+        headers: &HeaderMap,
+        method: &Method,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<String, ProofRefusal> {
+        let mut proofs = headers.get_all("dpop").iter();
+        let (Some(jws), None) = (proofs.next(), proofs.next()) else {
+            return Err(ProofRefusal::Invalid(
+                "exactly one DPoP header is needed".into(),
+            ));
+        };
+        let jws = jws
+            .to_str()
+            .map_err(|_| ProofRefusal::Invalid("the DPoP header is not ASCII".into()))?;
+        let expected = dpop_verify::Expected {
+            method: method.as_str(),
+            url,
+            iat_window: DPOP_IAT_WINDOW,
+            access_token,
+        };
+        let proof = dpop_verify::verify_proof(jws, &expected)
+            .map_err(|refusal| ProofRefusal::Invalid(refusal.description))?;
+        // The time read under the lock, so that arrivals stay in order.
+        let mut seen = lock(&self.seen);
+        seen.remember(&proof.jti, Instant::now())?;
+        drop(seen);
+        if proof.nonce.as_deref() != Some(self.nonce.as_str()) {
+            return Err(ProofRefusal::NonceRequired);
+        }
+        Ok(proof.jkt)
+    }
+
+    /// Puts the nonce on `response` once a DPoP request has come.
+    fn stamp(&self, response: &mut http::Response<Full<Bytes>>) {
+        if self.used.load(Ordering::Relaxed) {
+            let nonce = HeaderValue::try_from(self.nonce.as_str()).expect("alphanumeric");
+            response.headers_mut().insert("dpop-nonce", nonce);
+        }
+    }
+}
+
+/// The `jti`s of the proofs a server saw in the last
+/// [`DPOP_REPLAY_MEMORY`], at most `limit` of them.
+struct SeenProofs {
+    limit: usize,
+    /// When each came, oldest first: what to forget next.
+    by_arrival: VecDeque<(Instant, String)>,
+    jtis: HashSet<String>,
+}
+
+impl SeenProofs {
+    fn new(limit: usize) -> SeenProofs {
+        SeenProofs {
+            limit,
+            by_arrival: VecDeque::new(),
+            jtis: HashSet::new(),
+        }
+    }
+
+    /// Remembers `jti`, which came at `now`, after forgetting those that
+    /// came more than [`DPOP_REPLAY_MEMORY`] ago; refuses one seen before,
+    /// and any when `limit` are remembered.
+    fn remember(&mut self, jti: &str, now: Instant) -> Result<(), ProofRefusal> {
+        while let Some((came, _)) = self.by_arrival.front()
+            && now.saturating_duration_since(*came) > DPOP_REPLAY_MEMORY
+        {
+            if let Some((_, old)) = self.by_arrival.pop_front() {
+                self.jtis.remove(&old);
+            }
+        }
+        if self.jtis.contains(jti) {
+            return Err(ProofRefusal::Invalid(
+                "the proof's jti was used before".into(),
+            ));
+        }
+        if self.jtis.len() >= self.limit {
+            return Err(ProofRefusal::Busy);
+        }
+        self.jtis.insert(jti.to_owned());
+        self.by_arrival.push_back((now, jti.to_owned()));
+        Ok(())
+    }
 }
 
 fn random_string(len: usize) -> String {
@@ -286,6 +510,9 @@ impl Embedded {
             api_rejected: AtomicU64::new(0),
             api_wrong_target: AtomicU64::new(0),
             api_with_key: AtomicU64::new(0),
+            dpop_tokens_issued: AtomicU64::new(0),
+            token_dpop: DpopServer::new(),
+            api_dpop: DpopServer::new(),
         });
         let mut servers = JoinSet::new();
         spawn_server(
@@ -293,8 +520,15 @@ impl Embedded {
             token_listener,
             Arc::clone(&state),
             token_endpoint,
+            |state| &state.token_dpop,
         );
-        spawn_server(&mut servers, api_listener, Arc::clone(&state), api_endpoint);
+        spawn_server(
+            &mut servers,
+            api_listener,
+            Arc::clone(&state),
+            api_endpoint,
+            |state| &state.api_dpop,
+        );
         Ok(Embedded {
             token_url,
             issuer,
@@ -323,6 +557,11 @@ impl Embedded {
             api_rejected: s.api_rejected.load(Ordering::Relaxed),
             api_wrong_target: s.api_wrong_target.load(Ordering::Relaxed),
             api_with_key: s.api_with_key.load(Ordering::Relaxed),
+            dpop_tokens_issued: s.dpop_tokens_issued.load(Ordering::Relaxed),
+            token_nonce_challenges: s.token_dpop.nonce_challenges.load(Ordering::Relaxed),
+            api_nonce_challenges: s.api_dpop.nonce_challenges.load(Ordering::Relaxed),
+            token_proofs_refused: s.token_dpop.proofs_refused.load(Ordering::Relaxed),
+            api_proofs_refused: s.api_dpop.proofs_refused.load(Ordering::Relaxed),
         }
     }
 
@@ -355,11 +594,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 type Handler = fn(Arc<EmbeddedState>, http::Request<Incoming>) -> HandlerFuture;
 type HandlerFuture = std::pin::Pin<Box<dyn Future<Output = http::Response<Full<Bytes>>> + Send>>;
 
+/// A server's own DPoP state, in the state both servers share.
+type DpopOf = fn(&EmbeddedState) -> &DpopServer;
+
+/// Serves `handler` on `listener`; once the server has seen a DPoP request,
+/// every answer carries its nonce (`dpop`).
 fn spawn_server(
     servers: &mut JoinSet<()>,
     listener: TcpListener,
     state: Arc<EmbeddedState>,
     handler: Handler,
+    dpop: DpopOf,
 ) {
     servers.spawn(async move {
         let mut connections = JoinSet::new();
@@ -367,7 +612,11 @@ fn spawn_server(
             let state = Arc::clone(&state);
             let service = hyper::service::service_fn(move |req| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(handler(state, req).await) }
+                async move {
+                    let mut response = handler(Arc::clone(&state), req).await;
+                    dpop(&state).stamp(&mut response);
+                    Ok::<_, Infallible>(response)
+                }
             });
             connections.spawn(async move {
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -398,8 +647,9 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> http::Resp
 fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> HandlerFuture {
     Box::pin(async move {
         if req.method() == Method::GET && req.uri().path() == "/.well-known/openid-configuration" {
-            // Enough for a client to find the token endpoint and see how
-            // it wants the client to authenticate.
+            // Enough for a client to find the token endpoint and see how it
+            // wants the client to authenticate, and that it binds tokens to
+            // DPoP keys (RFC 9449 section 5.1).
             return json_response(
                 StatusCode::OK,
                 serde_json::json!({
@@ -407,6 +657,7 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                     "token_endpoint": state.token_url,
                     "token_endpoint_auth_methods_supported": ["client_secret_post"],
                     "grant_types_supported": ["client_credentials", TOKEN_EXCHANGE],
+                    "dpop_signing_alg_values_supported": dpop_verify::SUPPORTED_ALGS,
                 }),
             );
         }
@@ -417,9 +668,10 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                 "use POST",
             );
         }
+        let (parts, body) = req.into_parts();
         let expected = &state.credentials;
-        let key_ok = req
-            .headers()
+        let key_ok = parts
+            .headers
             .get("x-api-key")
             .is_some_and(|k| k.as_bytes() == expected.api_key.as_bytes());
         if !key_ok {
@@ -430,7 +682,7 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                 "The x-api-key header is missing or wrong",
             );
         }
-        let Ok(body) = Limited::new(req.into_body(), 16 * 1024).collect().await else {
+        let Ok(body) = Limited::new(body, 16 * 1024).collect().await else {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -467,6 +719,37 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
                 "Invalid client credentials",
             );
         }
+        // The proof once the client is known, so that only clients with good
+        // credentials fill the replay memory. Its `htu` is the URL requested,
+        // on this server's own origin (the token URL, for a request there).
+        let jkt = if parts.headers.contains_key("dpop") {
+            let url = format!("{}{}", state.issuer, parts.uri.path());
+            match state
+                .token_dpop
+                .check(&parts.headers, &parts.method, &url, None)
+            {
+                Ok(jkt) => Some(jkt),
+                Err(ProofRefusal::NonceRequired) => {
+                    return oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "use_dpop_nonce",
+                        "Authorization server requires nonce in DPoP proof",
+                    );
+                }
+                Err(ProofRefusal::Invalid(why)) => {
+                    return oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof", &why);
+                }
+                Err(ProofRefusal::Busy) => {
+                    return oauth_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "Too many recent DPoP proofs to remember another; try again shortly",
+                    );
+                }
+            }
+        } else {
+            None
+        };
         if exchange {
             let seen = Exchange {
                 subject_token: field("subject_token").unwrap_or_default().to_owned(),
@@ -526,10 +809,21 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
             );
         }
         let token = random_string(40);
+        let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
+        if jkt.is_some() {
+            state.dpop_tokens_issued.fetch_add(1, Ordering::Relaxed);
+        }
         {
             let mut live = lock(&state.live);
             live.retain(|_, live| live.expires > now);
-            live.insert(token.clone(), Live { expires, targets });
+            live.insert(
+                token.clone(),
+                Live {
+                    expires,
+                    targets,
+                    jkt,
+                },
+            );
         }
         state.tokens_issued.fetch_add(1, Ordering::Relaxed);
         if exchange {
@@ -539,7 +833,7 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
             StatusCode::OK,
             serde_json::json!({
                 "access_token": token,
-                "token_type": "Bearer",
+                "token_type": token_type,
                 "expires_in": state.ttl.as_secs(),
             }),
         )
@@ -548,55 +842,148 @@ fn token_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Ha
 
 fn api_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> HandlerFuture {
     Box::pin(async move {
-        let token = req
+        let authorization = req
             .headers()
             .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(|v| v.to_str().ok());
+        let (scheme, token) = match authorization {
+            Some(value) => match (value.strip_prefix("Bearer "), value.strip_prefix("DPoP ")) {
+                (Some(token), _) => (Scheme::Bearer, Some(token)),
+                (_, Some(token)) => (Scheme::Dpop, Some(token)),
+                _ => (Scheme::Bearer, None),
+            },
+            None => (Scheme::Bearer, None),
+        };
+        if scheme == Scheme::Dpop {
+            state.api_dpop.used.store(true, Ordering::Relaxed);
+        }
         let path = req.uri().path();
-        let verdict = token.map_or(Verdict::NotLive, |t| {
+        // What the token is, read under the lock; the proof is checked after.
+        let found = token.and_then(|token| {
             let live = lock(&state.live);
-            match live.get(t) {
-                Some(live) if Instant::now() < live.expires => {
-                    if live.targets.is_empty() || live.targets.iter().any(|t| t.covers(path)) {
-                        Verdict::Good
-                    } else {
-                        Verdict::WrongTarget
-                    }
-                }
-                _ => Verdict::NotLive,
-            }
+            let live = live
+                .get(token)
+                .filter(|live| Instant::now() < live.expires)?;
+            let covered = live.targets.is_empty() || live.targets.iter().any(|t| t.covers(path));
+            Some((token, live.jkt.clone(), covered))
         });
-        let message = match verdict {
-            Verdict::Good => None,
-            Verdict::NotLive => Some("missing, unknown or expired token"),
-            Verdict::WrongTarget => {
-                state.api_wrong_target.fetch_add(1, Ordering::Relaxed);
-                Some("the token is for another resource or audience")
+        let verdict = match found {
+            None => Verdict::NotLive,
+            Some((_, None, _)) if scheme == Scheme::Dpop => Verdict::NotBound,
+            Some((_, None, covered)) => {
+                if covered {
+                    Verdict::Good
+                } else {
+                    Verdict::WrongTarget
+                }
+            }
+            Some((_, Some(_), _)) if scheme == Scheme::Bearer => Verdict::NotProven,
+            Some((token, Some(jkt), covered)) => {
+                // `htu` is the URL called without its query, on the API's own
+                // origin (not the Host header, which the client chose).
+                let url = format!("http://{}{path}", state.api_authority);
+                match state
+                    .api_dpop
+                    .check(req.headers(), req.method(), &url, Some(token))
+                {
+                    Ok(proven) if proven != jkt => Verdict::OtherKey,
+                    Ok(_) if covered => Verdict::Good,
+                    Ok(_) => Verdict::WrongTarget,
+                    Err(refusal) => Verdict::Proof(refusal),
+                }
             }
         };
-        if let Some(message) = message {
-            state.api_rejected.fetch_add(1, Ordering::Relaxed);
-            let mut res = json_response(
+        // A call that says DPoP is answered with a DPoP challenge, a bearer
+        // call with a Bearer one, as before.
+        let challenge = |error: &str| match scheme {
+            Scheme::Dpop => format!("DPoP algs=\"ES256 EdDSA\", error=\"{error}\""),
+            Scheme::Bearer => format!("Bearer error=\"{error}\""),
+        };
+        let (status, error, message) = match verdict {
+            Verdict::Good => {
+                // Counted, not required: demo processes sharing `--serve`
+                // send none.
+                let keyed = req
+                    .headers()
+                    .get("x-api-key")
+                    .is_some_and(|k| k.as_bytes() == state.credentials.api_key.as_bytes());
+                if keyed {
+                    state.api_with_key.fetch_add(1, Ordering::Relaxed);
+                }
+                state.api_accepted.fetch_add(1, Ordering::Relaxed);
+                return json_response(StatusCode::OK, serde_json::json!({ "items": [] }));
+            }
+            // A challenge, not a refusal: the client retries with the nonce
+            // this answer carries.
+            Verdict::Proof(ProofRefusal::NonceRequired) => {
+                let mut res = json_response(
+                    StatusCode::UNAUTHORIZED,
+                    serde_json::json!({ "message": "a DPoP nonce is required" }),
+                );
+                res.headers_mut().insert(
+                    "www-authenticate",
+                    HeaderValue::from_static(
+                        "DPoP algs=\"ES256 EdDSA\", error=\"use_dpop_nonce\", \
+                         error_description=\"Resource server requires nonce in DPoP proof\"",
+                    ),
+                );
+                return res;
+            }
+            Verdict::Proof(ProofRefusal::Busy) => {
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({ "message": "too many recent DPoP proofs; try again shortly" }),
+                );
+            }
+            Verdict::Proof(ProofRefusal::Invalid(why)) => (
                 StatusCode::UNAUTHORIZED,
-                serde_json::json!({ "message": message }),
-            );
-            res.headers_mut().insert(
-                "www-authenticate",
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            );
-            return res;
-        }
-        // Counted, not required: demo processes sharing `--serve` send none.
-        let keyed = req
-            .headers()
-            .get("x-api-key")
-            .is_some_and(|k| k.as_bytes() == state.credentials.api_key.as_bytes());
-        if keyed {
-            state.api_with_key.fetch_add(1, Ordering::Relaxed);
-        }
-        state.api_accepted.fetch_add(1, Ordering::Relaxed);
-        json_response(StatusCode::OK, serde_json::json!({ "items": [] }))
+                challenge("invalid_dpop_proof"),
+                format!("invalid DPoP proof: {why}"),
+            ),
+            Verdict::OtherKey => {
+                state
+                    .api_dpop
+                    .proofs_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                (
+                    StatusCode::UNAUTHORIZED,
+                    challenge("invalid_token"),
+                    "the DPoP proof is not by the key the token is bound to".to_owned(),
+                )
+            }
+            Verdict::NotProven => (
+                StatusCode::UNAUTHORIZED,
+                // Said as DPoP: that is how this token must come.
+                "DPoP algs=\"ES256 EdDSA\", error=\"invalid_token\"".to_owned(),
+                "the token is bound to a DPoP key: send it as Authorization: DPoP, with a proof"
+                    .to_owned(),
+            ),
+            Verdict::NotBound => (
+                StatusCode::UNAUTHORIZED,
+                challenge("invalid_token"),
+                "the token is not bound to a DPoP key".to_owned(),
+            ),
+            Verdict::NotLive => (
+                StatusCode::UNAUTHORIZED,
+                challenge("invalid_token"),
+                "missing, unknown or expired token".to_owned(),
+            ),
+            Verdict::WrongTarget => {
+                state.api_wrong_target.fetch_add(1, Ordering::Relaxed);
+                (
+                    StatusCode::UNAUTHORIZED,
+                    challenge("invalid_token"),
+                    "the token is for another resource or audience".to_owned(),
+                )
+            }
+        };
+        state.api_rejected.fetch_add(1, Ordering::Relaxed);
+        let mut res = json_response(status, serde_json::json!({ "message": message }));
+        res.headers_mut().insert(
+            "www-authenticate",
+            HeaderValue::try_from(error).expect("a valid challenge"),
+        );
+        res
     })
 }
 
@@ -651,11 +1038,26 @@ fn looks_like_a_jwt(token: &str) -> bool {
         })
 }
 
+/// How a call presents its token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
+}
+
 /// What the API makes of a call's token.
 enum Verdict {
     Good,
     NotLive,
     WrongTarget,
+    /// A token bound to a DPoP key, sent as `Bearer`.
+    NotProven,
+    /// A bearer token sent as `DPoP`.
+    NotBound,
+    /// A good proof, by another key than the token's.
+    OtherKey,
+    /// The proof did not pass.
+    Proof(ProofRefusal),
 }
 
 /// The part of the API a resource or audience names: an absolute `http`
@@ -779,6 +1181,31 @@ mod tests {
             !shown.contains("s3cret") && !shown.contains("act0r"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_proof_is_good_once_and_remembered_for_twice_the_iat_window_at_most_limit() {
+        let start = Instant::now();
+        let mut seen = SeenProofs::new(2);
+        assert_eq!(seen.remember("a", start), Ok(()));
+        assert!(matches!(
+            seen.remember("a", start + DPOP_IAT_WINDOW),
+            Err(ProofRefusal::Invalid(_))
+        ));
+        assert_eq!(seen.remember("b", start + DPOP_IAT_WINDOW), Ok(()));
+        // Full: refused, not forgotten early (a replay would pass).
+        assert_eq!(
+            seen.remember("c", start + DPOP_IAT_WINDOW),
+            Err(ProofRefusal::Busy)
+        );
+        // "a" is a replay until twice the window has passed...
+        assert!(seen.remember("a", start + DPOP_REPLAY_MEMORY).is_err());
+        // ...and then forgotten: its iat can no longer pass anyway.
+        let later = start + DPOP_REPLAY_MEMORY + Duration::from_millis(1);
+        assert_eq!(seen.remember("c", later), Ok(()));
+        assert_eq!(seen.jtis.len(), 2);
+        assert_eq!(seen.by_arrival.len(), 2);
+        assert!(seen.remember("b", later).is_err());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use http::StatusCode;
 use tower_bearer::Stats;
+use tower_bearer::dpop::Dpop;
 
 use crate::provider::Counts;
 use crate::workload::{Outcome, Tally};
@@ -23,6 +24,8 @@ pub struct Report<'a> {
     pub endpoint_fetches: Option<u64>,
     /// With the embedded provider: what it did.
     pub embedded: Option<Counts>,
+    /// With `--dpop`: the run's key and its nonce retries.
+    pub dpop: Option<&'a Dpop>,
 }
 
 impl Report<'_> {
@@ -35,6 +38,7 @@ impl Report<'_> {
             fetches_by_resource,
             endpoint_fetches,
             embedded,
+            dpop,
         } = self;
         let tally = &outcome.tally;
         println!("Done in {:.2}s.", outcome.elapsed.as_secs_f64());
@@ -79,6 +83,24 @@ impl Report<'_> {
             );
         }
         println!("{}", self.waiting_line());
+        if let Some(dpop) = dpop {
+            // Every token the source took was bound: it refuses one that
+            // comes back as anything but `DPoP`.
+            let key = format!(
+                "the {} key with thumbprint {}",
+                dpop.key().algorithm(),
+                dpop.thumbprint()
+            );
+            let what = if stats.fetches_started > stats.fetches_failed {
+                format!("tokens bound to {key}, proven on every request")
+            } else {
+                format!("{key}; no token could be had to bind to it")
+            };
+            println!(
+                "DPoP: {what}; {} (a token or API request sent once more with the server's new nonce).",
+                plural(dpop.nonce_retries(), "nonce retry", "nonce retries"),
+            );
+        }
         if let Some(s) = embedded {
             let exchanged = if s.tokens_exchanged > 0 {
                 format!(" ({} in exchange for a subject token)", s.tokens_exchanged)
@@ -92,6 +114,16 @@ impl Report<'_> {
                 plural(s.api_accepted, "request", "requests"),
                 s.api_rejected,
             );
+            if s.dpop_tokens_issued > 0 || s.nonce_challenges() > 0 || s.proofs_refused() > 0 {
+                println!(
+                    "Embedded DPoP: {} bound to a key; {} asked for a nonce ({} at the token endpoint, {} at the API); {} refused.",
+                    plural(s.dpop_tokens_issued, "token", "tokens"),
+                    plural(s.nonce_challenges(), "request was", "requests were"),
+                    s.token_nonce_challenges,
+                    s.api_nonce_challenges,
+                    plural(s.proofs_refused(), "proof", "proofs"),
+                );
+            }
         }
         let mut sorted = tally.latencies_us.clone();
         sorted.sort_unstable();
@@ -146,7 +178,12 @@ impl Report<'_> {
 
         println!(
             "{}",
-            json_line(tally, stats.fetches_started, fetches_by_resource.as_deref())
+            json_line(
+                tally,
+                stats.fetches_started,
+                fetches_by_resource.as_deref(),
+                dpop.map(Dpop::nonce_retries),
+            )
         );
     }
 
@@ -209,11 +246,13 @@ fn histogram(latencies_us: &[u64]) -> Vec<(String, u64)> {
 }
 
 /// The closing JSON line, keys in the documented order;
-/// `token_fetches_by_resource` after `token_fetches`, when given.
+/// `token_fetches_by_resource` after `token_fetches`, when given, then
+/// `dpop_nonce_retries`, when given (with `--dpop`).
 fn json_line(
     tally: &Tally,
     token_fetches: u64,
     fetches_by_resource: Option<&[(String, u64)]>,
+    dpop_nonce_retries: Option<u64>,
 ) -> String {
     let mut sorted = tally.latencies_us.clone();
     sorted.sort_unstable();
@@ -233,8 +272,10 @@ fn json_line(
             .collect();
         format!(",\"token_fetches_by_resource\":{{{}}}", each.join(","))
     });
+    let nonce_retries =
+        dpop_nonce_retries.map_or_else(String::new, |n| format!(",\"dpop_nonce_retries\":{n}"));
     format!(
-        "{{\"requests\":{},\"ok\":{},\"failed\":{},\"status\":{{{}}},\"token_fetches\":{}{},\
+        "{{\"requests\":{},\"ok\":{},\"failed\":{},\"status\":{{{}}},\"token_fetches\":{}{}{},\
          \"latency_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"max\":{:.3}}},\
          \"latency_histogram_ms\":{{{}}}}}",
         tally.sent(),
@@ -243,6 +284,7 @@ fn json_line(
         statuses.join(","),
         token_fetches,
         by_resource,
+        nonce_retries,
         percentile_ms(&sorted, 50.0),
         percentile_ms(&sorted, 99.0),
         sorted.last().map_or(0.0, |&us| us as f64 / 1000.0),

@@ -48,6 +48,15 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         plural(counts.api_accepted, "request", "requests"),
         counts.api_rejected,
     );
+    if counts.dpop_tokens_issued > 0 || counts.nonce_challenges() > 0 || counts.proofs_refused() > 0
+    {
+        println!(
+            "DPoP: {} bound to a key; {} asked for a nonce; {} refused.",
+            plural(counts.dpop_tokens_issued, "token", "tokens"),
+            plural(counts.nonce_challenges(), "request was", "requests were"),
+            plural(counts.proofs_refused(), "proof", "proofs"),
+        );
+    }
     // The names the token endpoint accepted: on the API's origin, without
     // a query or user info, and at most MAX_TARGETS of them.
     let by_target = servers.issued_by_target();
@@ -78,7 +87,8 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
          \"api_requests_accepted\":{},\"api_requests_rejected\":{},\
          \"invalid_target_refused\":{},\"api_requests_wrong_target\":{},\
          \"tokens_issued_by_target\":{},\"tokens_issued_by_audience\":{},\
-         \"tokens_exchanged\":{}}}",
+         \"tokens_exchanged\":{},\"dpop_tokens_issued\":{},\
+         \"dpop_nonce_challenges\":{},\"dpop_proofs_refused\":{}}}",
         counts.tokens_issued,
         counts.token_requests_refused(),
         counts.api_accepted,
@@ -88,6 +98,9 @@ pub async fn serve(serve: Serve) -> Result<bool, String> {
         serde_json::json!(by_target),
         serde_json::json!(by_audience),
         counts.tokens_exchanged,
+        counts.dpop_tokens_issued,
+        counts.nonce_challenges(),
+        counts.proofs_refused(),
     );
     Ok(true)
 }

@@ -10,7 +10,7 @@ use http::{HeaderMap, Method};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
-use tower_bearer::{BearerAuth, Error, TokenCache};
+use tower_bearer::{Error, TokenCache};
 
 /// How many requests to send, and how.
 #[derive(Clone, Copy, Debug)]
@@ -117,13 +117,21 @@ impl Run {
 }
 
 /// Sends the workload round-robin to `endpoints` (at least one) through
-/// `client`, whose layer uses the endpoints' caches.
-pub async fn send_requests(
+/// `client`: the bearer layer over reqwest, whose caches are the
+/// endpoints', alone or under more layers (a retry, with DPoP).
+pub async fn send_requests<S>(
     workload: Workload,
-    client: BearerAuth<reqwest::Client>,
+    client: S,
     endpoints: Vec<Endpoint>,
     headers: HeaderMap,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, String>
+where
+    S: Service<reqwest::Request, Response = reqwest::Response, Error = Error<reqwest::Error>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
     assert!(!endpoints.is_empty(), "at least one URL");
     match workload.duration {
         Some(d) => println!(
@@ -180,7 +188,10 @@ pub async fn send_requests(
     })
 }
 
-async fn worker(run: Arc<Run>, mut client: BearerAuth<reqwest::Client>) -> Tally {
+async fn worker<S>(run: Arc<Run>, mut client: S) -> Tally
+where
+    S: Service<reqwest::Request, Response = reqwest::Response, Error = Error<reqwest::Error>>,
+{
     let mut tally = Tally::default();
     // In a timed run, when each endpoint's token may be asked for again:
     // while an endpoint's token backs off, its turn goes to the next
