@@ -143,12 +143,15 @@ pub(crate) fn judge<R: AuthResponse>(
         return Verdict::Rejected;
     };
     if proven && let Some(challenge) = Challenge::find(headers, "DPoP") {
-        return match challenge.error() {
-            Some("use_dpop_nonce") => Verdict::NonceRequired,
-            Some("invalid_dpop_proof") => Verdict::ProofRejected,
-            _ if challenge.is_insufficient_scope() => Verdict::NeedsMoreScope,
-            _ => Verdict::Rejected,
-        };
+        // A challenge without an error (`DPoP algs="ES256"`) only says
+        // the scheme is on offer: Bearer's, if any, says why.
+        match challenge.error() {
+            Some("use_dpop_nonce") => return Verdict::NonceRequired,
+            Some("invalid_dpop_proof") => return Verdict::ProofRejected,
+            Some(_) if challenge.is_insufficient_scope() => return Verdict::NeedsMoreScope,
+            Some(_) => return Verdict::Rejected,
+            None => {}
+        }
     }
     match Challenge::bearer(headers) {
         Some(challenge) if challenge.is_insufficient_scope() => Verdict::NeedsMoreScope,
@@ -287,6 +290,13 @@ mod tests {
                 only_401,
                 true,
                 Verdict::Rejected,
+            ),
+            (
+                401,
+                Some(r#"Bearer error="insufficient_scope", DPoP algs="ES256""#),
+                only_401,
+                true,
+                Verdict::NeedsMoreScope,
             ),
             // Without a DPoP challenge, Bearer's says.
             (

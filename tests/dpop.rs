@@ -512,7 +512,31 @@ async fn a_second_nonce_challenge_in_a_row_is_not_retried() {
     assert_eq!(asked.load(Ordering::SeqCst), 2);
     assert_eq!(dpop.nonce_retries(), 1);
     // Not the client's fault, and the next fetch has the latest nonce.
+    assert!(matches!(
+        error,
+        tower_bearer::ClientCredentialsError::DpopNonceChanged
+    ));
     assert!(error.class().is_transient());
+    assert!(error.to_string().contains("use_dpop_nonce"), "{error}");
+
+    // A challenge without a usable nonce cannot be met: permanent, no
+    // retry.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    let endpoint = TestServer::start(move |_req| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async { respond(400, r#"{"error":"use_dpop_nonce"}"#) }
+    })
+    .await;
+    let source = tower_bearer::ClientCredentials::builder(endpoint.url("/token"), "client")
+        .client_secret("secret")
+        .dpop(Dpop::generate().unwrap())
+        .build()
+        .unwrap();
+    let error = source.fetch_token().await.unwrap_err();
+    assert_eq!(error.oauth_error(), Some("use_dpop_nonce"));
+    assert!(!error.class().is_transient());
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

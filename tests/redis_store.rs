@@ -513,4 +513,14 @@ async fn a_token_bound_to_a_dpop_key_is_never_shared() {
     assert_eq!(token.access_token().secret(), "bound-2");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // A source that says it binds its tokens is never handed the bearer
+    // token Redis holds, not even on its first fetch.
+    let static_bound = tower_bearer::source::StaticSource::new(
+        Token::new("bound-static", "DPoP").with_dpop(Dpop::generate().unwrap()),
+    );
+    let shared = store(&redis).share(static_bound, key());
+    assert!(shared.binds_tokens());
+    let token = with_deadline(shared.fetch()).await.unwrap();
+    assert_eq!(token.access_token().secret(), "bound-static");
 }

@@ -86,6 +86,18 @@ pub trait TokenSource: Send + Sync + 'static {
     fn kind(&self) -> &'static str {
         "custom"
     }
+
+    /// Whether the tokens this source yields are bound to a key only this
+    /// process holds (DPoP, RFC 9449): no other process can use them, so a
+    /// fleet store neither shares them nor hands this source a token
+    /// another process shared.
+    ///
+    /// Defaults to `false`. The client-credentials and token-exchange
+    /// sources say `true` when given a DPoP key; a fleet store also notices
+    /// a bound token when one comes back.
+    fn binds_tokens(&self) -> bool {
+        false
+    }
 }
 
 /// The object-safe form of [`TokenSource`], implemented for every source.
@@ -94,6 +106,8 @@ pub trait DynTokenSource: Send + Sync + 'static {
     fn fetch_dyn(&self) -> BoxFuture<'_, Result<Token, SourceError>>;
     /// See [`TokenSource::kind`].
     fn kind_dyn(&self) -> &'static str;
+    /// See [`TokenSource::binds_tokens`].
+    fn binds_tokens_dyn(&self) -> bool;
 }
 
 impl<T: TokenSource> DynTokenSource for T {
@@ -108,6 +122,10 @@ impl<T: TokenSource> DynTokenSource for T {
 
     fn kind_dyn(&self) -> &'static str {
         self.kind()
+    }
+
+    fn binds_tokens_dyn(&self) -> bool {
+        self.binds_tokens()
     }
 }
 
@@ -154,6 +172,10 @@ impl TokenSource for BoxTokenSource {
     fn kind(&self) -> &'static str {
         self.0.kind_dyn()
     }
+
+    fn binds_tokens(&self) -> bool {
+        self.0.binds_tokens_dyn()
+    }
 }
 
 /// A source that always yields the same token: for API keys used as bearer
@@ -179,6 +201,17 @@ impl TokenSource for StaticSource {
 
     fn kind(&self) -> &'static str {
         "static"
+    }
+
+    fn binds_tokens(&self) -> bool {
+        #[cfg(feature = "client-credentials")]
+        {
+            self.token.dpop().is_some()
+        }
+        #[cfg(not(feature = "client-credentials"))]
+        {
+            false
+        }
     }
 }
 

@@ -29,11 +29,11 @@ const SERVED_KEPT: usize = 8;
 /// never an error, only a direct fetch.
 ///
 /// A token bound to a DPoP key ([`Token::dpop`]) is never written: it is
-/// useless to a process without the key. Once the wrapped source has
-/// returned one, every later fetch goes straight to it, without Redis or a
-/// lease. (Its first fetch reads the store like any: give processes that
-/// use DPoP a [`StoreKey`](super::StoreKey) of their own, so that it never
-/// finds a bearer token shared by a process that does not.)
+/// useless to a process without the key. A source that binds its tokens
+/// ([`TokenSource::binds_tokens`]) is never given a shared token either
+/// (it would be a bearer token, sent without the proof the source is there
+/// for): its fetches go straight to it, without Redis or a lease, as do
+/// those of any source once it has returned a bound token.
 pub struct SharedSource<S> {
     store: RedisStore,
     source: S,
@@ -133,7 +133,7 @@ impl<S> SharedSource<S> {
 impl<S: TokenSource> SharedSource<S> {
     async fn fetch_shared(&self) -> Result<Token, S::Error> {
         let key = self.token_key.as_str();
-        if self.bound.load(Ordering::Relaxed) {
+        if self.binds_tokens() {
             return self.source.fetch().await;
         }
         let mut replaceable = Vec::new();
@@ -315,6 +315,10 @@ impl<S: TokenSource> TokenSource for SharedSource<S> {
 
     fn kind(&self) -> &'static str {
         self.source.kind()
+    }
+
+    fn binds_tokens(&self) -> bool {
+        self.source.binds_tokens() || self.bound.load(Ordering::Relaxed)
     }
 }
 

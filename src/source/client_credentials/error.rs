@@ -256,6 +256,13 @@ pub enum ClientCredentialsError {
         /// The `token_type` it gave (at most 64 characters).
         token_type: String,
     },
+    /// The token endpoint asked for a new DPoP nonce again after the one
+    /// retry with the nonce it had given: it rotated its nonce during the
+    /// fetch. Transient: the nonce it gave last is kept, and the next fetch
+    /// carries it. (A `use_dpop_nonce` answer without a usable nonce, or to
+    /// a source without DPoP, is an [`ErrorResponse`](Self::ErrorResponse),
+    /// permanent: asking again could not meet it.)
+    DpopNonceChanged,
     /// The exchange took longer than the timeout.
     Timeout {
         /// The timeout.
@@ -427,7 +434,8 @@ impl ClientCredentialsError {
             }
             ClientCredentialsError::Proof {
                 source: ProofError::SigningFailed,
-            } => ErrorClass::TRANSIENT,
+            }
+            | ClientCredentialsError::DpopNonceChanged => ErrorClass::TRANSIENT,
             ClientCredentialsError::BodyTooLarge { .. }
             | ClientCredentialsError::Proof { .. }
             | ClientCredentialsError::DpopNotBound { .. }
@@ -454,6 +462,7 @@ impl ClientCredentialsError {
     pub fn oauth_error(&self) -> Option<&str> {
         match self {
             ClientCredentialsError::ErrorResponse { error, .. } => Some(error),
+            ClientCredentialsError::DpopNonceChanged => Some("use_dpop_nonce"),
             _ => None,
         }
     }
@@ -493,6 +502,9 @@ impl fmt::Display for ClientCredentialsError {
             ClientCredentialsError::Proof { .. } => {
                 f.write_str("no DPoP proof could be made for the token request")
             }
+            ClientCredentialsError::DpopNonceChanged => f.write_str(
+                "the token endpoint asked for a new DPoP nonce (use_dpop_nonce) again after the retry with its nonce: it rotated its nonce meanwhile",
+            ),
             ClientCredentialsError::DpopNotBound { token_type } => write!(
                 f,
                 "the token endpoint answered a DPoP token request with a token of type {token_type:?}, not bound to the key (it does not issue DPoP tokens to this client)"
@@ -647,12 +659,5 @@ impl fmt::Display for ResponseProblem {
 
 /// OAuth2 error codes that mean "later": authorization-endpoint codes some
 /// providers also send from the token endpoint, and the device flow's
-/// `slow_down`; and DPoP's `use_dpop_nonce`, which reaches a caller only
-/// when the nonce changed again under the one retry (the nonce the endpoint
-/// gave is kept for the next fetch).
-const TRANSIENT_ERROR_CODES: [&str; 4] = [
-    "temporarily_unavailable",
-    "server_error",
-    "slow_down",
-    "use_dpop_nonce",
-];
+/// `slow_down`.
+const TRANSIENT_ERROR_CODES: [&str; 3] = ["temporarily_unavailable", "server_error", "slow_down"];

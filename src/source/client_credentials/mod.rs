@@ -463,7 +463,10 @@ impl ClientCredentials {
                     return result;
                 };
                 match result {
-                    Err(_) if challenged && nonce_given && !nonce_retried => {
+                    Err(_) if challenged && nonce_given && nonce_retried => {
+                        return Err(ClientCredentialsError::DpopNonceChanged);
+                    }
+                    Err(_) if challenged && nonce_given => {
                         nonce_retried = true;
                         dpop.count_nonce_retry();
                     }
@@ -573,6 +576,10 @@ impl TokenSource for ClientCredentials {
 
     fn kind(&self) -> &'static str {
         "client_credentials"
+    }
+
+    fn binds_tokens(&self) -> bool {
+        self.inner.dpop.is_some()
     }
 }
 

@@ -277,6 +277,10 @@ impl TokenSource for TokenExchange {
     fn kind(&self) -> &'static str {
         "token_exchange"
     }
+
+    fn binds_tokens(&self) -> bool {
+        self.client.dpop().is_some()
+    }
 }
 
 /// A key's source exchanges the same subject (and actor) token, asking for
