@@ -248,18 +248,7 @@ impl Dpop {
         let value = proof::Claims::new(htm, htu, ath, nonce.as_str())?.sign(&self.inner.key)?;
         Ok((value, NonceWatch::new(slot, nonce)))
     }
-}
 
-/// The same `Dpop`: one key and its nonces, shared.
-impl PartialEq for Dpop {
-    fn eq(&self, other: &Dpop) -> bool {
-        Arc::ptr_eq(&self.inner, &other.inner)
-    }
-}
-
-impl Eq for Dpop {}
-
-impl Dpop {
     /// Puts a fresh proof for `request` in its `DPoP` header (`ath` for an
     /// API request), and returns the slot of its origin's nonce, for the
     /// nonce the answer may give.
@@ -274,6 +263,15 @@ impl Dpop {
         Ok(watch)
     }
 }
+
+/// The same `Dpop`: one key and its nonces, shared.
+impl PartialEq for Dpop {
+    fn eq(&self, other: &Dpop) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Dpop {}
 
 impl fmt::Debug for Dpop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
