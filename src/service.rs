@@ -32,7 +32,7 @@ use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
-use crate::binding::ProofWatch;
+use crate::binding::{Bound, ProofWatch};
 use crate::cache::{Acquire, Lease, Outcome, Reader, TokenCache, TokenId};
 use crate::error::{Error, TokenError};
 use crate::opt_out::OptOut;
@@ -66,14 +66,13 @@ impl fmt::Debug for Selector {
 }
 
 /// What to do when the response comes: which token the request carried,
-/// what a rejection of it may set off, and where a nonce the answer gives
-/// for the token's proofs goes.
+/// and what a rejection of it may set off.
+#[derive(Clone, Copy)]
 struct Watch {
     token: TokenId,
     invalidate: bool,
     retry: bool,
     statuses: RejectionStatuses,
-    proof: Option<ProofWatch>,
 }
 
 /// Attaches `Authorization: <Type> <token>` to every request, with the token
@@ -152,11 +151,11 @@ where
         let keep_existing =
             !settings.overwrite_existing && request.headers().contains_key(&settings.header_name);
         if keep_existing || opt_out.skips_token() {
-            return ResponseFuture::calling(self.inner.call(request), None);
+            return ResponseFuture::calling(self.inner.call(request), None, None);
         }
         match settings.scope.verdict(&request) {
             Verdict::Attach => {}
-            Verdict::Skip => return ResponseFuture::calling(self.inner.call(request), None),
+            Verdict::Skip => return ResponseFuture::calling(self.inner.call(request), None, None),
             Verdict::UnknownOrigin => return self.fail(TokenError::unknown_origin()),
         }
         let on_rejection = OnRejection {
@@ -180,12 +179,13 @@ where
         };
         match acquired {
             Acquire::Ready(lease) => {
-                let header_name = settings.header_name.clone();
-                match on_rejection.attach(lease, header_name, &mut request) {
-                    Ok(watch) => ResponseFuture::calling(self.inner.call(request), Some(watch)),
-                    Err(error) => self.fail(error),
-                }
+                request
+                    .headers_mut()
+                    .insert(settings.header_name.clone(), lease.header);
+                let watch = on_rejection.watch(lease.id);
+                ResponseFuture::calling(self.inner.call(request), Some(watch), None)
             }
+            Acquire::Bound(lease, bound) => self.call_bound(request, lease, &bound, on_rejection),
             Acquire::Wait(token, deadline) => {
                 let header_name = settings.header_name.clone();
                 let cache = waiting_on.unwrap_or_else(|| self.cache.cache().clone());
@@ -221,6 +221,33 @@ where
 }
 
 impl<S: Clone> BearerAuth<S> {
+    /// Sends `request` with a token bound to a key and a fresh proof of
+    /// possession (a signature): out of line, so that the bearer path
+    /// stays short.
+    #[inline(never)]
+    fn call_bound<R>(
+        &mut self,
+        mut request: R,
+        lease: Lease,
+        bound: &Bound,
+        on_rejection: OnRejection,
+    ) -> ResponseFuture<S, R>
+    where
+        S: Service<R>,
+        R: AuthRequest,
+    {
+        // The proof first: a request that cannot be proven is not sent.
+        let proof = match bound.attach(&mut request) {
+            Ok(proof) => proof,
+            Err(error) => return self.fail(error),
+        };
+        request
+            .headers_mut()
+            .insert(self.settings.header_name.clone(), lease.header);
+        let watch = on_rejection.watch(lease.id);
+        ResponseFuture::calling(self.inner.call(request), Some(watch), Some(proof))
+    }
+
     /// Fails a request without sending it, and releases what the inner
     /// service's `poll_ready` reserved for it (a `ConcurrencyLimit` permit,
     /// a `Buffer` slot).
@@ -246,28 +273,13 @@ struct OnRejection {
 }
 
 impl OnRejection {
-    /// Puts the leased token on `request` under `header_name`, with its
-    /// proof of possession when it is bound to a key, and says what to
-    /// watch for in the answer.
-    fn attach<R: AuthRequest>(
-        self,
-        lease: Lease,
-        header_name: HeaderName,
-        request: &mut R,
-    ) -> Result<Watch, TokenError> {
-        // The proof first: a request that cannot be proven is not sent.
-        let proof = match &lease.bound {
-            Some(bound) => Some(bound.attach(request)?),
-            None => None,
-        };
-        request.headers_mut().insert(header_name, lease.header);
-        Ok(Watch {
-            token: lease.id,
+    fn watch(self, token: TokenId) -> Watch {
+        Watch {
+            token,
             invalidate: self.invalidate,
             retry: self.retry,
             statuses: self.statuses,
-            proof,
-        })
+        }
     }
 }
 
@@ -275,11 +287,26 @@ impl Watch {
     /// Reads the response: a nonce it gives is kept for the next proofs; a
     /// rejected token is thrown away (if still current) and the response
     /// marked for a retry, as is a request whose proof lacked the nonce.
-    fn judge<T: AuthResponse>(self, response: &mut T) {
-        let verdict = rejection::judge(response, self.statuses, self.proof.is_some());
+    fn judge<T: AuthResponse>(self, response: &mut T, proof: Option<ProofWatch>) {
+        let verdict = rejection::judge(response, self.statuses, proof.is_some());
+        match proof {
+            // Most answers: accepted, and no nonce to read.
+            None if verdict == rejection::Verdict::Accepted => {}
+            proof => self.act_on(response, verdict, proof),
+        }
+    }
+
+    /// What [`judge`](Self::judge) does for a rejection, or for an answer
+    /// to a proven request: out of line, to keep the common path short.
+    #[inline(never)]
+    fn act_on<T: AuthResponse>(
+        self,
+        response: &mut T,
+        verdict: rejection::Verdict,
+        proof: Option<ProofWatch>,
+    ) {
         let challenged = verdict == rejection::Verdict::NonceRequired;
-        let nonce_given = self
-            .proof
+        let nonce_given = proof
             .as_ref()
             .is_some_and(|proof| proof.observe(response, challenged));
         match verdict {
@@ -295,7 +322,7 @@ impl Watch {
             }
             rejection::Verdict::NonceRequired if nonce_given => {
                 if self.mark(response, DpopNonceRequired)
-                    && let Some(proof) = &self.proof
+                    && let Some(proof) = &proof
                 {
                     proof.count_retry();
                 }
@@ -364,6 +391,10 @@ pin_project! {
         Calling {
             #[pin]
             future: F,
+            // For a token bound to a key: where the nonce the answer may
+            // give goes. Here, not in the watch, so that a bearer request's
+            // watch stays a few plain words.
+            proof: Option<ProofWatch>,
         },
         Failed {
             error: Option<TokenError>,
@@ -372,9 +403,9 @@ pin_project! {
 }
 
 impl<S: Service<R>, R> ResponseFuture<S, R> {
-    fn calling(future: S::Future, watch: Option<Watch>) -> Self {
+    fn calling(future: S::Future, watch: Option<Watch>, proof: Option<ProofWatch>) -> Self {
         Self {
-            state: State::Calling { future },
+            state: State::Calling { future, proof },
             watch,
         }
     }
@@ -414,17 +445,16 @@ where
                         }
                     };
                     let acquired = match outcome {
-                        Ok(Ok(entry)) if entry.is_usable(Instant::now()) => {
-                            Acquire::Ready(entry.lease())
-                        }
+                        Ok(Ok(entry)) if entry.is_usable(Instant::now()) => entry.serve(),
                         // This future sat unpolled past the token's usable
                         // end: ask the cache again.
                         Ok(Ok(_)) => waiting.cache.acquire(),
                         Ok(Err(error)) => Acquire::Failed(error),
                         Err(_) => Acquire::Failed(TokenError::cancelled()),
                     };
-                    let lease = match acquired {
-                        Acquire::Ready(lease) => lease,
+                    let (lease, bound) = match acquired {
+                        Acquire::Ready(lease) => (lease, None),
+                        Acquire::Bound(lease, bound) => (lease, Some(bound)),
                         Acquire::Wait(next, deadline) => {
                             *token = next;
                             if let Some(sleep) = waiting.deadline.as_mut() {
@@ -446,19 +476,24 @@ where
                     } = *pending
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    // Dropping `inner` releases what its readiness reserved.
-                    let watch = match on_rejection.attach(lease, header_name, &mut request) {
-                        Ok(watch) => watch,
-                        Err(error) => return Poll::Ready(Err(Error::Token(error))),
+                    let proof = match bound {
+                        None => None,
+                        Some(bound) => match bound.attach(&mut request) {
+                            Ok(proof) => Some(proof),
+                            // Dropping `inner` releases what its readiness
+                            // reserved.
+                            Err(error) => return Poll::Ready(Err(Error::Token(error))),
+                        },
                     };
-                    *this.watch = Some(watch);
+                    request.headers_mut().insert(header_name, lease.header);
+                    *this.watch = Some(on_rejection.watch(lease.id));
                     let future = inner.call(request);
-                    this.state.set(State::Calling { future });
+                    this.state.set(State::Calling { future, proof });
                 }
-                StateProj::Calling { future } => {
+                StateProj::Calling { future, proof } => {
                     let mut result = ready!(future.poll(cx));
                     if let (Ok(response), Some(watch)) = (&mut result, this.watch.take()) {
-                        watch.judge(response);
+                        watch.judge(response, proof.take());
                     }
                     return Poll::Ready(result.map_err(Error::Service));
                 }

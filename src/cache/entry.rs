@@ -25,6 +25,7 @@ use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::Acquire;
 use super::policy::{Schedule, later};
 use crate::binding::Bound;
 
@@ -39,12 +40,10 @@ pub(crate) struct TokenId {
     pub(crate) token: u64,
 }
 
-/// A usable token's header value and identity, and what a token bound to a
-/// key adds to each request.
+/// A usable token's header value and identity.
 pub(crate) struct Lease {
     pub(crate) header: HeaderValue,
     pub(crate) id: TokenId,
-    pub(crate) bound: Option<Arc<Bound>>,
 }
 
 /// A cached token, ready to attach.
@@ -87,7 +86,17 @@ impl Entry {
         Lease {
             header: self.header.clone(),
             id: self.id,
-            bound: self.bound.clone(),
+        }
+    }
+
+    /// The token for a request: its lease, and for a token bound to a key,
+    /// what each request adds (kept out of [`Lease`], so that a bearer
+    /// token's path carries nothing it does not use).
+    #[inline]
+    pub(crate) fn serve(&self) -> Acquire {
+        match &self.bound {
+            None => Acquire::Ready(self.lease()),
+            Some(bound) => Acquire::Bound(self.lease(), Arc::clone(bound)),
         }
     }
 

@@ -92,6 +92,7 @@ mod reader;
 mod registry;
 mod stats;
 
+use crate::binding::Bound;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -193,6 +194,8 @@ impl State {
 pub(crate) enum Acquire {
     /// A usable token.
     Ready(Lease),
+    /// A usable token bound to a key, and what each request adds for it.
+    Bound(Lease, Arc<Bound>),
     /// Wait for the fetch in flight, until the deadline.
     Wait(oneshot::Receiver<Outcome>, Instant),
     /// No token, and no fetch may start now.
@@ -290,7 +293,7 @@ impl TokenCache {
             // A live timer vouches that the refresh point has not come.
             if entry.is_fresh() {
                 self.shared.counters.served_from_cache.bump();
-                return Acquire::Ready(entry.lease());
+                return entry.serve();
             }
             let now = Instant::now();
             if entry.is_usable(now) {
@@ -298,7 +301,7 @@ impl TokenCache {
                     self.refresh_ahead(entry, now);
                 }
                 self.shared.counters.served_from_cache.bump();
-                return Acquire::Ready(entry.lease());
+                return entry.serve();
             }
         }
         self.acquire_slow()
@@ -349,7 +352,7 @@ impl TokenCache {
         // A fetch may have finished since the lock-free look.
         if let Some(entry) = shared.usable(now) {
             shared.counters.served_from_cache.bump();
-            return Acquire::Ready(entry.lease());
+            return entry.serve();
         }
         let stalled = self.abandon_stalled(&mut state, now);
         let acquired = self.wait_or_fail(&mut state, now);
