@@ -15,6 +15,7 @@ pub(crate) use unbound::{Bound, ProofWatch};
 
 #[cfg(not(feature = "client-credentials"))]
 mod unbound {
+    use crate::cache::Lease;
     use crate::error::TokenError;
     use crate::request::{AuthRequest, AuthResponse};
 
@@ -25,6 +26,10 @@ mod unbound {
     pub(crate) enum ProofWatch {}
 
     impl Bound {
+        pub(crate) fn lease(&self) -> Lease {
+            match *self {}
+        }
+
         pub(crate) fn attach<R: AuthRequest>(&self, _: &mut R) -> Result<ProofWatch, TokenError> {
             match *self {}
         }

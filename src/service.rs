@@ -33,7 +33,7 @@ use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 use crate::binding::{Bound, ProofWatch};
-use crate::cache::{Acquire, Lease, Outcome, Reader, TokenCache, TokenId};
+use crate::cache::{Acquire, Outcome, Reader, TokenCache, TokenId};
 use crate::error::{Error, TokenError};
 use crate::opt_out::OptOut;
 use crate::params::TokenParams;
@@ -151,11 +151,11 @@ where
         let keep_existing =
             !settings.overwrite_existing && request.headers().contains_key(&settings.header_name);
         if keep_existing || opt_out.skips_token() {
-            return ResponseFuture::calling(self.inner.call(request), None, None);
+            return ResponseFuture::calling(self.inner.call(request), None);
         }
         match settings.scope.verdict(&request) {
             Verdict::Attach => {}
-            Verdict::Skip => return ResponseFuture::calling(self.inner.call(request), None, None),
+            Verdict::Skip => return ResponseFuture::calling(self.inner.call(request), None),
             Verdict::UnknownOrigin => return self.fail(TokenError::unknown_origin()),
         }
         let on_rejection = OnRejection {
@@ -183,9 +183,9 @@ where
                     .headers_mut()
                     .insert(settings.header_name.clone(), lease.header);
                 let watch = on_rejection.watch(lease.id);
-                ResponseFuture::calling(self.inner.call(request), Some(watch), None)
+                ResponseFuture::calling(self.inner.call(request), Some(watch))
             }
-            Acquire::Bound(lease, bound) => self.call_bound(request, lease, &bound, on_rejection),
+            Acquire::Bound(bound) => self.call_bound(request, &bound, on_rejection),
             Acquire::Wait(token, deadline) => {
                 let header_name = settings.header_name.clone();
                 let cache = waiting_on.unwrap_or_else(|| self.cache.cache().clone());
@@ -228,7 +228,6 @@ impl<S: Clone> BearerAuth<S> {
     fn call_bound<R>(
         &mut self,
         mut request: R,
-        lease: Lease,
         bound: &Bound,
         on_rejection: OnRejection,
     ) -> ResponseFuture<S, R>
@@ -241,11 +240,18 @@ impl<S: Clone> BearerAuth<S> {
             Ok(proof) => proof,
             Err(error) => return self.fail(error),
         };
+        let lease = bound.lease();
         request
             .headers_mut()
             .insert(self.settings.header_name.clone(), lease.header);
         let watch = on_rejection.watch(lease.id);
-        ResponseFuture::calling(self.inner.call(request), Some(watch), Some(proof))
+        ResponseFuture {
+            state: State::CallingProven {
+                future: self.inner.call(request),
+                proof: Some(proof),
+            },
+            watch: Some(watch),
+        }
     }
 
     /// Fails a request without sending it, and releases what the inner
@@ -287,13 +293,18 @@ impl Watch {
     /// Reads the response: a nonce it gives is kept for the next proofs; a
     /// rejected token is thrown away (if still current) and the response
     /// marked for a retry, as is a request whose proof lacked the nonce.
-    fn judge<T: AuthResponse>(self, response: &mut T, proof: Option<ProofWatch>) {
-        let verdict = rejection::judge(response, self.statuses, proof.is_some());
-        match proof {
-            // Most answers: accepted, and no nonce to read.
-            None if verdict == rejection::Verdict::Accepted => {}
-            proof => self.act_on(response, verdict, proof),
+    fn judge<T: AuthResponse>(self, response: &mut T) {
+        let verdict = rejection::judge(response, self.statuses, false);
+        if verdict != rejection::Verdict::Accepted {
+            self.act_on(response, verdict, None);
         }
+    }
+
+    /// [`judge`](Self::judge) for a request proven with `proof`: a nonce
+    /// the answer gives is kept for the next proofs.
+    fn judge_proven<T: AuthResponse>(self, response: &mut T, proof: &ProofWatch) {
+        let verdict = rejection::judge(response, self.statuses, true);
+        self.act_on(response, verdict, Some(proof));
     }
 
     /// What [`judge`](Self::judge) does for a rejection, or for an answer
@@ -303,12 +314,10 @@ impl Watch {
         self,
         response: &mut T,
         verdict: rejection::Verdict,
-        proof: Option<ProofWatch>,
+        proof: Option<&ProofWatch>,
     ) {
         let challenged = verdict == rejection::Verdict::NonceRequired;
-        let nonce_given = proof
-            .as_ref()
-            .is_some_and(|proof| proof.observe(response, challenged));
+        let nonce_given = proof.is_some_and(|proof| proof.observe(response, challenged));
         match verdict {
             rejection::Verdict::Accepted => {}
             rejection::Verdict::Rejected => {
@@ -322,7 +331,7 @@ impl Watch {
             }
             rejection::Verdict::NonceRequired if nonce_given => {
                 if self.mark(response, DpopNonceRequired)
-                    && let Some(proof) = &proof
+                    && let Some(proof) = proof
                 {
                     proof.count_retry();
                 }
@@ -391,9 +400,13 @@ pin_project! {
         Calling {
             #[pin]
             future: F,
-            // For a token bound to a key: where the nonce the answer may
-            // give goes. Here, not in the watch, so that a bearer request's
-            // watch stays a few plain words.
+        },
+        // A request with a token bound to a key, and where the nonce its
+        // answer may give goes: a state of its own, so that a bearer
+        // request's path carries nothing of it.
+        CallingProven {
+            #[pin]
+            future: F,
             proof: Option<ProofWatch>,
         },
         Failed {
@@ -403,9 +416,9 @@ pin_project! {
 }
 
 impl<S: Service<R>, R> ResponseFuture<S, R> {
-    fn calling(future: S::Future, watch: Option<Watch>, proof: Option<ProofWatch>) -> Self {
+    fn calling(future: S::Future, watch: Option<Watch>) -> Self {
         Self {
-            state: State::Calling { future, proof },
+            state: State::Calling { future },
             watch,
         }
     }
@@ -424,76 +437,26 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Waiting { token, pending } => {
-                    let waiting = pending
-                        .as_mut()
-                        .expect("ResponseFuture polled after completion");
-                    let outcome = match Pin::new(&mut *token).poll(cx) {
-                        Poll::Ready(outcome) => outcome,
-                        Poll::Pending => {
-                            if let Some(deadline) = waiting.deadline.as_mut() {
-                                ready!(deadline.as_mut().poll(cx));
-                                let cache = waiting.cache.clone();
-                                // Release the readied service now, not when
-                                // the caller drops this future.
-                                pending.take();
-                                cache.give_up_on_stalled();
-                                return Poll::Ready(Err(Error::Token(TokenError::timeout(
-                                    cache.fetch_timeout(),
-                                ))));
-                            }
-                            return Poll::Pending;
-                        }
+                    let (watch, next) = match ready!(poll_waiting(token, pending, cx)) {
+                        Ok(sent) => sent,
+                        Err(error) => return Poll::Ready(Err(Error::Token(error))),
                     };
-                    let acquired = match outcome {
-                        Ok(Ok(entry)) if entry.is_usable(Instant::now()) => entry.serve(),
-                        // This future sat unpolled past the token's usable
-                        // end: ask the cache again.
-                        Ok(Ok(_)) => waiting.cache.acquire(),
-                        Ok(Err(error)) => Acquire::Failed(error),
-                        Err(_) => Acquire::Failed(TokenError::cancelled()),
-                    };
-                    let (lease, bound) = match acquired {
-                        Acquire::Ready(lease) => (lease, None),
-                        Acquire::Bound(lease, bound) => (lease, Some(bound)),
-                        Acquire::Wait(next, deadline) => {
-                            *token = next;
-                            if let Some(sleep) = waiting.deadline.as_mut() {
-                                sleep.as_mut().reset(deadline);
-                            }
-                            continue;
-                        }
-                        Acquire::Failed(error) => {
-                            pending.take();
-                            return Poll::Ready(Err(Error::Token(error)));
-                        }
-                    };
-                    let Pending {
-                        mut inner,
-                        mut request,
-                        header_name,
-                        on_rejection,
-                        ..
-                    } = *pending
-                        .take()
-                        .expect("ResponseFuture polled after completion");
-                    let proof = match bound {
-                        None => None,
-                        Some(bound) => match bound.attach(&mut request) {
-                            Ok(proof) => Some(proof),
-                            // Dropping `inner` releases what its readiness
-                            // reserved.
-                            Err(error) => return Poll::Ready(Err(Error::Token(error))),
-                        },
-                    };
-                    request.headers_mut().insert(header_name, lease.header);
-                    *this.watch = Some(on_rejection.watch(lease.id));
-                    let future = inner.call(request);
-                    this.state.set(State::Calling { future, proof });
+                    *this.watch = Some(watch);
+                    this.state.set(next);
                 }
-                StateProj::Calling { future, proof } => {
+                StateProj::Calling { future } => {
                     let mut result = ready!(future.poll(cx));
                     if let (Ok(response), Some(watch)) = (&mut result, this.watch.take()) {
-                        watch.judge(response, proof.take());
+                        watch.judge(response);
+                    }
+                    return Poll::Ready(result.map_err(Error::Service));
+                }
+                StateProj::CallingProven { future, proof } => {
+                    let mut result = ready!(future.poll(cx));
+                    if let (Ok(response), Some(watch), Some(proof)) =
+                        (&mut result, this.watch.take(), proof.take())
+                    {
+                        watch.judge_proven(response, &proof);
                     }
                     return Poll::Ready(result.map_err(Error::Service));
                 }
@@ -505,5 +468,89 @@ where
                 }
             }
         }
+    }
+}
+
+/// The waiting state of [`ResponseFuture::poll`]: the token awaited, then
+/// the request sent with it. Out of line: a request waits only while no
+/// usable token is cached, and the path of every other stays short.
+#[inline(never)]
+#[allow(clippy::type_complexity)]
+fn poll_waiting<S, R>(
+    token: &mut oneshot::Receiver<Outcome>,
+    pending: &mut Option<Box<Pending<S, R>>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(Watch, State<S, R, S::Future>), TokenError>>
+where
+    S: Service<R>,
+    R: AuthRequest,
+{
+    loop {
+        let waiting = pending
+            .as_mut()
+            .expect("ResponseFuture polled after completion");
+        let outcome = match Pin::new(&mut *token).poll(cx) {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => {
+                if let Some(deadline) = waiting.deadline.as_mut() {
+                    ready!(deadline.as_mut().poll(cx));
+                    let cache = waiting.cache.clone();
+                    // Release the readied service now, not when the caller
+                    // drops this future.
+                    pending.take();
+                    cache.give_up_on_stalled();
+                    return Poll::Ready(Err(TokenError::timeout(cache.fetch_timeout())));
+                }
+                return Poll::Pending;
+            }
+        };
+        let acquired = match outcome {
+            Ok(Ok(entry)) if entry.is_usable(Instant::now()) => entry.serve(),
+            // This future sat unpolled past the token's usable end: ask the
+            // cache again.
+            Ok(Ok(_)) => waiting.cache.acquire(),
+            Ok(Err(error)) => Acquire::Failed(error),
+            Err(_) => Acquire::Failed(TokenError::cancelled()),
+        };
+        let (lease, bound) = match acquired {
+            Acquire::Ready(lease) => (lease, None),
+            Acquire::Bound(bound) => (bound.lease(), Some(bound)),
+            Acquire::Wait(next, deadline) => {
+                *token = next;
+                if let Some(sleep) = waiting.deadline.as_mut() {
+                    sleep.as_mut().reset(deadline);
+                }
+                continue;
+            }
+            Acquire::Failed(error) => {
+                pending.take();
+                return Poll::Ready(Err(error));
+            }
+        };
+        let Pending {
+            mut inner,
+            mut request,
+            header_name,
+            on_rejection,
+            ..
+        } = *pending
+            .take()
+            .expect("ResponseFuture polled after completion");
+        let proof = match bound {
+            None => None,
+            Some(bound) => match bound.attach(&mut request) {
+                Ok(proof) => Some(proof),
+                // Dropping `inner` releases what its readiness reserved.
+                Err(error) => return Poll::Ready(Err(error)),
+            },
+        };
+        request.headers_mut().insert(header_name, lease.header);
+        let watch = on_rejection.watch(lease.id);
+        let future = inner.call(request);
+        let next = match proof {
+            None => State::Calling { future },
+            proof => State::CallingProven { future, proof },
+        };
+        return Poll::Ready(Ok((watch, next)));
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use crate::binding::Bound;
+use crate::cache::Lease;
 #[cfg(feature = "client-credentials")]
 use crate::dpop::Dpop;
 
@@ -117,15 +118,16 @@ impl Token {
 
     /// What the layer adds to each request for this token: a proof of
     /// possession of its key, when it is bound to one.
-    pub(crate) fn binding(&self) -> Option<Arc<Bound>> {
+    pub(crate) fn binding(&self, lease: &Lease) -> Option<Arc<Bound>> {
         #[cfg(feature = "client-credentials")]
         {
             self.dpop
                 .as_ref()
-                .map(|dpop| Arc::new(Bound::new(dpop, &self.access_token)))
+                .map(|dpop| Arc::new(Bound::new(dpop, &self.access_token, lease.clone())))
         }
         #[cfg(not(feature = "client-credentials"))]
         {
+            let _ = lease;
             None
         }
     }

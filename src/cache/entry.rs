@@ -41,6 +41,7 @@ pub(crate) struct TokenId {
 }
 
 /// A usable token's header value and identity.
+#[derive(Clone)]
 pub(crate) struct Lease {
     pub(crate) header: HeaderValue,
     pub(crate) id: TokenId,
@@ -96,7 +97,7 @@ impl Entry {
     pub(crate) fn serve(&self) -> Acquire {
         match &self.bound {
             None => Acquire::Ready(self.lease()),
-            Some(bound) => Acquire::Bound(self.lease(), Arc::clone(bound)),
+            Some(bound) => Acquire::Bound(Arc::clone(bound)),
         }
     }
 

@@ -195,7 +195,7 @@ pub(crate) enum Acquire {
     /// A usable token.
     Ready(Lease),
     /// A usable token bound to a key, and what each request adds for it.
-    Bound(Lease, Arc<Bound>),
+    Bound(Arc<Bound>),
     /// Wait for the fetch in flight, until the deadline.
     Wait(oneshot::Receiver<Outcome>, Instant),
     /// No token, and no fetch may start now.
@@ -580,7 +580,11 @@ impl Shared {
             cache: self.id,
             token: self.next_token.fetch_add(1, Ordering::Relaxed),
         };
-        let entry = Entry::new(id, header, token.binding(), started, &schedule);
+        let bound = token.binding(&Lease {
+            header: header.clone(),
+            id,
+        });
+        let entry = Entry::new(id, header, bound, started, &schedule);
         if !entry.is_usable(now) {
             return Err(TokenError::expired_on_arrival(
                 lifetime,

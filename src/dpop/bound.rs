@@ -4,6 +4,7 @@
 use http::HeaderName;
 
 use super::{Ath, Dpop, NonceWatch};
+use crate::cache::Lease;
 use crate::error::TokenError;
 use crate::request::{AuthRequest, AuthResponse};
 use crate::token::AccessToken;
@@ -14,18 +15,26 @@ pub(crate) const DPOP: HeaderName = HeaderName::from_static("dpop");
 /// The `DPoP-Nonce` response header: the nonce the next proofs carry.
 pub(crate) const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 
-/// A cached token's binding to its key.
+/// A cached token bound to its key: its lease, and what each request
+/// adds.
 pub(crate) struct Bound {
+    lease: Lease,
     dpop: Dpop,
     ath: Ath,
 }
 
 impl Bound {
-    pub(crate) fn new(dpop: &Dpop, token: &AccessToken) -> Bound {
+    pub(crate) fn new(dpop: &Dpop, token: &AccessToken, lease: Lease) -> Bound {
         Bound {
+            lease,
             dpop: dpop.clone(),
             ath: Ath::of(token.secret()),
         }
+    }
+
+    /// The token's header and identity, for one request.
+    pub(crate) fn lease(&self) -> Lease {
+        self.lease.clone()
     }
 
     /// Puts a fresh proof for `request` in its `DPoP` header, and says
