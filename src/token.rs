@@ -18,7 +18,9 @@ use std::time::Duration;
 use http::HeaderValue;
 
 use crate::binding::Bound;
+#[cfg(feature = "client-credentials")]
 use crate::cache::Lease;
+use crate::cache::TokenId;
 #[cfg(feature = "client-credentials")]
 use crate::dpop::Dpop;
 
@@ -116,18 +118,36 @@ impl Token {
         self.dpop.as_ref()
     }
 
-    /// What the layer adds to each request for this token: a proof of
-    /// possession of its key, when it is bound to one.
-    pub(crate) fn binding(&self, lease: &Lease) -> Option<Arc<Bound>> {
+    /// Whether the token is bound to a key (DPoP): no other process can
+    /// use it.
+    pub(crate) fn is_bound(&self) -> bool {
         #[cfg(feature = "client-credentials")]
         {
-            self.dpop
-                .as_ref()
-                .map(|dpop| Arc::new(Bound::new(dpop, &self.access_token, lease.clone())))
+            self.dpop.is_some()
         }
         #[cfg(not(feature = "client-credentials"))]
         {
-            let _ = lease;
+            false
+        }
+    }
+
+    /// What the layer adds to each request for this token, cached as
+    /// `header` under `id`: a proof of possession of its key, when it is
+    /// bound to one.
+    pub(crate) fn binding(&self, header: &HeaderValue, id: TokenId) -> Option<Arc<Bound>> {
+        #[cfg(feature = "client-credentials")]
+        {
+            self.dpop.as_ref().map(|dpop| {
+                let lease = Lease {
+                    header: header.clone(),
+                    id,
+                };
+                Arc::new(Bound::new(dpop, &self.access_token, lease))
+            })
+        }
+        #[cfg(not(feature = "client-credentials"))]
+        {
+            let _ = (header, id);
             None
         }
     }

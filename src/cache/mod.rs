@@ -580,10 +580,7 @@ impl Shared {
             cache: self.id,
             token: self.next_token.fetch_add(1, Ordering::Relaxed),
         };
-        let bound = token.binding(&Lease {
-            header: header.clone(),
-            id,
-        });
+        let bound = token.binding(&header, id);
         let entry = Entry::new(id, header, bound, started, &schedule);
         if !entry.is_usable(now) {
             return Err(TokenError::expired_on_arrival(

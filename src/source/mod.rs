@@ -204,14 +204,7 @@ impl TokenSource for StaticSource {
     }
 
     fn binds_tokens(&self) -> bool {
-        #[cfg(feature = "client-credentials")]
-        {
-            self.token.dpop().is_some()
-        }
-        #[cfg(not(feature = "client-credentials"))]
-        {
-            false
-        }
+        self.token.is_bound()
     }
 }
 

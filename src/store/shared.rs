@@ -232,8 +232,7 @@ impl<S: TokenSource> SharedSource<S> {
         replaceable: Vec<String>,
     ) -> Token {
         let key = self.token_key.as_str();
-        #[cfg(feature = "client-credentials")]
-        if token.dpop().is_some() {
+        if token.is_bound() {
             // Bound to this process's DPoP key: useless to any other.
             tracing::debug!(
                 key,

@@ -41,8 +41,6 @@ pub use key::{KeyError, KeyType, MAX_KEY_FILE_BYTES, PrivateKey, PrivateKeyFile}
 pub use signer::{AssertionSigner, SignError, SignFuture, SigningAlgorithm, UnknownAlgorithm};
 
 pub(crate) use assertion::{make as make_assertion, secret_signer};
-// A bounded read into a buffer wiped on drop: token files want one too.
-pub(crate) use pem::{ReadError, read_file};
 
 /// A client authentication method, by its registered name (RFC 8414's
 /// `token_endpoint_auth_methods_supported`, OpenID Connect Core section 9).

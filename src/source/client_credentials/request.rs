@@ -212,12 +212,6 @@ impl TokenRequest {
         })
     }
 
-    /// The request to send, as built.
-    #[cfg(test)]
-    pub(super) fn to_http(&self) -> http::Request<String> {
-        self.to_http_with(&[])
-    }
-
     /// The request to send, with `more` form parameters after the others.
     pub(super) fn to_http_with(&self, more: &[(&str, &str)]) -> http::Request<String> {
         let mut body = self.body.secret().to_owned();
@@ -384,7 +378,8 @@ mod tests {
 
     fn build(settings: &Settings<'_>) -> Result<(http::Request<String>, Secrets), BuildError> {
         let url = Url::parse("https://idp.example.com/token").unwrap();
-        TokenRequest::new(url, settings).map(|(request, secrets)| (request.to_http(), secrets))
+        TokenRequest::new(url, settings)
+            .map(|(request, secrets)| (request.to_http_with(&[]), secrets))
     }
 
     fn secret_auth(secret: &ClientSecret, style: AuthStyle) -> ClientAuth {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::error::{TokenExchangeError, TokenFileProblem, TokenRole};
-use crate::source::client_auth::{ReadError, read_file};
+use crate::source::client_auth::pem::{ReadError, read_file};
 use crate::source::{BoxTokenSource, TokenSource};
 
 /// The most of a token file that is read: 64 KiB. A service-account JWT is
