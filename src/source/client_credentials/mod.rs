@@ -212,6 +212,7 @@ use crate::source::discovery::ProviderMetadata;
 use crate::source::{KeyedTokenSource, TokenSource};
 use crate::token::Token;
 use endpoint::Endpoint;
+use request::TokenRequest;
 
 pub use avionte::{AVIONTE_FRONT_OFFICE_SCOPE, AVIONTE_TOKEN_URL};
 pub use builder::ClientCredentialsBuilder;
@@ -428,45 +429,25 @@ impl ClientCredentials {
             for (_, value) in secret_params {
                 secrets.to_mut().add(value);
             }
+            let Some(dpop) = &inner.dpop else {
+                let (result, _) = inner
+                    .send(request, issuer, secret_params, &mut secrets, None)
+                    .await?;
+                return result;
+            };
             // With DPoP, a second attempt when the endpoint asks for a
             // nonce (RFC 9449 section 8); each with its own assertion and
             // proof, since a server may remember their `jti`s.
             let mut nonce_retried = false;
             loop {
-                let jwt: String;
-                let mut form = secret_params.to_vec();
-                if let ClientAuth::Assertion(assertion) = &inner.auth {
-                    jwt = inner
-                        .client_assertion(assertion, request.url(), issuer)
-                        .await?;
-                    secrets.to_mut().add(&jwt);
-                    form.push(("client_assertion_type", JWT_BEARER_ASSERTION_TYPE));
-                    form.push(("client_assertion", &jwt));
-                }
-                let mut http_request = request.to_http_with(&form);
-                let nonce_watch = match &inner.dpop {
-                    Some(dpop) => Some(
-                        dpop.attach(&mut http_request, None)
-                            .map_err(|source| ClientCredentialsError::Proof { source })?,
-                    ),
-                    None => None,
-                };
-                let answer = transport::send(&inner.http_client, http_request)
-                    .await
-                    .map_err(|error| certificate_refusal(&inner.auth, error))?;
-                let result = response::interpret(&answer, &secrets);
-                let challenged =
-                    matches!(&result, Err(error) if error.oauth_error() == Some("use_dpop_nonce"));
-                let nonce_given =
-                    nonce_watch.is_some_and(|watch| watch.take_from(&answer.headers, challenged));
-                let Some(dpop) = &inner.dpop else {
-                    return result;
-                };
+                let (result, nonce_challenge_met) = inner
+                    .send(request, issuer, secret_params, &mut secrets, Some(dpop))
+                    .await?;
                 match result {
-                    Err(_) if challenged && nonce_given && nonce_retried => {
+                    Err(_) if nonce_challenge_met && nonce_retried => {
                         return Err(ClientCredentialsError::DpopNonceChanged);
                     }
-                    Err(_) if challenged && nonce_given => {
+                    Err(_) if nonce_challenge_met => {
                         nonce_retried = true;
                         dpop.count_nonce_retry();
                     }
@@ -492,6 +473,47 @@ impl ClientCredentials {
 }
 
 impl Inner {
+    /// Sends `request` once, with `secret_params`, a client assertion when
+    /// the client makes them and a proof of possession of `dpop`'s key when
+    /// given; `secrets` gains what this attempt adds. The endpoint's answer
+    /// as read, and whether it was a `use_dpop_nonce` challenge that gave a
+    /// nonce the next attempt can carry.
+    async fn send(
+        &self,
+        request: &TokenRequest,
+        issuer: Option<&str>,
+        secret_params: &[(&str, &str)],
+        secrets: &mut Cow<'_, Secrets>,
+        dpop: Option<&Dpop>,
+    ) -> Result<(Result<Token, ClientCredentialsError>, bool), ClientCredentialsError> {
+        let mut form = secret_params.to_vec();
+        let jwt;
+        if let ClientAuth::Assertion(assertion) = &self.auth {
+            jwt = self
+                .client_assertion(assertion, request.url(), issuer)
+                .await?;
+            secrets.to_mut().add(&jwt);
+            form.push(("client_assertion_type", JWT_BEARER_ASSERTION_TYPE));
+            form.push(("client_assertion", &jwt));
+        }
+        let mut http_request = request.to_http_with(&form);
+        let nonce = match dpop {
+            Some(dpop) => Some(
+                dpop.attach(&mut http_request, None)
+                    .map_err(|source| ClientCredentialsError::Proof { source })?,
+            ),
+            None => None,
+        };
+        let answer = transport::send(&self.http_client, http_request)
+            .await
+            .map_err(|error| certificate_refusal(&self.auth, error))?;
+        let result = response::interpret(&answer, secrets);
+        let challenged =
+            matches!(&result, Err(error) if error.oauth_error() == Some("use_dpop_nonce"));
+        let challenge_met = nonce.is_some_and(|nonce| nonce.take_from(&answer.headers, challenged));
+        Ok((result, challenged && challenge_met))
+    }
+
     /// A client assertion made for one request to `token_url`.
     async fn client_assertion(
         &self,
