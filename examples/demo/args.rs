@@ -565,11 +565,9 @@ impl Cli {
     fn check_dpop(&self) -> Result<(), String> {
         // The store shares one token per client across the fleet, but a
         // DPoP token is bound to this process's key: no other process can
-        // use it, and the library does not share it (it would only
-        // serialize the fleet's fetches under the store's lease). Worse,
-        // the store's key does not say DPoP, so a bearer token another
-        // process shared under the same client would be read back and sent
-        // without a proof. Refused, as for a subject's token.
+        // use it, so the library neither shares it nor reads a shared one
+        // for it, and the store would do nothing. Refused, as for a
+        // subject's token, rather than accepted and ignored.
         if self.dpop && (self.redis.is_some() || !self.redis_cluster.is_empty()) {
             let flag = if self.redis.is_some() {
                 "--redis"

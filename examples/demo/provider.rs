@@ -931,7 +931,7 @@ fn api_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Hand
         // A call that says DPoP is answered with a DPoP challenge, a bearer
         // call with a Bearer one, as before.
         let challenge = |error: &str| match scheme {
-            Scheme::Dpop => format!("DPoP algs=\"ES256 EdDSA\", error=\"{error}\""),
+            Scheme::Dpop => dpop_challenge(error),
             Scheme::Bearer => format!("Bearer error=\"{error}\""),
         };
         let (status, error, message) = match verdict {
@@ -955,12 +955,13 @@ fn api_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Hand
                     StatusCode::UNAUTHORIZED,
                     serde_json::json!({ "message": "a DPoP nonce is required" }),
                 );
+                let challenge = format!(
+                    "{}, error_description=\"Resource server requires nonce in DPoP proof\"",
+                    dpop_challenge("use_dpop_nonce")
+                );
                 res.headers_mut().insert(
                     "www-authenticate",
-                    HeaderValue::from_static(
-                        "DPoP algs=\"ES256 EdDSA\", error=\"use_dpop_nonce\", \
-                         error_description=\"Resource server requires nonce in DPoP proof\"",
-                    ),
+                    HeaderValue::try_from(challenge).expect("ASCII"),
                 );
                 return res;
             }
@@ -983,7 +984,7 @@ fn api_endpoint(state: Arc<EmbeddedState>, req: http::Request<Incoming>) -> Hand
             Verdict::NotProven => (
                 StatusCode::UNAUTHORIZED,
                 // Said as DPoP: that is how this token must come.
-                "DPoP algs=\"ES256 EdDSA\", error=\"invalid_token\"".to_owned(),
+                dpop_challenge("invalid_token"),
                 "the token is bound to a DPoP key: send it as Authorization: DPoP, with a proof"
                     .to_owned(),
             ),
@@ -1065,6 +1066,15 @@ fn looks_like_a_jwt(token: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
+}
+
+/// A `WWW-Authenticate: DPoP` challenge naming `error`, with the
+/// algorithms the API takes (RFC 9449 section 7.1).
+fn dpop_challenge(error: &str) -> String {
+    format!(
+        "DPoP algs=\"{}\", error=\"{error}\"",
+        dpop_verify::SUPPORTED_ALGS.join(" ")
+    )
 }
 
 /// How a call presents its token.
