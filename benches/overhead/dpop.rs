@@ -7,22 +7,12 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed2551
 use http::Uri;
 use tower::Layer;
 use tower_bearer::dpop::{Dpop, DpopAlgorithm, DpopKey};
-use tower_bearer::source::StaticSource;
-use tower_bearer::{BearerAuthLayer, Token, TokenCache};
+use tower_bearer::{BearerAuthLayer, Token};
 
-use super::services::{noop_service, static_token};
+use super::services::{multi_thread_runtime, noop_service, static_token, warm_cache};
 use super::stats::{Variant, interleave, median, print_samples, ratio_of_rounds};
 use super::wall_clock::per_request_ns;
 use crate::{Plan, Summary, TOKEN, URI};
-
-/// A warm cache holding `token`.
-fn warm_cache(runtime: &tokio::runtime::Runtime, token: Token) -> TokenCache {
-    let cache = TokenCache::new(StaticSource::new(token));
-    runtime
-        .block_on(cache.refresh())
-        .expect("warming the cache");
-    cache
-}
 
 fn bound_token(algorithm: DpopAlgorithm) -> Token {
     let dpop = Dpop::new(DpopKey::generate_with(algorithm).expect("a DPoP key"));
@@ -48,11 +38,7 @@ pub(crate) fn dpop_hot_path(plan: &Plan, summary: &mut Summary) {
     );
     let uri = Uri::from_static(URI);
     let iters = plan.dpop_iters;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = multi_thread_runtime(1);
     let mut bearer =
         BearerAuthLayer::with_cache(warm_cache(&runtime, static_token())).layer(noop_service());
     let mut es256 =

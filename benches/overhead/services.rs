@@ -12,8 +12,8 @@ use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response, Uri};
 use tokio::time::Instant;
 use tower::Service;
-use tower_bearer::source::{BoxTokenSource, KeyedTokenSource};
-use tower_bearer::{BoxError, Token, TokenParams, TokenSource};
+use tower_bearer::source::{BoxTokenSource, KeyedTokenSource, StaticSource};
+use tower_bearer::{BoxError, Token, TokenCache, TokenParams, TokenSource};
 use tower_http::auth::AddAuthorizationLayer;
 
 use crate::TOKEN;
@@ -153,4 +153,23 @@ where
             inner.call(request).await.map_err(Into::into)
         })
     }
+}
+
+/// A multi-thread runtime with `workers` threads, its timers on: where a
+/// token's freshness timer runs, as in production.
+pub(crate) fn multi_thread_runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A cache holding `token`, fetched on `runtime`.
+pub(crate) fn warm_cache(runtime: &tokio::runtime::Runtime, token: Token) -> TokenCache {
+    let cache = TokenCache::new(StaticSource::new(token));
+    runtime
+        .block_on(cache.refresh())
+        .expect("warming the cache");
+    cache
 }

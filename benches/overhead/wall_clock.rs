@@ -19,7 +19,8 @@ use tower_bearer::source::StaticSource;
 use tower_bearer::{BearerAuthLayer, TokenCache, TokenParams};
 
 use super::services::{
-    KeyedStatic, NaiveBearer, noop_service, request, request_for, static_token, tower_http_layer,
+    KeyedStatic, NaiveBearer, multi_thread_runtime, noop_service, request, request_for,
+    static_token, tower_http_layer, warm_cache,
 };
 use super::stats::{Variant, interleave, median, print_samples, ratio_of_rounds};
 use crate::{Plan, Summary, URI};
@@ -72,15 +73,8 @@ pub(crate) fn hot_path(plan: &Plan, summary: &mut Summary) {
 
     // The token's freshness timer runs on a multi-thread runtime, as in
     // production; the requests are driven by hand on this thread.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let cache = TokenCache::new(StaticSource::new(static_token()));
-    runtime
-        .block_on(cache.refresh())
-        .expect("warming the cache");
+    let runtime = multi_thread_runtime(1);
+    let cache = warm_cache(&runtime, static_token());
     // The same cache reading the clock on every request, for context.
     let clock_cache = TokenCache::builder(StaticSource::new(static_token()))
         .freshness_check(FreshnessCheck::Clock)
@@ -336,15 +330,8 @@ pub(crate) fn contention(plan: &Plan, summary: &mut Summary) {
         plan.contention_rounds,
         plan.contention_span.as_millis()
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let cache = TokenCache::new(StaticSource::new(static_token()));
-    runtime
-        .block_on(cache.refresh())
-        .expect("warming the cache");
+    let runtime = multi_thread_runtime(2);
+    let cache = warm_cache(&runtime, static_token());
 
     let tower_http = tower_http_layer().layer(noop_service());
     let bearer = BearerAuthLayer::with_cache(cache.clone()).layer(noop_service());
