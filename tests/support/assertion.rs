@@ -34,8 +34,8 @@ use hyper::{Request, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
-use super::TestServer;
 use super::keys::TestKey;
+use super::{TestServer, json_response};
 
 /// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -311,15 +311,6 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
 
 fn error_body(error: &str, description: &str) -> Value {
     json!({"error": error, "error_description": description})
-}
-
-fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
 }
 
 fn now() -> f64 {

@@ -125,17 +125,15 @@ impl Default for TokenEndpointConfig {
 }
 
 /// A JSON response, with `DPoP-Nonce` if given.
-fn json_response(status: u16, body: &Value, nonce: Option<&str>) -> Response<Full<Bytes>> {
-    let mut response = Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CACHE_CONTROL, "no-store");
+fn json_with_nonce(status: u16, body: &Value, nonce: Option<&str>) -> Response<Full<Bytes>> {
+    let mut response = super::json_response(status, body);
     if let Some(nonce) = nonce {
-        response = response.header(DPOP_NONCE_HEADER, nonce);
+        response.headers_mut().insert(
+            DPOP_NONCE_HEADER,
+            http::HeaderValue::from_str(nonce).unwrap(),
+        );
     }
     response
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
 }
 
 /// The URL a request was sent to, as `htu` must name it: the server's
@@ -277,7 +275,7 @@ async fn token_request(
             if let Some(scope) = scope {
                 answer["scope"] = Value::String(scope);
             }
-            json_response(200, &answer, nonce.as_deref())
+            json_with_nonce(200, &answer, nonce.as_deref())
         }
         Err(refusal) => {
             checks.refused(&refusal);
@@ -291,7 +289,7 @@ async fn token_request(
                 "error": refusal.error,
                 "error_description": refusal.detail.description,
             });
-            json_response(status, &body, checks.nonces.header().as_deref())
+            json_with_nonce(status, &body, checks.nonces.header().as_deref())
         }
     }
 }
@@ -456,7 +454,7 @@ async fn api_request(
                 "scheme": scheme,
                 "jkt": jkt,
             });
-            json_response(200, &body, nonce.as_deref())
+            json_with_nonce(200, &body, nonce.as_deref())
         }
         Err(refusal) => {
             checks.refused(&refusal);
@@ -482,7 +480,7 @@ async fn api_request(
                 "error": refusal.error,
                 "error_description": refusal.detail.description,
             });
-            let mut response = json_response(401, &body, checks.nonces.header().as_deref());
+            let mut response = json_with_nonce(401, &body, checks.nonces.header().as_deref());
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
                 challenge.parse().expect("a header value"),

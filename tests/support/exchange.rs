@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{Value, json};
 
-use super::TestServer;
+use super::{TestServer, json_response};
 
 /// RFC 8693's `grant_type`, spelt out independently of the crate.
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -187,15 +187,6 @@ impl ExchangeEndpoint {
     pub fn last(&self) -> Seen {
         self.state().seen.last().cloned().expect("a request came")
     }
-}
-
-fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
 }
 
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -31,7 +31,7 @@ pub mod temp;
 #[cfg(all(feature = "client-credentials", feature = "rustls"))]
 pub mod tls;
 
-pub use server::{TestServer, authorization, respond};
+pub use server::{TestServer, authorization, json_response, respond};
 pub use services::{
     ClockHold, echo, error_chain, hold_the_clock, no_jitter, request, strand_a_fetch, within,
 };
