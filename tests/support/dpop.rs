@@ -74,9 +74,6 @@ pub struct ResourceServerConfig {
     pub iat_window: Duration,
     /// Its nonces.
     pub nonce: NoncePolicy,
-    /// Whether an unbound token (one issued without a proof) is accepted as
-    /// `Authorization: Bearer`, with no proof checked.
-    pub accept_bearer: bool,
 }
 
 impl Default for ResourceServerConfig {
@@ -84,7 +81,6 @@ impl Default for ResourceServerConfig {
         ResourceServerConfig {
             iat_window: DEFAULT_IAT_WINDOW,
             nonce: NoncePolicy::default(),
-            accept_bearer: true,
         }
     }
 }
@@ -403,10 +399,9 @@ impl DpopResourceServer {
         // Known once the server has a port, before any request can come.
         let origin = Arc::new(OnceLock::new());
         let (c, t, o) = (checks.clone(), tokens.clone(), Arc::clone(&origin));
-        let accept_bearer = config.accept_bearer;
         let server = TestServer::start(move |req| {
             let origin = o.get().cloned().unwrap_or_default();
-            api_request(c.clone(), t.clone(), origin, accept_bearer, req)
+            api_request(c.clone(), t.clone(), origin, req)
         })
         .await;
         origin.set(server.origin()).expect("set once");
@@ -437,14 +432,13 @@ async fn api_request(
     checks: DpopChecks,
     tokens: IssuedTokens,
     origin: String,
-    accept_bearer: bool,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let _ = body.collect().await;
     let mut checks = checks.lock();
     checks.requests += 1;
-    match check_api_request(&mut checks, &tokens, &parts, &origin, accept_bearer) {
+    match check_api_request(&mut checks, &tokens, &parts, &origin) {
         Ok((scheme, jkt)) => {
             checks.accepted += 1;
             let nonce = checks.nonces.on_accept();
@@ -497,7 +491,6 @@ fn check_api_request(
     tokens: &IssuedTokens,
     parts: &Parts,
     origin: &str,
-    accept_bearer: bool,
 ) -> Result<(&'static str, Option<String>), Refusal> {
     let mut authorizations = parts.headers.get_all(http::header::AUTHORIZATION).iter();
     let value = match (authorizations.next(), authorizations.next()) {
@@ -535,9 +528,6 @@ fn check_api_request(
                 "scheme",
                 "a DPoP-bound token sent with the Bearer scheme",
             )),
-            Some(_) if !accept_bearer => {
-                Err(Refusal::token("scheme", "Bearer tokens are not accepted"))
-            }
             Some(b) if Instant::now() >= b.expires_at => {
                 Err(Refusal::token("expired token", "the token has expired"))
             }

@@ -497,11 +497,6 @@ impl IssuedTokens {
     pub fn revoke_all(&self) {
         self.map().clear();
     }
-
-    /// How many tokens were issued and not revoked.
-    pub fn len(&self) -> usize {
-        self.map().len()
-    }
 }
 
 /// `len` random bytes, base64url.

@@ -171,19 +171,9 @@ impl ExchangeEndpoint {
         self.state().seen.len()
     }
 
-    /// Tokens issued.
-    pub fn issued(&self) -> usize {
-        self.state().issued
-    }
-
     /// Why each refused request was refused, as `"<error>: <description>"`.
     pub fn refusals(&self) -> Vec<String> {
         self.state().refusals.clone()
-    }
-
-    /// Every token request, in order.
-    pub fn seen(&self) -> Vec<Seen> {
-        self.state().seen.clone()
     }
 
     /// The last token request.
