@@ -1,8 +1,8 @@
 //! A token endpoint and a resource server on loopback that verify DPoP
 //! (RFC 9449) independently of the library under test: each proof is checked
 //! by [`super::dpop_verify`] (jsonwebtoken against the proof's own `jwk`),
-//! then against what the server remembers (its nonce, the `jti`s it has
-//! seen, the key each token is bound to).
+//! then against what the server remembers ([`super::dpop_state`]: its
+//! nonce, the `jti`s it has seen, the key each token is bound to).
 //!
 //! - [`DpopTokenEndpoint`] serves `POST /token`: a `client_credentials`
 //!   grant authenticated by `client_secret_post` or `client_secret_basic`
@@ -43,11 +43,12 @@ use hyper::{Request, Response};
 use serde_json::{Value, json};
 
 use super::TestServer;
+pub use super::dpop_state::{Binding, DpopChecks, IssuedTokens, NoncePolicy};
+use super::dpop_state::{Checks, Refusal};
 pub use super::dpop_verify::{
-    Binding, DPOP_HEADER, DPOP_TYP, DpopChecks, Expected, IssuedTokens, NoncePolicy, Proof,
-    ProofError, SUPPORTED_ALGS, ath, normalize_htu, refuse, thumbprint, verify_proof,
+    DPOP_HEADER, DPOP_TYP, Expected, Proof, ProofError, SUPPORTED_ALGS, ath, normalize_htu, refuse,
+    thumbprint, verify_proof,
 };
-use super::dpop_verify::{Checks, Refusal};
 
 /// The path the token endpoint serves.
 pub const TOKEN_PATH: &str = "/token";

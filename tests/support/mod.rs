@@ -15,6 +15,8 @@ pub mod assertion;
 #[cfg(feature = "client-credentials")]
 pub mod dpop;
 #[cfg(feature = "client-credentials")]
+pub mod dpop_state;
+#[cfg(feature = "client-credentials")]
 pub mod dpop_verify;
 #[cfg(feature = "client-credentials")]
 pub mod exchange;
