@@ -34,8 +34,8 @@ use hyper::{Request, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
-use super::TestServer;
 use super::keys::TestKey;
+use super::{TestServer, json_response};
 
 /// The `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
 pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -122,14 +122,15 @@ struct State {
     last_claims: Option<Value>,
 }
 
-/// A refusal: the status, the OAuth error code and why.
-struct Refusal {
-    status: u16,
-    error: &'static str,
-    description: String,
+/// A refusal: the status, the OAuth error code and why. The token-exchange
+/// endpoint (`exchange.rs`) refuses with it too.
+pub struct Refusal {
+    pub status: u16,
+    pub error: &'static str,
+    pub description: String,
 }
 
-fn invalid_request(description: impl Into<String>) -> Refusal {
+pub fn invalid_request(description: impl Into<String>) -> Refusal {
     Refusal {
         status: 400,
         error: "invalid_request",
@@ -137,12 +138,27 @@ fn invalid_request(description: impl Into<String>) -> Refusal {
     }
 }
 
-fn invalid_client(description: impl Into<String>) -> Refusal {
+pub fn invalid_client(description: impl Into<String>) -> Refusal {
     Refusal {
         status: 401,
         error: "invalid_client",
         description: description.into(),
     }
+}
+
+/// RFC 6749 §3.2: no parameter more than once, but for those named in
+/// `repeatable`.
+pub fn no_repeated_parameter<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    repeatable: &[&str],
+) -> Result<(), Refusal> {
+    let mut seen = HashSet::new();
+    for name in names {
+        if !seen.insert(name) && !repeatable.contains(&name) {
+            return Err(invalid_request(format!("parameter {name} repeated")));
+        }
+    }
+    Ok(())
 }
 
 /// A token endpoint on `127.0.0.1` that accepts only JWT client assertions;
@@ -309,17 +325,8 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
     }
 }
 
-fn error_body(error: &str, description: &str) -> Value {
+pub fn error_body(error: &str, description: &str) -> Value {
     json!({"error": error, "error_description": description})
-}
-
-fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
 }
 
 fn now() -> f64 {
@@ -360,12 +367,7 @@ fn check(state: &mut State, parts: &http::request::Parts, body: &[u8]) -> Result
     state.last_form = form.clone();
 
     // RFC 6749 §3.2: no parameter more than once.
-    let mut names = HashSet::new();
-    for (name, _) in &form {
-        if !names.insert(name.as_str()) {
-            return Err(invalid_request(format!("parameter {name} repeated")));
-        }
-    }
+    no_repeated_parameter(form.iter().map(|(name, _)| name.as_str()), &[])?;
     let param = |name: &str| {
         form.iter()
             .find(|(n, _)| n == name)

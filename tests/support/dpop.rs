@@ -1,8 +1,8 @@
 //! A token endpoint and a resource server on loopback that verify DPoP
 //! (RFC 9449) independently of the library under test: each proof is checked
 //! by [`super::dpop_verify`] (jsonwebtoken against the proof's own `jwk`),
-//! then against what the server remembers (its nonce, the `jti`s it has
-//! seen, the key each token is bound to).
+//! then against what the server remembers ([`super::dpop_state`]: its
+//! nonce, the `jti`s it has seen, the key each token is bound to).
 //!
 //! - [`DpopTokenEndpoint`] serves `POST /token`: a `client_credentials`
 //!   grant authenticated by `client_secret_post` or `client_secret_basic`
@@ -43,11 +43,12 @@ use hyper::{Request, Response};
 use serde_json::{Value, json};
 
 use super::TestServer;
+pub use super::dpop_state::{Binding, DpopChecks, IssuedTokens, NoncePolicy};
+use super::dpop_state::{Checks, Refusal};
 pub use super::dpop_verify::{
-    Binding, DPOP_HEADER, DPOP_TYP, DpopChecks, Expected, IssuedTokens, NoncePolicy, Proof,
-    ProofError, SUPPORTED_ALGS, ath, normalize_htu, refuse, thumbprint, verify_proof,
+    DPOP_HEADER, DPOP_TYP, Expected, Proof, ProofError, SUPPORTED_ALGS, ath, normalize_htu, refuse,
+    thumbprint, verify_proof,
 };
-use super::dpop_verify::{Checks, Refusal};
 
 /// The path the token endpoint serves.
 pub const TOKEN_PATH: &str = "/token";
@@ -74,9 +75,6 @@ pub struct ResourceServerConfig {
     pub iat_window: Duration,
     /// Its nonces.
     pub nonce: NoncePolicy,
-    /// Whether an unbound token (one issued without a proof) is accepted as
-    /// `Authorization: Bearer`, with no proof checked.
-    pub accept_bearer: bool,
 }
 
 impl Default for ResourceServerConfig {
@@ -84,7 +82,6 @@ impl Default for ResourceServerConfig {
         ResourceServerConfig {
             iat_window: DEFAULT_IAT_WINDOW,
             nonce: NoncePolicy::default(),
-            accept_bearer: true,
         }
     }
 }
@@ -125,17 +122,15 @@ impl Default for TokenEndpointConfig {
 }
 
 /// A JSON response, with `DPoP-Nonce` if given.
-fn json_response(status: u16, body: &Value, nonce: Option<&str>) -> Response<Full<Bytes>> {
-    let mut response = Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CACHE_CONTROL, "no-store");
+fn json_with_nonce(status: u16, body: &Value, nonce: Option<&str>) -> Response<Full<Bytes>> {
+    let mut response = super::json_response(status, body);
     if let Some(nonce) = nonce {
-        response = response.header(DPOP_NONCE_HEADER, nonce);
+        response.headers_mut().insert(
+            DPOP_NONCE_HEADER,
+            http::HeaderValue::from_str(nonce).unwrap(),
+        );
     }
     response
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
 }
 
 /// The URL a request was sent to, as `htu` must name it: the server's
@@ -277,7 +272,7 @@ async fn token_request(
             if let Some(scope) = scope {
                 answer["scope"] = Value::String(scope);
             }
-            json_response(200, &answer, nonce.as_deref())
+            json_with_nonce(200, &answer, nonce.as_deref())
         }
         Err(refusal) => {
             checks.refused(&refusal);
@@ -291,7 +286,7 @@ async fn token_request(
                 "error": refusal.error,
                 "error_description": refusal.detail.description,
             });
-            json_response(status, &body, checks.nonces.header().as_deref())
+            json_with_nonce(status, &body, checks.nonces.header().as_deref())
         }
     }
 }
@@ -405,10 +400,9 @@ impl DpopResourceServer {
         // Known once the server has a port, before any request can come.
         let origin = Arc::new(OnceLock::new());
         let (c, t, o) = (checks.clone(), tokens.clone(), Arc::clone(&origin));
-        let accept_bearer = config.accept_bearer;
         let server = TestServer::start(move |req| {
             let origin = o.get().cloned().unwrap_or_default();
-            api_request(c.clone(), t.clone(), origin, accept_bearer, req)
+            api_request(c.clone(), t.clone(), origin, req)
         })
         .await;
         origin.set(server.origin()).expect("set once");
@@ -439,14 +433,13 @@ async fn api_request(
     checks: DpopChecks,
     tokens: IssuedTokens,
     origin: String,
-    accept_bearer: bool,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let _ = body.collect().await;
     let mut checks = checks.lock();
     checks.requests += 1;
-    match check_api_request(&mut checks, &tokens, &parts, &origin, accept_bearer) {
+    match check_api_request(&mut checks, &tokens, &parts, &origin) {
         Ok((scheme, jkt)) => {
             checks.accepted += 1;
             let nonce = checks.nonces.on_accept();
@@ -456,7 +449,7 @@ async fn api_request(
                 "scheme": scheme,
                 "jkt": jkt,
             });
-            json_response(200, &body, nonce.as_deref())
+            json_with_nonce(200, &body, nonce.as_deref())
         }
         Err(refusal) => {
             checks.refused(&refusal);
@@ -482,7 +475,7 @@ async fn api_request(
                 "error": refusal.error,
                 "error_description": refusal.detail.description,
             });
-            let mut response = json_response(401, &body, checks.nonces.header().as_deref());
+            let mut response = json_with_nonce(401, &body, checks.nonces.header().as_deref());
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
                 challenge.parse().expect("a header value"),
@@ -499,7 +492,6 @@ fn check_api_request(
     tokens: &IssuedTokens,
     parts: &Parts,
     origin: &str,
-    accept_bearer: bool,
 ) -> Result<(&'static str, Option<String>), Refusal> {
     let mut authorizations = parts.headers.get_all(http::header::AUTHORIZATION).iter();
     let value = match (authorizations.next(), authorizations.next()) {
@@ -537,9 +529,6 @@ fn check_api_request(
                 "scheme",
                 "a DPoP-bound token sent with the Bearer scheme",
             )),
-            Some(_) if !accept_bearer => {
-                Err(Refusal::token("scheme", "Bearer tokens are not accepted"))
-            }
             Some(b) if Instant::now() >= b.expires_at => {
                 Err(Refusal::token("expired token", "the token has expired"))
             }

@@ -23,7 +23,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use serde_json::{Value, json};
 
-use super::TestServer;
+use super::assertion::{
+    Refusal, error_body, invalid_client, invalid_request, no_repeated_parameter,
+};
+use super::{TestServer, json_response};
 
 /// RFC 8693's `grant_type`, spelt out independently of the crate.
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -168,34 +171,15 @@ impl ExchangeEndpoint {
         self.state().seen.len()
     }
 
-    /// Tokens issued.
-    pub fn issued(&self) -> usize {
-        self.state().issued
-    }
-
     /// Why each refused request was refused, as `"<error>: <description>"`.
     pub fn refusals(&self) -> Vec<String> {
         self.state().refusals.clone()
-    }
-
-    /// Every token request, in order.
-    pub fn seen(&self) -> Vec<Seen> {
-        self.state().seen.clone()
     }
 
     /// The last token request.
     pub fn last(&self) -> Seen {
         self.state().seen.last().cloned().expect("a request came")
     }
-}
-
-fn json_response(status: u16, body: &Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
 }
 
 async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -230,22 +214,24 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
         state.refused_subjects.contains(subject).then(|| {
             // A careless server: the whole request, secrets and all.
             let echoed = String::from_utf8_lossy(&body).into_owned();
-            (
-                400,
-                "invalid_grant",
-                format!(
+            Refusal {
+                status: 400,
+                error: "invalid_grant",
+                description: format!(
                     "the subject token {subject} is not accepted (actor {:?}; authorization {:?}; request {echoed})",
                     seen.get("actor_token"),
                     seen.authorization,
                 ),
-            )
+            }
         })
     });
-    if let Some((status, error, description)) = refusal {
-        state.refusals.push(format!("{error}: {description}"));
+    if let Some(refusal) = refusal {
+        state
+            .refusals
+            .push(format!("{}: {}", refusal.error, refusal.description));
         return json_response(
-            status,
-            &json!({"error": error, "error_description": description}),
+            refusal.status,
+            &error_body(refusal.error, &refusal.description),
         );
     }
     state.issued += 1;
@@ -264,34 +250,23 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Fu
     )
 }
 
-type Refusal = (u16, &'static str, String);
-
-fn invalid_request(description: impl Into<String>) -> Refusal {
-    (400, "invalid_request", description.into())
-}
-
-fn invalid_client(description: impl Into<String>) -> Refusal {
-    (401, "invalid_client", description.into())
-}
-
 /// Checks everything but the subject token's worth.
 fn check(state: &State, parts: &http::request::Parts, seen: &Seen) -> Result<(), Refusal> {
     if parts.uri.path() != TOKEN_PATH || parts.method != http::Method::POST {
-        return Err((404, "invalid_request", "POST /token only".into()));
+        return Err(Refusal {
+            status: 404,
+            error: "invalid_request",
+            description: "POST /token only".into(),
+        });
     }
     if seen.get("grant_type") != Some(GRANT_TYPE) {
-        return Err((
-            400,
-            "unsupported_grant_type",
-            format!("grant_type {:?}", seen.get("grant_type")),
-        ));
+        return Err(Refusal {
+            status: 400,
+            error: "unsupported_grant_type",
+            description: format!("grant_type {:?}", seen.get("grant_type")),
+        });
     }
-    let mut names = HashSet::new();
-    for name in seen.names() {
-        if !names.insert(name) && name != "resource" && name != "audience" {
-            return Err(invalid_request(format!("parameter {name} repeated")));
-        }
-    }
+    no_repeated_parameter(seen.names(), &["resource", "audience"])?;
     let basic = |id: &str, secret: &str| {
         let encode = |s: &str| serde_urlencoded::to_string([("", s)]).unwrap()[1..].to_owned();
         let pair = format!("{}:{}", encode(id), encode(secret));

@@ -15,6 +15,8 @@ pub mod assertion;
 #[cfg(feature = "client-credentials")]
 pub mod dpop;
 #[cfg(feature = "client-credentials")]
+pub mod dpop_state;
+#[cfg(feature = "client-credentials")]
 pub mod dpop_verify;
 #[cfg(feature = "client-credentials")]
 pub mod exchange;
@@ -31,7 +33,7 @@ pub mod temp;
 #[cfg(all(feature = "client-credentials", feature = "rustls"))]
 pub mod tls;
 
-pub use server::{TestServer, authorization, respond};
+pub use server::{TestServer, authorization, json_response, respond};
 pub use services::{
     ClockHold, echo, error_chain, hold_the_clock, no_jitter, request, strand_a_fetch, within,
 };

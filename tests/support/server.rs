@@ -81,6 +81,17 @@ pub fn respond(status: u16, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
+/// A JSON response with a status: `content-type: application/json` and
+/// `cache-control: no-store`, as a token endpoint answers.
+pub fn json_response(status: u16, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
 /// The request's `authorization` header as text, or `""` when it has none.
 pub fn authorization<B>(req: &Request<B>) -> String {
     req.headers()

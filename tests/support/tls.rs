@@ -25,10 +25,13 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 use tower_bearer::source::client_auth::ClientIdentity;
+
+use super::json_response;
 
 /// The `x5t#S256` of a certificate: base64url (no padding) SHA-256 of its
 /// DER. Computed here from the TLS session, independently of the crate.
@@ -398,7 +401,7 @@ impl BoundState {
         match (req.method(), path.as_str()) {
             (&Method::POST, "/token") => self.token(req, client).await,
             (&Method::GET, api) if api.starts_with("/api") => self.api(&req, client),
-            _ => json(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
+            _ => json_response(404, &json!({"error": "not_found"})),
         }
     }
 
@@ -411,10 +414,7 @@ impl BoundState {
         let form: HashMap<String, String> = pairs.into_iter().collect();
         if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
             self.refused.fetch_add(1, Ordering::SeqCst);
-            return json(
-                StatusCode::BAD_REQUEST,
-                r#"{"error":"unsupported_grant_type"}"#,
-            );
+            return json_response(400, &json!({"error": "unsupported_grant_type"}));
         }
         // tls_client_auth: the certificate must be the one registered for
         // the client id, here the CN the CA issued it for.
@@ -430,15 +430,15 @@ impl BoundState {
         let n = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
         let token = format!("bound-{n}");
         self.bindings.lock().unwrap().insert(token.clone(), thumb);
-        json(
-            StatusCode::OK,
-            format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#),
+        json_response(
+            200,
+            &json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600}),
         )
     }
 
     fn invalid_client(&self) -> Response<Full<Bytes>> {
         self.refused.fetch_add(1, Ordering::SeqCst);
-        json(StatusCode::UNAUTHORIZED, r#"{"error":"invalid_client"}"#)
+        json_response(401, &json!({"error": "invalid_client"}))
     }
 
     fn api(&self, req: &Request<Incoming>, client: Option<String>) -> Response<Full<Bytes>> {
@@ -459,13 +459,4 @@ impl BoundState {
             .body(Full::new(Bytes::new()))
             .unwrap()
     }
-}
-
-fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(Full::new(body.into()))
-        .unwrap()
 }
