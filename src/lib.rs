@@ -138,6 +138,9 @@ pub mod challenge;
 pub mod dpop;
 pub mod error;
 pub mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod opt_out;
 pub mod params;
 mod redact;

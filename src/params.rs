@@ -142,6 +142,33 @@ impl TokenParams {
             && parts.resources.is_empty()
             && parts.params.is_empty()
     }
+
+    /// The key as a metric label: scopes, audiences and resources (these
+    /// without user info, query or fragment) and the other parameters by
+    /// name only, as `scope=a,b audience=x resource=https://host/p param=n`.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn label(&self) -> String {
+        let parts = &*self.0;
+        let redacted = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .map(|uri| crate::redact::redact_url(uri))
+                .collect()
+        };
+        let mut param_names: Vec<String> = parts.params.iter().map(|(n, _)| n.clone()).collect();
+        param_names.dedup();
+        let groups = [
+            ("scope", parts.scopes.clone()),
+            ("audience", redacted(&parts.audiences)),
+            ("resource", redacted(&parts.resources)),
+            ("param", param_names),
+        ];
+        groups
+            .iter()
+            .filter(|(_, values)| !values.is_empty())
+            .map(|(name, values)| format!("{name}={}", values.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 impl Default for TokenParams {

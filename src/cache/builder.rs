@@ -62,6 +62,7 @@ pub(crate) struct Config {
     pub(crate) backoff: Backoff,
     pub(crate) invalidation_cooldown: Duration,
     pub(crate) freshness: FreshnessCheck,
+    pub(crate) name: Option<Arc<str>>,
 }
 
 impl Default for Config {
@@ -72,6 +73,7 @@ impl Default for Config {
             backoff: Backoff::default(),
             invalidation_cooldown: DEFAULT_INVALIDATION_COOLDOWN,
             freshness: FreshnessCheck::default(),
+            name: None,
         }
     }
 }
@@ -82,6 +84,8 @@ pub struct TokenCacheBuilder {
     pub(crate) keyed: Option<Arc<dyn DynKeyedTokenSource>>,
     pub(crate) max_keys: usize,
     pub(crate) config: Config,
+    // Set for one key's cache of a keyed cache: its key.
+    pub(crate) key: Option<crate::params::TokenParams>,
 }
 
 impl TokenCacheBuilder {
@@ -103,6 +107,7 @@ impl TokenCacheBuilder {
             keyed: None,
             max_keys: DEFAULT_MAX_KEYS,
             config,
+            key: None,
         }
     }
 
@@ -217,6 +222,19 @@ impl TokenCacheBuilder {
     /// Defaults to [`DEFAULT_MAX_KEYS`](super::DEFAULT_MAX_KEYS) (1,000).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
         self.max_keys = max_keys.max(1);
+        self
+    }
+
+    /// A name for the cache, which its metrics carry as their `cache` label
+    /// (feature `metrics`; see `tower_bearer::metrics`) and its
+    /// `token_fetch` tracing spans as their `cache` field. Keep it short and
+    /// free of secrets: it is shown as given. A keyed cache's keys carry
+    /// its name.
+    ///
+    /// Defaults to none: the source's kind (`client_credentials`,
+    /// `token_exchange`, `static`, ...) stands in.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(Arc::from(name.into()));
         self
     }
 

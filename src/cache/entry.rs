@@ -143,6 +143,18 @@ impl Entry {
         );
     }
 
+    /// When the next refresh may start; `None` while one runs.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn refresh_at(&self) -> Option<Instant> {
+        match self.next_refresh.load(Ordering::Acquire) {
+            REFRESHING => None,
+            offset => Some(later(
+                self.obtained_at,
+                std::time::Duration::from_nanos(offset),
+            )),
+        }
+    }
+
     /// The next refresh may start at `at` (after a failed one).
     pub(crate) fn reschedule_refresh(&self, at: Instant) {
         self.next_refresh.store(self.offset(at), Ordering::Release);

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use super::Shared;
 use super::entry::Entry;
 use super::policy::later;
+use super::telemetry::{Stamp, Telemetry};
 use crate::error::TokenError;
 use crate::token::Token;
 
@@ -52,7 +53,8 @@ impl Reason {
 pub(crate) struct Flight {
     pub(crate) generation: u64,
     pub(crate) started: Instant,
-    waiters: Vec<oneshot::Sender<Outcome>>,
+    pub(crate) reason: Reason,
+    waiters: Vec<Waiter>,
     task: AbortHandle,
 }
 
@@ -69,6 +71,7 @@ impl Flight {
         let timeout = shared.config.fetch_timeout;
         let span = tracing::info_span!(
             "token_fetch",
+            cache = shared.config.name.as_deref(),
             source = source.kind_dyn(),
             reason = reason.as_str(),
             outcome = tracing::field::Empty,
@@ -113,15 +116,21 @@ impl Flight {
         Ok(Self {
             generation,
             started,
+            reason,
             waiters: Vec::new(),
             task: task.abort_handle(),
         })
     }
 
-    /// Adds a waiter; it gives up at the deadline returned.
-    pub(crate) fn join(&mut self, patience: Duration) -> (oneshot::Receiver<Outcome>, Instant) {
+    /// Adds a waiter, which joined at `joined`; it gives up at the
+    /// deadline returned.
+    pub(crate) fn join(
+        &mut self,
+        patience: Duration,
+        joined: Stamp,
+    ) -> (oneshot::Receiver<Outcome>, Instant) {
         let (tx, rx) = oneshot::channel();
-        self.waiters.push(tx);
+        self.waiters.push(Waiter { tx, joined });
         (rx, later(self.started, patience))
     }
 
@@ -132,13 +141,13 @@ impl Flight {
     }
 
     /// Stops the task; returns the waiters to tell.
-    pub(crate) fn abandon(self) -> Vec<oneshot::Sender<Outcome>> {
+    pub(crate) fn abandon(self) -> Vec<Waiter> {
         self.task.abort();
         self.waiters
     }
 
     /// Ends the flight; returns the waiters to tell.
-    pub(crate) fn land(self) -> Vec<oneshot::Sender<Outcome>> {
+    pub(crate) fn land(self) -> Vec<Waiter> {
         self.waiters
     }
 
@@ -148,10 +157,19 @@ impl Flight {
     }
 }
 
-/// Tells every waiter.
-pub(crate) fn tell(waiters: Vec<oneshot::Sender<Outcome>>, outcome: &Outcome) {
+/// A waiter of a flight, and when it joined (with the `metrics` feature).
+pub(crate) struct Waiter {
+    tx: oneshot::Sender<Outcome>,
+    joined: Stamp,
+}
+
+/// Tells every waiter still listening, and how long each waited.
+pub(crate) fn tell(waiters: Vec<Waiter>, outcome: &Outcome, telemetry: &Telemetry) {
+    let now = Instant::now();
     for waiter in waiters {
-        let _ = waiter.send(outcome.clone());
+        if waiter.tx.send(outcome.clone()).is_ok() {
+            telemetry.waiter_told(waiter.joined, now);
+        }
     }
 }
 

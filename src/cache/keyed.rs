@@ -54,8 +54,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::ArcSwap;
 
 use super::builder::Config;
-use super::stats::{Counters, Stats, bump};
-use super::{TokenCache, TokenCacheBuilder};
+use super::stats::{Stats, bump};
+use super::{Shared, TokenCache, TokenCacheBuilder};
 use crate::error::TokenError;
 use crate::params::TokenParams;
 use crate::source::KeyedTokenSource;
@@ -142,7 +142,7 @@ impl Keys {
     pub(crate) fn get_or_insert(
         &self,
         params: &TokenParams,
-        counters: &Counters,
+        parent: &Shared,
     ) -> Result<Arc<Slot>, TokenError> {
         if let Some(slot) = self.map.load().get(params) {
             slot.touch();
@@ -164,8 +164,10 @@ impl Keys {
             slot.touch();
             return Ok(Arc::clone(slot));
         }
+        let mut builder = TokenCacheBuilder::with_parts(source, self.config.clone());
+        builder.key = Some(params.clone());
         let slot = Arc::new(Slot {
-            cache: TokenCacheBuilder::with_parts(source, self.config.clone()).build(),
+            cache: builder.build(),
             used: AtomicBool::new(true),
         });
         let mut next = KeyMap::clone(&current);
@@ -174,7 +176,8 @@ impl Keys {
                 break;
             };
             next.remove(&evicted);
-            bump(&counters.keys_evicted);
+            bump(&parent.counters.keys_evicted);
+            parent.telemetry.key_evicted();
             tracing::debug!(params = ?evicted, "idle token key evicted");
         }
         next.insert(params.clone(), Arc::clone(&slot));
@@ -222,7 +225,7 @@ impl TokenCache {
             .keys
             .as_ref()
             .ok_or_else(TokenError::not_keyed)?;
-        keys.get_or_insert(params, &self.shared.counters)
+        keys.get_or_insert(params, &self.shared)
             .map(|slot| slot.cache.clone())
     }
 

@@ -91,6 +91,7 @@ mod policy;
 mod reader;
 mod registry;
 mod stats;
+mod telemetry;
 
 use crate::binding::Bound;
 use std::fmt;
@@ -126,6 +127,7 @@ use entry::Entry;
 use flight::{Flight, Reason, tell};
 use policy::later;
 use stats::{Counters, bump};
+use telemetry::{Invalidation, Telemetry};
 
 use crate::error::TokenError;
 use crate::source::DynTokenSource;
@@ -136,7 +138,7 @@ use crate::token::Token;
 const STALL_GRACE: Duration = Duration::from_secs(1);
 
 /// The waiters of a flight the cache gave up on, to be told after the lock.
-type Abandoned = Option<Vec<oneshot::Sender<Outcome>>>;
+type Abandoned = Option<Vec<flight::Waiter>>;
 
 /// A shared, lazily filled token cache. Cloning it is cheap and shares the
 /// token.
@@ -153,6 +155,7 @@ pub(crate) struct Shared {
     source: Arc<dyn DynTokenSource>,
     config: Config,
     counters: Counters,
+    telemetry: Telemetry,
     next_token: AtomicU64,
     // Set for a keyed cache: the other keys' caches.
     pub(crate) keys: Option<keyed::Keys>,
@@ -217,6 +220,12 @@ impl TokenCache {
         let keys = builder
             .keyed
             .map(|source| keyed::Keys::new(source, builder.config.clone(), builder.max_keys));
+        let telemetry = Telemetry::new(
+            builder.config.name.as_ref(),
+            builder.source.kind_dyn(),
+            builder.key.as_ref(),
+            keys.is_some(),
+        );
         let shared = Arc::new_cyclic(|weak| Shared {
             id: registry::register(weak.clone()),
             current: ArcSwapOption::empty(),
@@ -224,6 +233,7 @@ impl TokenCache {
             source: builder.source,
             config: builder.config,
             counters: Counters::default(),
+            telemetry,
             next_token: AtomicU64::new(1),
             keys,
         });
@@ -250,6 +260,7 @@ impl TokenCache {
         };
         if removed {
             bump(&self.shared.counters.invalidations);
+            self.shared.telemetry.invalidated(Invalidation::Requested);
             tracing::debug!(reason = "requested", "token invalidated");
         }
     }
@@ -292,7 +303,7 @@ impl TokenCache {
         if let Some(entry) = entry {
             // A live timer vouches that the refresh point has not come.
             if entry.is_fresh() {
-                self.shared.counters.served_from_cache.bump();
+                self.shared.served();
                 return entry.serve();
             }
             let now = Instant::now();
@@ -300,7 +311,7 @@ impl TokenCache {
                 if entry.refresh_due(now) {
                     self.refresh_ahead(entry, now);
                 }
-                self.shared.counters.served_from_cache.bump();
+                self.shared.served();
                 return entry.serve();
             }
         }
@@ -351,7 +362,7 @@ impl TokenCache {
         let now = Instant::now();
         // A fetch may have finished since the lock-free look.
         if let Some(entry) = shared.usable(now) {
-            shared.counters.served_from_cache.bump();
+            shared.served();
             return entry.serve();
         }
         let stalled = self.abandon_stalled(&mut state, now);
@@ -366,6 +377,7 @@ impl TokenCache {
         if state.flight.is_none() {
             if let Some(failure) = state.backing_off(now) {
                 bump(&counters.failed_fast);
+                self.shared.telemetry.failed_fast();
                 return Acquire::Failed(failure.error.while_backing_off(failure.retry_at - now));
             }
             if let Err(error) = self.begin_flight(state, Reason::NoUsableToken) {
@@ -373,6 +385,7 @@ impl TokenCache {
             }
         }
         bump(&counters.waited_for_fetch);
+        self.shared.telemetry.waited();
         let (rx, deadline) = self.join(state);
         Acquire::Wait(rx, deadline)
     }
@@ -383,6 +396,7 @@ impl TokenCache {
         state.generations += 1;
         let flight = Flight::start(&self.shared, state.generations, reason)?;
         bump(&self.shared.counters.fetches_started);
+        self.shared.telemetry.fetch_started();
         state.flight = Some(flight);
         Ok(())
     }
@@ -393,7 +407,7 @@ impl TokenCache {
             .flight
             .as_mut()
             .expect("a flight runs: checked or started by the caller")
-            .join(self.patience())
+            .join(self.patience(), self.shared.telemetry.stamp())
     }
 
     fn patience(&self) -> Duration {
@@ -411,7 +425,13 @@ impl TokenCache {
                 if let Some(entry) = self.shared.current.load_full() {
                     entry.unclaim(now);
                 }
-                state.flight.take().map(Flight::abandon)
+                let flight = state.flight.take()?;
+                let error = Err(TokenError::timeout(self.shared.config.fetch_timeout));
+                let took = now.saturating_duration_since(flight.started);
+                self.shared
+                    .telemetry
+                    .fetch_finished(flight.reason, &error, took);
+                Some(flight.abandon())
             }
             _ => None,
         }
@@ -421,7 +441,8 @@ impl TokenCache {
     fn tell_stalled(&self, abandoned: Abandoned) {
         if let Some(waiters) = abandoned {
             tracing::warn!("token fetch task did not finish within the fetch timeout; abandoned");
-            tell(waiters, &Err(TokenError::timeout(self.fetch_timeout())));
+            let outcome = Err(TokenError::timeout(self.fetch_timeout()));
+            tell(waiters, &outcome, &self.shared.telemetry);
         }
     }
 
@@ -461,6 +482,7 @@ impl TokenCache {
         };
         if invalidated {
             bump(&shared.counters.invalidations);
+            shared.telemetry.invalidated(Invalidation::Rejected);
             tracing::info!(reason, "token rejected by the API; invalidated");
         } else {
             tracing::debug!(reason, "token rejected again within the cooldown; kept");
@@ -488,6 +510,13 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a request served a cached token: the hot path.
+    #[inline]
+    fn served(&self) {
+        self.counters.served_from_cache.bump();
+        self.telemetry.served();
     }
 
     fn is_current(&self, id: TokenId) -> bool {
@@ -520,10 +549,11 @@ impl Shared {
         };
         state.fetch_estimate = policy::fetch_estimate(state.fetch_estimate, elapsed);
         let outcome = result.and_then(|token| self.entry_for(&token, started, now, &state));
+        self.telemetry.fetch_finished(reason, &outcome, elapsed);
         let landing = match &outcome {
             Ok(entry) => {
                 state.failure = None;
-                self.publish(&mut state, entry);
+                self.publish(&mut state, entry, now);
                 Landing::Fetched {
                     usable_for: entry.usable_until.saturating_duration_since(now),
                 }
@@ -561,7 +591,7 @@ impl Shared {
                 );
             }
         }
-        tell(flight.land(), &outcome);
+        tell(flight.land(), &outcome, &self.telemetry);
     }
 
     /// The cache entry for a fetched token, or why it cannot be used.
@@ -592,8 +622,10 @@ impl Shared {
     }
 
     /// Makes `entry` the current token and arms its freshness timer.
-    fn publish(&self, state: &mut State, entry: &Arc<Entry>) {
-        self.current.store(Some(Arc::clone(entry)));
+    fn publish(&self, state: &mut State, entry: &Arc<Entry>, now: Instant) {
+        let replaced = self.current.swap(Some(Arc::clone(entry)));
+        self.telemetry
+            .token_published(now, entry, replaced.as_deref());
         state.stop_timer();
         state.timer = self.freshness_timer(entry);
     }
@@ -628,7 +660,9 @@ impl Shared {
                 until_unusable,
                 state.fetch_estimate,
             );
-            entry.reschedule_refresh(later(now, retry));
+            let at = later(now, retry);
+            entry.reschedule_refresh(at);
+            self.telemetry.refresh_rescheduled(at, now);
         }
         state.failure = Some(Failure {
             error: error.clone(),

@@ -1,0 +1,305 @@
+//! What the cache tells the `metrics` facade, with the `metrics` feature;
+//! without it, nothing, at no cost.
+//!
+//! Every cache resolves its metric handles once, from the recorder in place
+//! at its first fetch (or first counted event); after that, counting is a
+//! handle's own update: no lookup, no lock, no allocation. The hot path
+//! adds one check that the handles are there and one counter increment.
+//! See [`metrics`](crate::metrics) for the names and labels.
+
+#[cfg(feature = "metrics")]
+pub(crate) use enabled::{Stamp, Telemetry};
+
+#[cfg(not(feature = "metrics"))]
+pub(crate) use disabled::{Stamp, Telemetry};
+
+/// Why the cache threw a token away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Invalidation {
+    /// The API rejected it.
+    Rejected,
+    /// [`TokenCache::invalidate`](super::TokenCache::invalidate) was called.
+    Requested,
+}
+
+#[cfg(feature = "metrics")]
+mod enabled {
+    use std::sync::{Arc, OnceLock};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use metrics::{Counter, Gauge, Histogram, Label};
+    use tokio::time::Instant;
+
+    use super::Invalidation;
+    use crate::cache::entry::Entry;
+    use crate::cache::flight::{Outcome, Reason};
+    use crate::metrics as names;
+    use crate::params::TokenParams;
+
+    /// When a waiter joined a flight.
+    pub(crate) type Stamp = Instant;
+
+    /// A cache's labels, and its handles once resolved.
+    pub(crate) struct Telemetry {
+        cache: Arc<str>,
+        key: Arc<str>,
+        keyed: bool,
+        handles: OnceLock<Handles>,
+    }
+
+    const REASONS: [Reason; 4] = [
+        Reason::NoUsableToken,
+        Reason::RefreshAhead,
+        Reason::Requested,
+        Reason::Rejected,
+    ];
+
+    const OUTCOMES: [&str; 3] = ["ok", "transient_error", "permanent_error"];
+
+    struct Handles {
+        cached: Counter,
+        waited: Counter,
+        failed_fast: Counter,
+        // By reason, then outcome.
+        fetches: [[Counter; 3]; 4],
+        fetch_duration: [Histogram; 3],
+        wait_duration: Histogram,
+        invalidations: [Counter; 2],
+        remaining_lifetime: Histogram,
+        refresh_at: Gauge,
+        usable_until: Gauge,
+        keys_evicted: Option<Counter>,
+    }
+
+    impl Telemetry {
+        /// Labels a cache by its `name` (else its source's kind), and its
+        /// token by its `key` (`default` for the default token).
+        pub(crate) fn new(
+            name: Option<&Arc<str>>,
+            source_kind: &'static str,
+            key: Option<&TokenParams>,
+            keyed: bool,
+        ) -> Self {
+            Self {
+                cache: name.map_or_else(|| Arc::from(source_kind), Arc::clone),
+                key: key.map_or_else(|| Arc::from("default"), |key| Arc::from(key.label())),
+                keyed,
+                handles: OnceLock::new(),
+            }
+        }
+
+        fn handles(&self) -> &Handles {
+            self.handles.get_or_init(|| self.register())
+        }
+
+        fn register(&self) -> Handles {
+            names::describe_all();
+            let labels = |extra: &[(&'static str, &'static str)]| -> Vec<Label> {
+                let mut labels = vec![
+                    Label::new("cache", Arc::clone(&self.cache)),
+                    Label::new("key", Arc::clone(&self.key)),
+                ];
+                labels.extend(extra.iter().map(|&(k, v)| Label::new(k, v)));
+                labels
+            };
+            let requests = |path| metrics::counter!(names::REQUESTS, labels(&[("path", path)]));
+            Handles {
+                cached: requests("cached"),
+                waited: requests("waited"),
+                failed_fast: requests("failed_fast"),
+                fetches: REASONS.map(|reason| {
+                    OUTCOMES.map(|outcome| {
+                        metrics::counter!(
+                            names::FETCHES,
+                            labels(&[("reason", reason.label()), ("outcome", outcome)])
+                        )
+                    })
+                }),
+                fetch_duration: OUTCOMES.map(|outcome| {
+                    metrics::histogram!(names::FETCH_DURATION, labels(&[("outcome", outcome)]))
+                }),
+                wait_duration: metrics::histogram!(names::WAIT_DURATION, labels(&[])),
+                invalidations: ["rejected", "requested"].map(|cause| {
+                    metrics::counter!(names::INVALIDATIONS, labels(&[("cause", cause)]))
+                }),
+                remaining_lifetime: metrics::histogram!(names::REMAINING_LIFETIME, labels(&[])),
+                refresh_at: metrics::gauge!(names::REFRESH_AT, labels(&[])),
+                usable_until: metrics::gauge!(names::USABLE_UNTIL, labels(&[])),
+                keys_evicted: self.keyed.then(|| {
+                    metrics::counter!(
+                        names::KEYS_EVICTED,
+                        vec![Label::new("cache", Arc::clone(&self.cache))]
+                    )
+                }),
+            }
+        }
+
+        /// A request was served a cached token: the hot path. Handles are
+        /// resolved by the fetch that brought the token, so a lookup here
+        /// is one load.
+        #[inline]
+        pub(crate) fn served(&self) {
+            if let Some(handles) = self.handles.get() {
+                handles.cached.increment(1);
+            }
+        }
+
+        pub(crate) fn waited(&self) {
+            self.handles().waited.increment(1);
+        }
+
+        pub(crate) fn failed_fast(&self) {
+            self.handles().failed_fast.increment(1);
+        }
+
+        /// A fetch is starting: the handles are resolved now, from the
+        /// recorder in place, before any token can be served.
+        pub(crate) fn fetch_started(&self) {
+            self.handles();
+        }
+
+        pub(crate) fn fetch_finished(&self, reason: Reason, outcome: &Outcome, took: Duration) {
+            let handles = self.handles();
+            let outcome = match outcome {
+                Ok(_) => 0,
+                Err(error) if error.is_transient() => 1,
+                Err(_) => 2,
+            };
+            let reason = REASONS.iter().position(|r| *r == reason).unwrap_or(0);
+            handles.fetches[reason][outcome].increment(1);
+            handles.fetch_duration[outcome].record(took.as_secs_f64());
+        }
+
+        /// The moment a waiter joins a flight.
+        pub(crate) fn stamp(&self) -> Stamp {
+            Instant::now()
+        }
+
+        /// A waiter that joined at `joined` was told the flight's outcome.
+        pub(crate) fn waiter_told(&self, joined: Stamp, now: Instant) {
+            let waited = now.saturating_duration_since(joined);
+            self.handles().wait_duration.record(waited.as_secs_f64());
+        }
+
+        pub(crate) fn invalidated(&self, cause: Invalidation) {
+            let handles = self.handles();
+            handles.invalidations[cause as usize].increment(1);
+            handles.refresh_at.set(0.0);
+            handles.usable_until.set(0.0);
+        }
+
+        /// `token` is current now, in place of `replaced` if one was cached.
+        pub(crate) fn token_published(
+            &self,
+            now: Instant,
+            token: &Entry,
+            replaced: Option<&Entry>,
+        ) {
+            let handles = self.handles();
+            if let Some(replaced) = replaced {
+                let left = replaced.usable_until.saturating_duration_since(now);
+                handles.remaining_lifetime.record(left.as_secs_f64());
+            }
+            if let Some(at) = token.refresh_at() {
+                handles.refresh_at.set(unix_seconds(at, now));
+            }
+            handles
+                .usable_until
+                .set(unix_seconds(token.usable_until, now));
+        }
+
+        /// A failed refresh moved the kept token's next refresh to `at`.
+        pub(crate) fn refresh_rescheduled(&self, at: Instant, now: Instant) {
+            self.handles().refresh_at.set(unix_seconds(at, now));
+        }
+
+        pub(crate) fn key_evicted(&self) {
+            if let Some(counter) = &self.handles().keys_evicted {
+                counter.increment(1);
+            }
+        }
+    }
+
+    /// `at` on the wall clock, in seconds since the Unix epoch.
+    fn unix_seconds(at: Instant, now: Instant) -> f64 {
+        let wall = SystemTime::now();
+        let wall = if at >= now {
+            wall + (at - now)
+        } else {
+            wall - (now - at)
+        };
+        wall.duration_since(UNIX_EPOCH)
+            .map_or(0.0, |since| since.as_secs_f64())
+    }
+
+    impl Reason {
+        fn label(self) -> &'static str {
+            match self {
+                Reason::NoUsableToken => "no_usable_token",
+                Reason::RefreshAhead => "refresh_ahead",
+                Reason::Requested => "requested",
+                Reason::Rejected => "rejected",
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "metrics"))]
+mod disabled {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::Invalidation;
+    use crate::cache::entry::Entry;
+    use crate::cache::flight::{Outcome, Reason};
+    use crate::params::TokenParams;
+
+    /// Nothing is recorded of a waiter.
+    pub(crate) type Stamp = ();
+
+    /// Without the `metrics` feature: nothing, and every call compiles to
+    /// nothing.
+    pub(crate) struct Telemetry;
+
+    impl Telemetry {
+        #[inline(always)]
+        pub(crate) fn new(
+            _name: Option<&Arc<str>>,
+            _source_kind: &'static str,
+            _key: Option<&TokenParams>,
+            _keyed: bool,
+        ) -> Self {
+            Telemetry
+        }
+        #[inline(always)]
+        pub(crate) fn served(&self) {}
+        #[inline(always)]
+        pub(crate) fn waited(&self) {}
+        #[inline(always)]
+        pub(crate) fn failed_fast(&self) {}
+        #[inline(always)]
+        pub(crate) fn fetch_started(&self) {}
+        #[inline(always)]
+        pub(crate) fn fetch_finished(&self, _reason: Reason, _outcome: &Outcome, _took: Duration) {}
+        #[inline(always)]
+        pub(crate) fn stamp(&self) -> Stamp {}
+        #[inline(always)]
+        pub(crate) fn waiter_told(&self, _joined: Stamp, _now: Instant) {}
+        #[inline(always)]
+        pub(crate) fn invalidated(&self, _cause: Invalidation) {}
+        #[inline(always)]
+        pub(crate) fn token_published(
+            &self,
+            _now: Instant,
+            _token: &Entry,
+            _replaced: Option<&Entry>,
+        ) {
+        }
+        #[inline(always)]
+        pub(crate) fn refresh_rescheduled(&self, _at: Instant, _now: Instant) {}
+        #[inline(always)]
+        pub(crate) fn key_evicted(&self) {}
+    }
+}
