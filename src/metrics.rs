@@ -31,7 +31,7 @@
 //! # The metrics
 //!
 //! Every metric but [`KEYS_EVICTED`] has the labels `cache` (the cache's
-//! [name](TokenCacheBuilder::name), else its source's kind, such as
+//! [name](crate::TokenCacheBuilder::name), else its source's kind, such as
 //! `client_credentials`) and `key` (`default` for the default token; for a
 //! keyed cache's other tokens, their [`TokenParams`] as
 //! `scope=a,b audience=x resource=https://host/path param=name`: resources

@@ -257,7 +257,8 @@ mod disabled {
     use crate::params::TokenParams;
 
     /// Nothing is recorded of a waiter.
-    pub(crate) type Stamp = ();
+    #[derive(Clone, Copy)]
+    pub(crate) struct Stamp;
 
     /// Without the `metrics` feature: nothing, and every call compiles to
     /// nothing.
@@ -284,7 +285,9 @@ mod disabled {
         #[inline(always)]
         pub(crate) fn fetch_finished(&self, _reason: Reason, _outcome: &Outcome, _took: Duration) {}
         #[inline(always)]
-        pub(crate) fn stamp(&self) -> Stamp {}
+        pub(crate) fn stamp(&self) -> Stamp {
+            Stamp
+        }
         #[inline(always)]
         pub(crate) fn waiter_told(&self, _joined: Stamp, _now: Instant) {}
         #[inline(always)]
