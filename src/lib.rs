@@ -111,14 +111,18 @@
 //! | `reqwest` | with `client-credentials` | the layer over `reqwest::Client` |
 //! | `tonic` | no | token failures as `tonic::Status` with code `UNAVAILABLE` (transient) or `UNAUTHENTICATED` (permanent); without it gRPC callers get `UNKNOWN` with the same message |
 //! | `redis` | no | a fleet-wide shared token store: one fetch per lifetime across processes |
+//! | `metrics` | no | counters, histograms and gauges of every cache through the `metrics` facade (see `metrics`) |
 //!
 //! # Observability
 //!
 //! [`TokenCache::stats`] returns monotonic counters (fetches started and
 //! failed, refreshes ahead, requests served from cache, requests that waited,
 //! requests failed fast, invalidations): export them as metrics counters.
-//! Every fetch runs in a `token_fetch` tracing span with its source kind,
-//! reason, outcome and duration; failures, backoffs and invalidations are
+//! With the `metrics` feature, every cache reports requests, fetches,
+//! waits, invalidations and its token's schedule through the `metrics`
+//! facade, labelled by cache name and token key (see `metrics`).
+//! Every fetch runs in a `token_fetch` tracing span with its cache name,
+//! source kind, reason, outcome and duration; failures, backoffs and invalidations are
 //! events. No token or secret is ever logged.
 //!
 //! # Errors
