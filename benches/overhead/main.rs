@@ -3,7 +3,8 @@
 //! Run: `cargo bench --bench overhead` (a few minutes), or
 //! `cargo bench --bench overhead -- --quick` (or `TOWER_BEARER_BENCH_QUICK=1`)
 //! for a short run. Name sections to run only those: `hot`, `contention`,
-//! `size`, `storm`, `refresh`, `outage`, `economy`, `dpop` (e.g. `-- --quick hot`).
+//! `size`, `storm`, `refresh`, `outage`, `economy`, `dpop`, `metrics` (e.g.
+//! `-- --quick hot`; `metrics` needs `--features metrics`).
 //!
 //! Variants compared:
 //!
@@ -16,6 +17,9 @@
 //!   `ReuseTokenSource`), written here as a tiny tower service.
 //! - `dpop_es256`, `dpop_eddsa`: `BearerAuth` over a warm cache whose token
 //!   is bound to a DPoP key: a fresh proof (one signature) per request.
+//! - `bearer_metrics`: `BearerAuth` over a warm cache reporting to a
+//!   Prometheus recorder (feature `metrics`), beside `bearer` whose handles
+//!   are no-ops.
 //!
 //! Wall-time figures (hot path, contention, clone) interleave the variants in
 //! rounds and take medians, and ratios are medians of per-round ratios, so
@@ -29,6 +33,8 @@
 use std::time::Duration;
 
 mod dpop;
+#[cfg(feature = "metrics")]
+mod metrics;
 mod paused_clock;
 mod services;
 mod stats;
@@ -138,6 +144,12 @@ fn main() {
     }
     if plan.runs("dpop") {
         dpop::dpop_hot_path(&plan, &mut summary);
+    }
+    if plan.runs("metrics") {
+        #[cfg(feature = "metrics")]
+        metrics::metrics_hot_path(&plan, &mut summary);
+        #[cfg(not(feature = "metrics"))]
+        println!("\n## 9. metrics: skipped (run with `--features metrics`)");
     }
     if plan.runs("storm") {
         cold_storm(&mut summary);
