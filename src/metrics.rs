@@ -46,7 +46,7 @@
 //! | `tower_bearer_wait_duration_seconds` | histogram | | how long a request (or [`TokenCache::refresh`]) waited for a fetch's outcome |
 //! | `tower_bearer_invalidations_total` | counter | `cause`: `rejected` (by the API), `requested` ([`TokenCache::invalidate`]) | tokens thrown away before their time |
 //! | `tower_bearer_token_remaining_lifetime_seconds` | histogram | | the usable time a token had left when a new one replaced it: how early refreshes land (0: a request found it unusable) |
-//! | `tower_bearer_token_refresh_timestamp_seconds` | gauge | | when the current token's background refresh is due, in seconds since the Unix epoch; 0 while no token is cached. Seconds until the refresh: `tower_bearer_token_refresh_timestamp_seconds - time()` |
+//! | `tower_bearer_token_refresh_timestamp_seconds` | gauge | | when the current token's background refresh is due, in seconds since the Unix epoch; 0 while no token is cached (and once the cache, or its key, is dropped). Seconds until the refresh: `tower_bearer_token_refresh_timestamp_seconds - time()` |
 //! | `tower_bearer_token_usable_until_timestamp_seconds` | gauge | | when the current token stops being used, in seconds since the Unix epoch; 0 while no token is cached |
 //! | `tower_bearer_keys_evicted_total` | counter | `cache` only | keys a keyed cache evicted to make room |
 //!
@@ -66,8 +66,14 @@
 //! series when the key is first used; an evicted key's series stay with
 //! the exporter (most exporters drop idle series after a timeout).
 //!
-//! Without the feature, none of this is compiled: the cache's calls into it
-//! are empty and inlined away.
+//! What it costs, from `cargo bench --bench overhead --features metrics --
+//! metrics` (2 cores): about 3 ns per request on one core (129 ns against
+//! 126 ns with the facade's no-op handles), and 0.9 times the throughput
+//! when two cores serve requests from one cache without pause, since the
+//! exporter's counter is one cache line every core writes; against a real
+//! request's microseconds, nothing. Without the feature, none of this is
+//! compiled: the cache's calls into it are empty and inlined away (a
+//! request runs the same instructions as before the feature existed).
 //!
 //! [`TokenCache`]: crate::TokenCache
 //! [`TokenCache::refresh`]: crate::TokenCache::refresh

@@ -505,6 +505,15 @@ async fn a_keyed_cache_labels_each_key_without_secrets_and_counts_evictions() {
         ),
         1.0
     );
+    // The evicted key's token is gone with it.
+    assert_eq!(
+        value(
+            &text,
+            "tower_bearer_token_usable_until_timestamp_seconds",
+            &[("cache", "tenants"), key]
+        ),
+        0.0
+    );
     assert_eq!(
         value(
             &text,

@@ -681,6 +681,7 @@ impl Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         registry::unregister(self.id);
+        self.telemetry.dropped();
         // Nothing runs after the last handle is gone.
         let state = self
             .state

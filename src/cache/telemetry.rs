@@ -188,6 +188,14 @@ mod enabled {
             handles.usable_until.set(0.0);
         }
 
+        /// The cache is gone (or its key evicted): its token with it.
+        pub(crate) fn dropped(&self) {
+            if let Some(handles) = self.handles.get() {
+                handles.refresh_at.set(0.0);
+                handles.usable_until.set(0.0);
+            }
+        }
+
         /// `token` is current now, in place of `replaced` if one was cached.
         pub(crate) fn token_published(
             &self,
@@ -304,5 +312,7 @@ mod disabled {
         pub(crate) fn refresh_rescheduled(&self, _at: Instant, _now: Instant) {}
         #[inline(always)]
         pub(crate) fn key_evicted(&self) {}
+        #[inline(always)]
+        pub(crate) fn dropped(&self) {}
     }
 }
