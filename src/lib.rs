@@ -112,6 +112,7 @@
 //! | `tonic` | no | token failures as `tonic::Status` with code `UNAVAILABLE` (transient) or `UNAUTHENTICATED` (permanent); without it gRPC callers get `UNKNOWN` with the same message |
 //! | `redis` | no | a fleet-wide shared token store: one fetch per lifetime across processes |
 //! | `metrics` | no | counters, histograms and gauges of every cache through the `metrics` facade (see `metrics`) |
+//! | `test-util` | no | `source::scripted`: a token source that plays a script (tokens, errors, delays, hangs) and counts its calls, for testing your own client stack |
 //!
 //! # Observability
 //!

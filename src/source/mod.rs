@@ -10,7 +10,9 @@
 //! `client_credentials::ClientCredentials` (RFC 6749 section 4.4) and
 //! `token_exchange::TokenExchange` (RFC 8693: a token the workload holds,
 //! a Kubernetes service-account token say, exchanged for one the API
-//! takes).
+//! takes). For tests of your own stack, the `test-util` feature adds
+//! `scripted::ScriptedSource` (a script of tokens, errors, delays and
+//! hangs).
 //!
 //! ```
 //! use std::time::Duration;
@@ -39,6 +41,9 @@ pub mod discovery;
 #[cfg(feature = "client-credentials")]
 pub(crate) mod jwt_exp;
 pub(crate) mod keyed;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod scripted;
 #[cfg(feature = "client-credentials")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client-credentials")))]
 pub mod token_exchange;
