@@ -7,6 +7,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Any source: `ClientCredentials`, `TokenExchange`, your own.
 //! let layer = BearerAuthLayer::new(StaticSource::new(Token::bearer("t0k3n")))
 //!     .scope(Scope::origins(["https://api.example.com"])?);
 //!
@@ -187,9 +188,12 @@ impl Middleware for BearerAuthMiddleware {
     }
 }
 
+/// What the service gives for one request sent down the chain.
+type Sent = Result<reqwest::Response, Error<reqwest_middleware::Error>>;
+
 /// The retry policy of tower stacks, for this chain's types.
-fn retry_policy() -> impl Policy<reqwest::Request, reqwest::Response, Error<reqwest_middleware::Error>>
-{
+fn retry_policy()
+-> impl Policy<reqwest::Request, reqwest::Response, Error<reqwest_middleware::Error>> {
     RetryOnUnauthorized::default()
 }
 
@@ -201,10 +205,9 @@ fn send<'a>(
     next: Next<'a>,
     request: reqwest::Request,
     extensions: &'a mut Extensions,
-) -> impl Future<Output = Result<reqwest::Response, Error<reqwest_middleware::Error>>> + Send + 'a
-{
-    // The service lives for one call: the chain's `Next` borrows it. What
-    // the call needs of it, the response future keeps.
+) -> impl Future<Output = Sent> + Send + 'a {
+    // A service per call: it holds the chain's `Next`, which lives for this
+    // call only. What the call needs of the service, its future keeps.
     let mut service = layer.layer(Forward(next));
     // `Forward` is always ready, and so is the service: nothing to wait for.
     let ready = service.poll_ready(&mut Context::from_waker(Waker::noop()));
@@ -247,7 +250,7 @@ impl AuthRequest for Outgoing<'_> {
 /// The rest of the chain, as the service's inner service. A `Next` is two
 /// references: cloning it is free.
 #[derive(Clone)]
-struct Forward<'n>(Next<'n>);
+struct Forward<'a>(Next<'a>);
 
 /// The future of the rest of the chain, as `Next::run` returns it.
 type ChainFuture<'a> =
