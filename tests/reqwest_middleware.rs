@@ -6,7 +6,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use support::{Counting, TestServer, authorization, counting_source, respond};
+use support::{Counting, TestServer, authorization, counting_source, hold_the_clock, respond};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::middleware::BearerAuthMiddleware;
 use tower_bearer::rejection::{RejectionStatuses, TokenRejected};
@@ -106,8 +106,10 @@ async fn the_server_receives_the_token() {
     assert_eq!(api.seen(), ["Bearer t0k3n"]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn twenty_concurrent_requests_share_one_fetch() {
+    // No waiter's deadline can pass while the servers answer.
+    let _clock = hold_the_clock();
     // The fetch waits for the gate: every request finds no token.
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let opened = gate.clone();
@@ -172,9 +174,12 @@ async fn a_401_throws_the_token_away_and_the_request_is_sent_once_more_with_the_
     assert_eq!(api.seen().len(), 3);
 }
 
-#[tokio::test]
+// The clock is paused and held while the servers answer: the cache's
+// cooldown between invalidations passes only when the test says so.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_request_is_retried_once_at_most() {
-    let (source, fetches) = counting_source(&["first", "second", "third"]);
+    let _clock = hold_the_clock();
+    let (source, fetches) = counting_source(&["first", "second", "third", "fourth"]);
     let api = Api::start(|_| challenge(401, r#"Bearer error="invalid_token""#)).await;
     let middleware = BearerAuthMiddleware::new(source);
     let cache = middleware.cache().clone();
@@ -190,6 +195,23 @@ async fn a_request_is_retried_once_at_most() {
     // A fresh token refused at once points at the configuration, not at a
     // stale token: the cache keeps it for its cooldown, and fetches no more.
     assert_eq!(cache.stats().invalidations, 1);
+
+    // Past the cooldown, a refusal throws the token away again: one more
+    // fetch, one more retry.
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let response = client.get(api.url("/v1/me")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        api.seen(),
+        [
+            "Bearer first",
+            "Bearer second",
+            "Bearer second",
+            "Bearer third"
+        ]
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 3);
+    assert_eq!(cache.stats().invalidations, 2);
 }
 
 #[tokio::test]
@@ -367,6 +389,7 @@ async fn no_token_is_a_middleware_error_holding_the_token_error() {
 #[cfg(feature = "client-credentials")]
 #[tokio::test]
 async fn a_token_error_holds_no_secret() {
+    use std::sync::atomic::AtomicUsize;
     use tower_bearer::{AuthStyle, ClientCredentials};
 
     const CLIENT_SECRET: &str = "S3CR3T-CLIENT-VALUE";
@@ -543,6 +566,7 @@ async fn a_request_keeps_its_own_authorization_unless_the_layer_overwrites_it() 
 #[cfg(feature = "client-credentials")]
 #[tokio::test]
 async fn a_dpop_bound_token_is_proven_per_request_and_a_nonce_challenge_costs_one_retry() {
+    use std::sync::atomic::AtomicUsize;
     use support::dpop::{DpopResourceServer, IssuedTokens, NoncePolicy, ResourceServerConfig};
     use tower_bearer::dpop::Dpop;
     use tower_bearer::source::FnSource;
