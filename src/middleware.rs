@@ -40,8 +40,8 @@
 //! setting. Configure the layer (header name, `overwrite_existing`,
 //! [`Scope`](crate::Scope), rejection statuses, invalidation, `token_for`)
 //! and hand it over with [`BearerAuthMiddleware::from_layer`];
-//! [`new`](BearerAuthMiddleware::new) and
-//! [`with_cache`](BearerAuthMiddleware::with_cache) are the layer's
+//! [`new`](BearerAuthMiddleware::new), [`keyed`](BearerAuthMiddleware::keyed)
+//! and [`with_cache`](BearerAuthMiddleware::with_cache) take the layer's
 //! defaults. A [`TokenCache`] shared with tower stacks serves them all one
 //! token.
 //!
