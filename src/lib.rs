@@ -109,6 +109,7 @@
 //! | `client-credentials` | yes | the OAuth2 client-credentials source, the token-exchange source (RFC 8693, workload identity) and [`dpop`] (RFC 9449, sender-constrained tokens) (reqwest, serde, aws-lc-rs) |
 //! | `rustls` | yes | TLS for the default reqwest client |
 //! | `reqwest` | with `client-credentials` | the layer over `reqwest::Client` |
+//! | `reqwest-middleware` | no | [`middleware::BearerAuthMiddleware`], the layer's rules for `reqwest-middleware` clients |
 //! | `tonic` | no | token failures as `tonic::Status` with code `UNAVAILABLE` (transient) or `UNAUTHENTICATED` (permanent); without it gRPC callers get `UNKNOWN` with the same message |
 //! | `redis` | no | a fleet-wide shared token store: one fetch per lifetime across processes |
 //! | `metrics` | no | counters, histograms and gauges of every cache through the `metrics` facade (see `metrics`) |
@@ -146,6 +147,9 @@ pub mod layer;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub mod middleware;
 pub mod opt_out;
 pub mod params;
 mod redact;

@@ -16,7 +16,8 @@
 //! ```
 
 /// What the layer should not do for this request. Put it in the request's
-/// extensions (`http::Request`; `reqwest::Request` has none). The default
+/// extensions (`http::Request`, or a `reqwest-middleware` request's
+/// `with_extension`; `reqwest::Request` has none). The default
 /// opts out of nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OptOut {
