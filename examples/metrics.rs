@@ -46,7 +46,9 @@ use tokio::time::Instant;
 use tower::retry::RetryLayer;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_bearer::metrics::{FETCH_DURATION, REMAINING_LIFETIME, WAIT_DURATION};
-use tower_bearer::{AuthStyle, BearerAuthLayer, ClientCredentials, RetryOnUnauthorized, TokenCache};
+use tower_bearer::{
+    AuthStyle, BearerAuthLayer, ClientCredentials, RetryOnUnauthorized, TokenCache,
+};
 
 const CLIENT_ID: &str = "orders-service";
 const CLIENT_SECRET: &str = "example-client-secret";
@@ -178,7 +180,12 @@ async fn main() -> Result<(), BoxError> {
             .with_state(provider.clone()),
     )
     .await?;
-    let api_origin = serve(Router::new().fallback(any(api)).with_state(provider.clone())).await?;
+    let api_origin = serve(
+        Router::new()
+            .fallback(any(api))
+            .with_state(provider.clone()),
+    )
+    .await?;
 
     let source = ClientCredentials::builder(format!("{idp}/token"), CLIENT_ID)
         .client_secret(CLIENT_SECRET)
@@ -222,7 +229,10 @@ async fn main() -> Result<(), BoxError> {
     while let Some(sent) = first.join_next().await {
         sent??;
     }
-    eprintln!("8 requests at once: {} token fetch", cache.stats().fetches_started);
+    eprintln!(
+        "8 requests at once: {} token fetch",
+        cache.stats().fetches_started
+    );
 
     // A request every 100 ms until a refresh ahead has landed: the API has
     // taken the token of every fetch started so far, the refresh's too.

@@ -46,7 +46,8 @@ fn example_run() -> &'static Run {
         let drain = |mut pipe: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
                 let mut text = String::new();
-                pipe.read_to_string(&mut text).expect("the example's output");
+                pipe.read_to_string(&mut text)
+                    .expect("the example's output");
                 text
             })
         };
@@ -219,16 +220,30 @@ fn queries(dashboard: &Value) -> Vec<(String, String)> {
     }
     for variable in dashboard["templating"]["list"].as_array().unwrap() {
         if variable["type"] == "query" {
-            let query = variable["query"].as_str().expect("a query variable's query");
+            let query = variable["query"]
+                .as_str()
+                .expect("a query variable's query");
             queries.push((format!("variable {}", variable["name"]), query.to_owned()));
         }
     }
     queries
 }
 
-/// Each `tower_bearer_...` selector in `query`: the series name, and its
-/// matchers (label, operator, value).
-fn selectors(query: &str) -> Vec<(String, Vec<(String, String, String)>)> {
+/// A series selector in a query: `name{label op "value", ...}`.
+struct Selector {
+    name: String,
+    matchers: Vec<LabelMatcher>,
+}
+
+/// `label op "value"`, `op` one of `=`, `!=`, `=~`, `!~`.
+struct LabelMatcher {
+    label: String,
+    op: String,
+    value: String,
+}
+
+/// Each `tower_bearer_...` selector in `query`.
+fn selectors(query: &str) -> Vec<Selector> {
     let mut found = Vec::new();
     let mut rest = query;
     while let Some(start) = rest.find("tower_bearer_") {
@@ -249,11 +264,14 @@ fn selectors(query: &str) -> Vec<(String, Vec<(String, String, String)>)> {
                 };
                 let label = matcher[..op_at].trim().to_owned();
                 let op = matcher[op_at..op_at + op_len].to_owned();
-                let value = matcher[op_at + op_len..].trim().trim_matches('"').to_owned();
-                matchers.push((label, op, value));
+                let value = matcher[op_at + op_len..]
+                    .trim()
+                    .trim_matches('"')
+                    .to_owned();
+                matchers.push(LabelMatcher { label, op, value });
             }
         }
-        found.push((name, matchers));
+        found.push(Selector { name, matchers });
         rest = &tail[end..];
     }
     found
@@ -262,7 +280,14 @@ fn selectors(query: &str) -> Vec<(String, Vec<(String, String, String)>)> {
 #[test]
 fn the_dashboard_is_importable_with_a_data_source_and_cache_and_key_variables() {
     let dashboard = dashboard();
-    for required in ["title", "uid", "schemaVersion", "panels", "templating", "annotations"] {
+    for required in [
+        "title",
+        "uid",
+        "schemaVersion",
+        "panels",
+        "templating",
+        "annotations",
+    ] {
         assert!(!dashboard[required].is_null(), "no {required}");
     }
     let variables = dashboard["templating"]["list"].as_array().unwrap();
@@ -309,11 +334,11 @@ fn the_dashboard_is_importable_with_a_data_source_and_cache_and_key_variables() 
         if origin.starts_with("variable") {
             continue;
         }
-        for (name, matchers) in selectors(&query) {
+        for Selector { name, matchers } in selectors(&query) {
             let has = |label: &str, value: &str| {
                 matchers
                     .iter()
-                    .any(|(l, op, v)| l == label && op == "=~" && v == value)
+                    .any(|m| m.label == label && m.op == "=~" && m.value == value)
             };
             assert!(has("cache", "$cache"), "{origin}: {name} not by $cache");
             if name != names::KEYS_EVICTED {
@@ -347,7 +372,7 @@ fn every_series_the_dashboard_queries_is_in_the_example_s_scrape() {
     for (origin, query) in queries(&dashboard()) {
         let found = selectors(&query);
         assert!(!found.is_empty(), "{origin} queries no tower_bearer series");
-        for (name, matchers) in found {
+        for Selector { name, matchers } in found {
             assert!(
                 exported.contains(name.as_str()),
                 "{origin} queries {name}, which the scrape lacks"
@@ -365,7 +390,7 @@ fn every_series_the_dashboard_queries_is_in_the_example_s_scrape() {
                 );
             }
             // A label the panel picks by value is one the series has.
-            for (label, op, value) in matchers {
+            for LabelMatcher { label, op, value } in matchers {
                 if op == "=" || op == "!=" {
                     assert!(
                         scrape
