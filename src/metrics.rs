@@ -7,24 +7,33 @@
 //! [`TokenCacheBuilder::name`]; its metrics carry that name.
 //!
 //! ```
-//! use metrics_exporter_prometheus::PrometheusBuilder;
-//! use tower_bearer::{Token, TokenCache, source::StaticSource};
+//! use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+//! use tower_bearer::TokenCache;
+//! use tower_bearer::metrics::{FETCH_DURATION, REMAINING_LIFETIME, WAIT_DURATION};
+//! # use tower_bearer::{Token, source::StaticSource};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let recorder = PrometheusBuilder::new().build_recorder();
-//! let scrape = recorder.handle();
+//! // Buckets, so that the histograms are exported as such (`_bucket`
+//! // series), not as summaries.
+//! let durations = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+//! let lifetimes = &[0.0, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+//! let recorder = PrometheusBuilder::new()
+//!     .set_buckets_for_metric(Matcher::Full(FETCH_DURATION.into()), durations)?
+//!     .set_buckets_for_metric(Matcher::Full(WAIT_DURATION.into()), durations)?
+//!     .set_buckets_for_metric(Matcher::Full(REMAINING_LIFETIME.into()), lifetimes)?
+//!     .build_recorder();
+//! let scrape = recorder.handle(); // scrape.render() is the Prometheus text
 //! metrics::set_global_recorder(recorder)?;
 //!
-//! let cache = TokenCache::builder(StaticSource::new(Token::bearer("t")))
-//!     .name("orders")
-//!     .build();
-//! cache.refresh().await?;
-//!
-//! let text = scrape.render();
-//! assert!(text.contains(
-//!     r#"tower_bearer_fetches_total{cache="orders",key="default",reason="requested",outcome="ok"} 1"#
-//! ));
+//! # let source = StaticSource::new(Token::bearer("t"));
+//! let cache = TokenCache::builder(source).name("orders").build();
+//! # cache.refresh().await?;
+//! # let text = scrape.render();
+//! # assert!(text.contains(
+//! #     r#"tower_bearer_fetches_total{cache="orders",key="default",reason="requested",outcome="ok"} 1"#
+//! # ));
+//! # assert!(text.contains("tower_bearer_fetch_duration_seconds_bucket{"));
 //! # Ok(()) }
 //! ```
 //!

@@ -605,3 +605,11 @@ async fn the_names_already_follow_the_recommended_naming() {
         "{text}"
     );
 }
+
+#[test]
+fn the_readme_example_is_the_module_example() {
+    assert_eq!(
+        support::readme::readme_example("## Metrics"),
+        support::readme::module_example(include_str!("../src/metrics.rs"), 0)
+    );
+}
