@@ -167,18 +167,24 @@ impl Middleware for BearerAuthMiddleware {
         // The copy is taken before the token goes in: the retry must carry
         // the new token, not keep the old one as a header of its own.
         let mut policy = retry_policy();
+        // The extensions too, as tower's retry copies a request's: the
+        // first attempt must not leave what the chain below it set on them
+        // for the second.
         let replay = match extensions.get::<OptOut>() {
             Some(opt_out) if opt_out.skips_token() || opt_out.skips_retry() => None,
-            _ if self.retry => policy.clone_request(&request),
+            _ if self.retry => policy
+                .clone_request(&request)
+                .map(|replay| (replay, extensions.clone())),
             _ => None,
         };
         let mut result = send(&self.layer, next.clone(), request, extensions).await;
         // The policy that decides for tower stacks decides here: a response
         // the service marked (token rejected, DPoP nonce asked for).
-        if let Some(mut replay) = replay
+        if let Some((mut replay, replay_extensions)) = replay
             && policy.retry(&mut replay, &mut result).is_some()
         {
             drop(result);
+            *extensions = replay_extensions;
             result = send(&self.layer, next, replay, extensions).await;
         }
         result.map_err(|error| match error {

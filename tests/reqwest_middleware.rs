@@ -174,6 +174,49 @@ async fn a_401_throws_the_token_away_and_the_request_is_sent_once_more_with_the_
     assert_eq!(api.seen().len(), 3);
 }
 
+/// A middleware below the bearer one that marks the chain's extensions,
+/// and records whether each attempt found them marked already.
+#[derive(Clone, Default)]
+struct MarksExtensions(Arc<Mutex<Vec<bool>>>);
+
+#[derive(Clone)]
+struct Mark;
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for MarksExtensions {
+    async fn handle(
+        &self,
+        request: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let marked = extensions.insert(Mark).is_some();
+        self.0.lock().unwrap().push(marked);
+        next.run(request, extensions).await
+    }
+}
+
+#[tokio::test]
+async fn the_retry_starts_from_the_extensions_the_request_came_with() {
+    let (source, _fetches) = counting_source(&["first", "second"]);
+    let api = Api::accepting("second").await;
+    let marks = MarksExtensions::default();
+    let client = ClientBuilder::new(http_client())
+        .with(BearerAuthMiddleware::new(source))
+        .with(marks.clone())
+        .build();
+
+    let response = client.get(api.url("/v1/me")).send().await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(api.seen(), ["Bearer first", "Bearer second"]);
+    assert_eq!(
+        *marks.0.lock().unwrap(),
+        [false, false],
+        "as tower's retry copies a request's"
+    );
+}
+
 // The clock is paused and held while the servers answer: the cache's
 // cooldown between invalidations passes only when the test says so.
 #[tokio::test(flavor = "current_thread", start_paused = true)]

@@ -249,8 +249,14 @@ async fn steps_pushed_while_a_call_is_in_flight_are_played_next() {
         let svc = svc.clone();
         async move { send(&svc).await }
     });
-    // The request starts its call, then half the delay passes.
-    tokio::task::yield_now().await;
+    // The request starts its call (on the fetch's own task, a few turns of
+    // the scheduler away), then half the delay passes.
+    for _ in 0..100 {
+        if script.calls() > 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     assert_eq!(script.call_times(), [start]);
     advance(Duration::from_millis(500)).await;
     assert_eq!(

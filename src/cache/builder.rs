@@ -228,8 +228,8 @@ impl TokenCacheBuilder {
     /// A name for the cache, which its metrics carry as their `cache` label
     /// (feature `metrics`; see `tower_bearer::metrics`) and its
     /// `token_fetch` tracing spans as their `cache` field. Keep it short and
-    /// free of secrets: it is shown as given. A keyed cache's keys carry
-    /// its name.
+    /// free of secrets: it is shown as given. A named keyed cache's keys
+    /// carry its name.
     ///
     /// Defaults to none: the source's kind (`client_credentials`,
     /// `token_exchange`, `static`, ...) stands in.

@@ -165,10 +165,10 @@ pub(crate) struct Waiter {
 
 /// Tells every waiter still listening, and how long each waited.
 pub(crate) fn tell(waiters: Vec<Waiter>, outcome: &Outcome, telemetry: &Telemetry) {
-    let now = Instant::now();
+    let told = telemetry.stamp();
     for waiter in waiters {
         if waiter.tx.send(outcome.clone()).is_ok() {
-            telemetry.waiter_told(waiter.joined, now);
+            telemetry.waiter_told(waiter.joined, told);
         }
     }
 }

@@ -256,11 +256,16 @@ impl TokenCache {
         let removed = {
             let mut state = self.shared.lock();
             state.stop_timer();
-            self.shared.current.swap(None).is_some()
+            let removed = self.shared.current.swap(None).is_some();
+            if removed {
+                // Under the lock: a token published next must not be
+                // reported as gone.
+                self.shared.telemetry.invalidated(Invalidation::Requested);
+            }
+            removed
         };
         if removed {
             bump(&self.shared.counters.invalidations);
-            self.shared.telemetry.invalidated(Invalidation::Requested);
             tracing::debug!(reason = "requested", "token invalidated");
         }
     }
@@ -472,6 +477,7 @@ impl TokenCache {
                 false
             } else {
                 shared.current.store(None);
+                shared.telemetry.invalidated(Invalidation::Rejected);
                 state.stop_timer();
                 state.last_rejection = Some(now);
                 if state.flight.is_none() && state.backing_off(now).is_none() {
@@ -482,7 +488,6 @@ impl TokenCache {
         };
         if invalidated {
             bump(&shared.counters.invalidations);
-            shared.telemetry.invalidated(Invalidation::Rejected);
             tracing::info!(reason, "token rejected by the API; invalidated");
         } else {
             tracing::debug!(reason, "token rejected again within the cooldown; kept");

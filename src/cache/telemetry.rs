@@ -24,7 +24,8 @@ pub(crate) enum Invalidation {
 
 #[cfg(feature = "metrics")]
 mod enabled {
-    use std::sync::{Arc, OnceLock};
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, Mutex, OnceLock};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     use metrics::{Counter, Gauge, Histogram, Label};
@@ -89,7 +90,20 @@ mod enabled {
         }
 
         fn handles(&self) -> &Handles {
-            self.handles.get_or_init(|| self.register())
+            self.handles.get_or_init(|| {
+                // Outside any span: a recorder that labels handles with the
+                // current span's fields (metrics-tracing-context) must not
+                // stamp the first request's fields on every series.
+                let handles = tracing::dispatcher::with_default(&tracing::Dispatch::none(), || {
+                    self.register()
+                });
+                live_series(|live| *live.entry(self.labels()).or_default() += 1);
+                handles
+            })
+        }
+
+        fn labels(&self) -> (Arc<str>, Arc<str>) {
+            (Arc::clone(&self.cache), Arc::clone(&self.key))
         }
 
         fn register(&self) -> Handles {
@@ -175,9 +189,10 @@ mod enabled {
             Instant::now()
         }
 
-        /// A waiter that joined at `joined` was told the flight's outcome.
-        pub(crate) fn waiter_told(&self, joined: Stamp, now: Instant) {
-            let waited = now.saturating_duration_since(joined);
+        /// A waiter that joined at `joined` was told the flight's outcome
+        /// at `told`.
+        pub(crate) fn waiter_told(&self, joined: Stamp, told: Stamp) {
+            let waited = told.saturating_duration_since(joined);
             self.handles().wait_duration.record(waited.as_secs_f64());
         }
 
@@ -188,9 +203,26 @@ mod enabled {
             handles.usable_until.set(0.0);
         }
 
-        /// The cache is gone (or its key evicted): its token with it.
+        /// The cache is gone (or its key evicted), and its token with it:
+        /// its gauges say so, unless another live cache reports under the
+        /// same labels (a cache rebuilt under its name, keys whose
+        /// parameters differ only in value).
         pub(crate) fn dropped(&self) {
-            if let Some(handles) = self.handles.get() {
+            let Some(handles) = self.handles.get() else {
+                return;
+            };
+            let last = live_series(|live| {
+                let labels = self.labels();
+                let count = live.get_mut(&labels).map_or(0, |count| {
+                    *count -= 1;
+                    *count
+                });
+                if count == 0 {
+                    live.remove(&labels);
+                }
+                count == 0
+            });
+            if last {
                 handles.refresh_at.set(0.0);
                 handles.usable_until.set(0.0);
             }
@@ -226,6 +258,15 @@ mod enabled {
                 counter.increment(1);
             }
         }
+    }
+
+    /// How many live caches report under each `cache` and `key` label pair.
+    type LiveSeries = HashMap<(Arc<str>, Arc<str>), usize>;
+
+    fn live_series<T>(f: impl FnOnce(&mut LiveSeries) -> T) -> T {
+        static LIVE: LazyLock<Mutex<LiveSeries>> = LazyLock::new(Mutex::default);
+        let mut live = LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut live)
     }
 
     /// `at` on the wall clock, in seconds since the Unix epoch.
@@ -297,7 +338,7 @@ mod disabled {
             Stamp
         }
         #[inline(always)]
-        pub(crate) fn waiter_told(&self, _joined: Stamp, _now: Instant) {}
+        pub(crate) fn waiter_told(&self, _joined: Stamp, _told: Stamp) {}
         #[inline(always)]
         pub(crate) fn invalidated(&self, _cause: Invalidation) {}
         #[inline(always)]

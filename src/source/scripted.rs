@@ -120,7 +120,8 @@
 //!
 //! Steps are played in order, one per call, and the handle's
 //! [`push`](ScriptHandle::push) appends more at any time. A step's
-//! [`delay`](Step::delay) is a `tokio::time::sleep` before it answers; a
+//! [`delay`](Step::delay) is a `tokio::time::sleep` before it answers (a
+//! call dropped during its delay has used its step all the same); a
 //! [`Step::hang`] never answers, to test the cache's
 //! [`fetch_timeout`](crate::TokenCacheBuilder::fetch_timeout). Errors carry
 //! their [`ErrorClass`], so they drive the cache's real backoff: a transient
