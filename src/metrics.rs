@@ -52,7 +52,7 @@
 //! | `tower_bearer_requests_total` | counter | `path`: `cached`, `waited`, `failed_fast` | requests that needed a token: served from cache without waiting, waited for a fetch, or failed at once because the cache was backing off |
 //! | `tower_bearer_fetches_total` | counter | `reason`: `no_usable_token`, `refresh_ahead`, `requested`, `rejected`; `outcome`: `ok`, `transient_error`, `permanent_error` | calls to the token source, by why they started and how they ended |
 //! | `tower_bearer_fetch_duration_seconds` | histogram | `outcome` | how long each fetch took |
-//! | `tower_bearer_wait_duration_seconds` | histogram | | how long a request (or [`TokenCache::refresh`]) waited for a fetch's outcome |
+//! | `tower_bearer_wait_duration_seconds` | histogram | | how long a request (or [`TokenCache::refresh`]) waited for a fetch's outcome; a waiter that gave up first (dropped, or past its deadline) is not in it |
 //! | `tower_bearer_invalidations_total` | counter | `cause`: `rejected` (by the API), `requested` ([`TokenCache::invalidate`]) | tokens thrown away before their time |
 //! | `tower_bearer_token_remaining_lifetime_seconds` | histogram | | the usable time a token had left when a new one replaced it: how early refreshes land (0: a request found it unusable) |
 //! | `tower_bearer_token_refresh_timestamp_seconds` | gauge | | when the current token's background refresh is due, in seconds since the Unix epoch; 0 while no token is cached (and once the cache, or its key, is dropped). Seconds until the refresh: `tower_bearer_token_refresh_timestamp_seconds - time()` |
@@ -72,9 +72,12 @@
 //! the exporter's counter: no lookup, no lock, no allocation. Every series
 //! of a cache is registered at once, at zero, so that rates and dashboards
 //! see every outcome from the start. A keyed cache registers a key's
-//! series when the key is first used. An evicted key's gauges go to 0, but
-//! its series stay with the exporter: `metrics-exporter-prometheus` keeps
-//! them unless told to drop idle ones (`PrometheusBuilder::idle_timeout`).
+//! series when the key is first used (and its own, `keys_evicted`
+//! included, then at the latest). An evicted key's gauges go to 0, and its
+//! series stay with the exporter. Do not have the exporter drop idle series
+//! (`metrics-exporter-prometheus`'s `idle_timeout`) for these metrics: a
+//! cache keeps its handles, so a series dropped while idle (a counter at
+//! 0, a gauge set an hour ago) would not come back when it moves.
 //! Keys whose parameters differ only in a parameter's value share one
 //! `key` label (values stay out of labels): their counters add up, and
 //! their gauges show whichever token landed last. So do two caches given

@@ -504,6 +504,15 @@ async fn a_keyed_cache_labels_each_key_without_secrets_and_counts_evictions() {
     for secret in ["hunter2", "s3cret", "frag", "acme-private", "secret-token"] {
         assert!(!text.contains(secret), "{secret} in\n{text}");
     }
+    // The default token was never fetched, yet evictions count from 0.
+    assert_eq!(
+        value(
+            &text,
+            "tower_bearer_keys_evicted_total",
+            &[("cache", "tenants")]
+        ),
+        0.0
+    );
     // A second key evicts the first.
     cache
         .for_params(&TokenParams::for_scopes(["Files.Read"]))
@@ -690,6 +699,7 @@ async fn a_failed_refresh_is_counted_and_moves_the_refresh_gauge() {
     // Past the refresh point: the refresh fails, the token is kept, and its
     // next refresh is due later.
     tokio::time::advance(Duration::from_secs_f64(75.0 - window + 0.1)).await;
+    let before = now_unix();
     let response = svc.ready().await.unwrap().call(request()).await.unwrap();
     assert_eq!(response.body(), "Bearer t");
     tokio::task::yield_now().await;
@@ -706,13 +716,15 @@ async fn a_failed_refresh_is_counted_and_moves_the_refresh_gauge() {
         ),
         1.0
     );
-    // Set when the refresh failed: due again after the backoff's first
-    // step (1 s), well before the usable end (window - 0.1 s away). The wall
-    // clock stands still while the paused one moves, so the gauge reads
-    // that far ahead of it.
-    let rescheduled = gauge(&text, "tower_bearer_token_refresh_timestamp_seconds");
-    let due_in = rescheduled - now_unix();
-    assert!(close(due_in, 1.0, 0.5), "due again in {due_in} s");
+    // Set when the refresh failed, between `before` and now on the wall
+    // clock (which stands still while the paused one moves): due again
+    // after the backoff's first step (1 s), well before the usable end
+    // (window - 0.1 s away). Unmoved, it would read 0.1 s before `before`.
+    let rescheduled = gauge(&text, "tower_bearer_token_refresh_timestamp_seconds") - 1.0;
+    assert!(
+        (before - 0.01..=now_unix() + 0.01).contains(&rescheduled),
+        "due again 1 s after the failure: {rescheduled} not in {before}.."
+    );
     assert_eq!(
         gauge(&text, "tower_bearer_token_usable_until_timestamp_seconds"),
         usable_until,

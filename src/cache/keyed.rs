@@ -164,6 +164,7 @@ impl Keys {
             slot.touch();
             return Ok(Arc::clone(slot));
         }
+        parent.telemetry.resolve();
         let mut builder = TokenCacheBuilder::with_parts(source, self.config.clone());
         builder.key = Some(params.clone());
         let slot = Arc::new(Slot {

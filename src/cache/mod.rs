@@ -401,7 +401,7 @@ impl TokenCache {
         state.generations += 1;
         let flight = Flight::start(&self.shared, state.generations, reason)?;
         bump(&self.shared.counters.fetches_started);
-        self.shared.telemetry.fetch_started();
+        self.shared.telemetry.resolve();
         state.flight = Some(flight);
         Ok(())
     }

@@ -166,9 +166,11 @@ mod enabled {
             self.handles().failed_fast.increment(1);
         }
 
-        /// A fetch is starting: the handles are resolved now, from the
-        /// recorder in place, before any token can be served.
-        pub(crate) fn fetch_started(&self) {
+        /// Resolves the handles now, from the recorder in place: before a
+        /// fetch, so that a token is never served uncounted, and when a
+        /// keyed cache makes its first key, so that its evictions count
+        /// from zero.
+        pub(crate) fn resolve(&self) {
             self.handles();
         }
 
@@ -211,7 +213,9 @@ mod enabled {
             let Some(handles) = self.handles.get() else {
                 return;
             };
-            let last = live_series(|live| {
+            // Under the count's lock: a cache registering under these labels
+            // meanwhile must not have its fresh gauges zeroed.
+            live_series(|live| {
                 let labels = self.labels();
                 let count = live.get_mut(&labels).map_or(0, |count| {
                     *count -= 1;
@@ -219,13 +223,10 @@ mod enabled {
                 });
                 if count == 0 {
                     live.remove(&labels);
+                    handles.refresh_at.set(0.0);
+                    handles.usable_until.set(0.0);
                 }
-                count == 0
             });
-            if last {
-                handles.refresh_at.set(0.0);
-                handles.usable_until.set(0.0);
-            }
         }
 
         /// `token` is current now, in place of `replaced` if one was cached.
@@ -330,7 +331,7 @@ mod disabled {
         #[inline(always)]
         pub(crate) fn failed_fast(&self) {}
         #[inline(always)]
-        pub(crate) fn fetch_started(&self) {}
+        pub(crate) fn resolve(&self) {}
         #[inline(always)]
         pub(crate) fn fetch_finished(&self, _reason: Reason, _outcome: &Outcome, _took: Duration) {}
         #[inline(always)]
