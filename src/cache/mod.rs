@@ -398,10 +398,12 @@ impl TokenCache {
     /// Starts the one fetch, under a new generation.
     fn begin_flight(&self, state: &mut State, reason: Reason) -> Result<(), TokenError> {
         debug_assert!(state.flight.is_none());
+        // Before the fetch's task exists: its outcome and the token it
+        // brings are counted by handles resolved here, on the caller's side.
+        self.shared.telemetry.resolve();
         state.generations += 1;
         let flight = Flight::start(&self.shared, state.generations, reason)?;
         bump(&self.shared.counters.fetches_started);
-        self.shared.telemetry.resolve();
         state.flight = Some(flight);
         Ok(())
     }
