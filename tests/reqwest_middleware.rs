@@ -348,11 +348,13 @@ async fn the_layers_rejection_statuses_decide_and_insufficient_scope_keeps_the_t
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
 }
 
-#[tokio::test]
-async fn a_cache_shared_with_a_tower_stack_serves_both_one_token() {
+/// One request through a middleware client, then one through a tower
+/// stack, both over one cache whose source yields `first`, then `second`,
+/// to an API accepting only `accepted`: what the API saw, and the fetches.
+async fn middleware_then_tower_stack(accepted: &'static str) -> (Vec<String>, usize) {
     let (source, fetches) = counting_source(&["first", "second"]);
     let cache = TokenCache::new(source);
-    let api = Api::accepting("first").await;
+    let api = Api::accepting(accepted).await;
     let middleware_client = client(BearerAuthMiddleware::with_cache(cache.clone()));
     let http = http_client();
     let tower_client = ServiceBuilder::new()
@@ -368,37 +370,21 @@ async fn a_cache_shared_with_a_tower_stack_serves_both_one_token() {
     let request = http.get(api.url("/v1/me")).build().unwrap();
     let response = tower_client.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
+    (api.seen(), fetches.load(Ordering::SeqCst))
+}
 
-    assert_eq!(api.seen(), ["Bearer first", "Bearer first"]);
-    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+#[tokio::test]
+async fn a_cache_shared_with_a_tower_stack_serves_both_one_token() {
+    let (seen, fetches) = middleware_then_tower_stack("first").await;
+    assert_eq!(seen, ["Bearer first", "Bearer first"]);
+    assert_eq!(fetches, 1);
 }
 
 #[tokio::test]
 async fn a_rejection_seen_by_the_middleware_renews_the_token_of_the_tower_stack() {
-    let (source, fetches) = counting_source(&["first", "second"]);
-    let cache = TokenCache::new(source);
-    let api = Api::accepting("second").await;
-    let middleware_client = client(BearerAuthMiddleware::with_cache(cache.clone()));
-    let http = http_client();
-    let tower_client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::with_cache(cache.clone()))
-        .service(http.clone());
-
-    let response = middleware_client
-        .get(api.url("/v1/me"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let request = http.get(api.url("/v1/me")).build().unwrap();
-    let response = tower_client.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-
-    assert_eq!(
-        api.seen(),
-        ["Bearer first", "Bearer second", "Bearer second"]
-    );
-    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    let (seen, fetches) = middleware_then_tower_stack("second").await;
+    assert_eq!(seen, ["Bearer first", "Bearer second", "Bearer second"]);
+    assert_eq!(fetches, 2);
 }
 
 #[tokio::test]
