@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use support::scrape::Scrape;
 use support::{Counting, no_jitter, request};
 use tower::{Layer, Service, ServiceExt};
 use tower_bearer::cache::FreshnessCheck;
@@ -78,32 +79,8 @@ impl Recorder for Recording {
 }
 
 /// The value of the one sample named `name` whose labels include `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let found: Vec<f64> = text
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let matches = series_name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| series_labels.contains(&format!("{k}=\"{v}\"")));
-            matches.then(|| value.parse().unwrap())
-        })
-        .collect();
-    assert!(
-        found.len() <= 1,
-        "{name} {labels:?} is ambiguous in\n{text}"
-    );
-    found.first().copied()
-}
-
 fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    sample(text, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    Scrape::parse(text).value(name, labels)
 }
 
 fn now_unix() -> f64 {

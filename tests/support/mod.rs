@@ -24,6 +24,7 @@ pub mod exchange;
 pub mod keys;
 pub mod processes;
 pub mod readme;
+pub mod scrape;
 mod server;
 mod services;
 mod sources;
