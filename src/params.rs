@@ -149,17 +149,12 @@ impl TokenParams {
     #[cfg(feature = "metrics")]
     pub(crate) fn label(&self) -> String {
         let parts = &*self.0;
-        let redacted = |list: &[String]| -> Vec<String> {
-            list.iter()
-                .map(|uri| crate::redact::redact_url(uri))
-                .collect()
-        };
         let mut param_names: Vec<String> = parts.params.iter().map(|(n, _)| n.clone()).collect();
         param_names.dedup();
         let groups = [
             ("scope", parts.scopes.clone()),
-            ("audience", redacted(&parts.audiences)),
-            ("resource", redacted(&parts.resources)),
+            ("audience", shown_uris(&parts.audiences)),
+            ("resource", shown_uris(&parts.resources)),
             ("param", param_names),
         ];
         groups
@@ -196,20 +191,15 @@ impl fmt::Debug for TokenParams {
     // URIs, show without user info, query or fragment.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts = &*self.0;
-        let shown = |list: &[String]| -> Vec<String> {
-            list.iter()
-                .map(|uri| crate::redact::redact_url(uri))
-                .collect()
-        };
         let mut out = f.debug_struct("TokenParams");
         if !parts.scopes.is_empty() {
             out.field("scopes", &parts.scopes);
         }
         if !parts.audiences.is_empty() {
-            out.field("audiences", &shown(&parts.audiences));
+            out.field("audiences", &shown_uris(&parts.audiences));
         }
         if !parts.resources.is_empty() {
-            out.field("resources", &shown(&parts.resources));
+            out.field("resources", &shown_uris(&parts.resources));
         }
         if !parts.params.is_empty() {
             let names: Vec<&str> = parts.params.iter().map(|(n, _)| n.as_str()).collect();
@@ -217,6 +207,14 @@ impl fmt::Debug for TokenParams {
         }
         out.finish()
     }
+}
+
+/// Audiences or resources as `Debug` and metric labels show them: URIs
+/// without user info, query or fragment.
+fn shown_uris(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|uri| crate::redact::redact_url(uri))
+        .collect()
 }
 
 /// Builds [`TokenParams`]. Order and repeats never matter.
