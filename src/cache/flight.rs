@@ -49,6 +49,37 @@ impl Reason {
     }
 }
 
+/// How a fetch ended, as its span and the metrics name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Ok,
+    TransientError,
+    PermanentError,
+}
+
+impl Ending {
+    /// Every ending, in the order of their discriminants.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) const ALL: [Ending; 3] =
+        [Ending::Ok, Ending::TransientError, Ending::PermanentError];
+
+    pub(crate) fn of<T>(result: &Result<T, TokenError>) -> Self {
+        match result {
+            Ok(_) => Ending::Ok,
+            Err(error) if error.is_transient() => Ending::TransientError,
+            Err(_) => Ending::PermanentError,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Ending::Ok => "ok",
+            Ending::TransientError => "transient_error",
+            Ending::PermanentError => "permanent_error",
+        }
+    }
+}
+
 /// A fetch in progress.
 pub(crate) struct Flight {
     pub(crate) generation: u64,
@@ -208,14 +239,7 @@ impl Guard {
         self.done = true;
         let elapsed = Instant::now().saturating_duration_since(self.started);
         self.span.record("duration_ms", elapsed.as_millis() as u64);
-        self.span.record(
-            "outcome",
-            match &result {
-                Ok(_) => "ok",
-                Err(e) if e.is_transient() => "transient_error",
-                Err(_) => "permanent_error",
-            },
-        );
+        self.span.record("outcome", Ending::of(&result).as_str());
         if let Some(shared) = self.shared.upgrade() {
             let _entered = self.span.enter();
             shared.complete(self.generation, self.started, self.reason, result);

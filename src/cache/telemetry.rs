@@ -33,7 +33,7 @@ mod enabled {
 
     use super::Invalidation;
     use crate::cache::entry::Entry;
-    use crate::cache::flight::{Outcome, Reason};
+    use crate::cache::flight::{Ending, Outcome, Reason};
     use crate::metrics as names;
     use crate::params::TokenParams;
 
@@ -55,13 +55,11 @@ mod enabled {
         Reason::Rejected,
     ];
 
-    const OUTCOMES: [&str; 3] = ["ok", "transient_error", "permanent_error"];
-
     struct Handles {
         cached: Counter,
         waited: Counter,
         failed_fast: Counter,
-        // By reason, then outcome.
+        // By reason, then ending.
         fetches: [[Counter; 3]; 4],
         fetch_duration: [Histogram; 3],
         wait_duration: Histogram,
@@ -122,15 +120,18 @@ mod enabled {
                 waited: requests("waited"),
                 failed_fast: requests("failed_fast"),
                 fetches: REASONS.map(|reason| {
-                    OUTCOMES.map(|outcome| {
+                    Ending::ALL.map(|ending| {
                         metrics::counter!(
                             names::FETCHES,
-                            labels(&[("reason", reason.label()), ("outcome", outcome)])
+                            labels(&[("reason", reason.label()), ("outcome", ending.as_str())])
                         )
                     })
                 }),
-                fetch_duration: OUTCOMES.map(|outcome| {
-                    metrics::histogram!(names::FETCH_DURATION, labels(&[("outcome", outcome)]))
+                fetch_duration: Ending::ALL.map(|ending| {
+                    metrics::histogram!(
+                        names::FETCH_DURATION,
+                        labels(&[("outcome", ending.as_str())])
+                    )
                 }),
                 wait_duration: metrics::histogram!(names::WAIT_DURATION, labels(&[])),
                 invalidations: ["rejected", "requested"].map(|cause| {
@@ -176,14 +177,10 @@ mod enabled {
 
         pub(crate) fn fetch_finished(&self, reason: Reason, outcome: &Outcome, took: Duration) {
             let handles = self.handles();
-            let outcome = match outcome {
-                Ok(_) => 0,
-                Err(error) if error.is_transient() => 1,
-                Err(_) => 2,
-            };
+            let ending = Ending::of(outcome) as usize;
             let reason = REASONS.iter().position(|r| *r == reason).unwrap_or(0);
-            handles.fetches[reason][outcome].increment(1);
-            handles.fetch_duration[outcome].record(took.as_secs_f64());
+            handles.fetches[reason][ending].increment(1);
+            handles.fetch_duration[ending].record(took.as_secs_f64());
         }
 
         /// The moment a waiter joins a flight.
