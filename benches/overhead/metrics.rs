@@ -7,8 +7,7 @@ use std::hint::black_box;
 use http::Uri;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tower::Layer;
-use tower_bearer::source::StaticSource;
-use tower_bearer::{BearerAuthLayer, TokenCache};
+use tower_bearer::BearerAuthLayer;
 
 use super::services::{multi_thread_runtime, noop_service, static_token, warm_cache};
 use super::stats::{Variant, interleave, median, print_samples, ratio_of_rounds};
@@ -30,15 +29,7 @@ pub(crate) fn metrics_hot_path(plan: &Plan, summary: &mut Summary) {
     // fetch, as a program that installed one would.
     let recorder = PrometheusBuilder::new().build_recorder();
     let scrape = recorder.handle();
-    let recorded = metrics::with_local_recorder(&recorder, || {
-        let cache = TokenCache::builder(StaticSource::new(static_token()))
-            .name("bench")
-            .build();
-        runtime
-            .block_on(cache.refresh())
-            .expect("warming the cache");
-        cache
-    });
+    let recorded = metrics::with_local_recorder(&recorder, || warm_cache(&runtime, static_token()));
 
     let mut bearer = BearerAuthLayer::with_cache(plain.clone()).layer(noop_service());
     let mut bearer_metrics = BearerAuthLayer::with_cache(recorded.clone()).layer(noop_service());
